@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine with Python 3.11, pip and make:
+#   make demo   install everything, generate the company, build every asset, serve the result
+#   make test   install everything and run the test suite
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+
+.PHONY: install demo test build clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+# The lock file pins every package; uv installs exactly it (no resolution, no surprises).
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/crm demo
+
+build: install
+	$(VENV)/bin/crm build
+
+test: install
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf data $(VENV) $(TOOLS) dbt_project/target

@@ -1,0 +1,240 @@
+"""The `crm` command: generate the simulated company, build the warehouse, audit it, serve it.
+
+    crm generate [--customers N --seed S --start DATE --days D --out DIR]
+    crm build    [--config FILE --start DATE --end DATE]
+    crm audit    [--json]
+    crm demo     (generate the small company if absent, build, then serve)
+    crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.settings import PROJECT_ROOT, ConfigError, load_settings
+
+app = typer.Typer(help="Analytical CRM warehouse: sources -> DuckDB -> customer 360 -> scores -> people.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+DEFAULT_SOURCES = PROJECT_ROOT / "data" / "sources"
+ConfigOption = typer.Option(None, "--config", "-c", help="Sources config (default: $CRM_CONFIG or the demo company).")
+
+
+def _use_config(config: Path | None) -> None:
+    if config is not None:
+        os.environ["CRM_CONFIG"] = str(config.resolve())
+
+
+def _settings_or_exit(config: Path | None):
+    _use_config(config)
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        err.print(f"[red]Config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def generate(
+    customers: int = typer.Option(2_000, help="Number of real persons in the company."),
+    seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical sources."),
+    start: str = typer.Option(None, help="First visible day (YYYY-MM-DD); default: so the history ends yesterday."),
+    days: int = typer.Option(730, help="Days of visible history."),
+    out: Path = typer.Option(DEFAULT_SOURCES, help="Where the three source systems are written."),
+    truth_out: Path = typer.Option(None, help="Where the ground truth is written (default: next to --out)."),
+) -> None:
+    """Write the simulated company: a sales database, marketing file drops, a support export, and the truth."""
+    from simulator import SimulationConfig, generate as simulate
+
+    first_day = date.fromisoformat(start) if start else date.today() - timedelta(days=days)
+    config = SimulationConfig(
+        customers=customers, seed=seed, start=first_day, days=days, out=out.resolve(),
+        truth_out=(truth_out or out.resolve().parent / "ground_truth").resolve(),
+    )
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        mess = simulate(config, progress=report)
+    console.print(f"[green]Company written[/green] to {config.out} (ground truth: {config.truth_out})")
+    console.print(f"history {first_day} .. {first_day + timedelta(days=days - 1)}, {customers:,} persons, seed {seed}")
+    if isinstance(mess, dict):
+        rates = mess.get("rates", mess)
+        table = Table("measured mess", "value", title="How messy the company is")
+        for key, value in rates.items():
+            if isinstance(value, (int, float)):
+                table.add_row(key, f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
+        console.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@app.command()
+def build(
+    config: Path = ConfigOption,
+    start: str = typer.Option(None, help="First day to (re)load; default: the whole history."),
+    end: str = typer.Option(None, help="Last day to (re)load; default: yesterday."),
+) -> None:
+    """Materialize every asset for the configured sources, in this process (no server needed)."""
+    settings = _settings_or_exit(config)
+    outcome = _run_build(settings, start, end)
+    if not outcome.success:
+        raise typer.Exit(1)
+
+
+def _run_build(settings, start: str | None, end: str | None):
+    from pipelines.build import run_build
+
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task("materializing assets", total=None)
+        done: set[str] = set()
+
+        def on_step(step: str, status: str) -> None:
+            if status == "STEP_START":
+                progress.update(task, description=f"materializing {step}")
+            else:
+                done.add(step)
+                progress.update(task, completed=len(done))
+
+        outcome = run_build(
+            settings,
+            start=date.fromisoformat(start) if start else None,
+            end=date.fromisoformat(end) if end else None,
+            on_step=on_step,
+        )
+        progress.update(task, total=len(done), description="done")
+    elapsed = time.monotonic() - started
+    window = f"{outcome.partition_range[0]}..{outcome.partition_range[1]}" if outcome.partition_range else "none"
+    if outcome.success:
+        console.print(f"[green]Build succeeded[/green] in {elapsed:.1f}s: {outcome.assets_materialized} assets, "
+                      f"days {window}, warehouse {settings.warehouse_path} (run {outcome.run_id[:8]})")
+    else:
+        err.print(f"[red]Build failed[/red] after {elapsed:.1f}s (run {outcome.run_id[:8]}, days {window}). "
+                  "The last good warehouse tables are unchanged for every step that failed.")
+        for failure in outcome.failures:
+            err.print(f"  [red]x[/red] {failure}")
+        for check in outcome.failed_checks:
+            err.print(f"  [red]x[/red] blocking check failed: {check}")
+    for check in outcome.warned_checks:
+        console.print(f"  [yellow]![/yellow] warning check: {check}")
+    return outcome
+
+
+@app.command()
+def audit(config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Rows read = rows in raw + rows in quarantine, per source entity; and why rows were quarantined."""
+    from pipelines.defs.ingest.audit import read_audit
+
+    settings = _settings_or_exit(config)
+    try:
+        report = read_audit(settings)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/red] Run `crm build` first.")
+        raise typer.Exit(2) from exc
+    if as_json:
+        print(json.dumps(report, default=str, indent=2))
+    else:
+        table = Table("entity", "rows read", "in raw", "in quarantine", "share", "reconciled", "last day",
+                      title=f"Ingestion reconciliation ({settings.warehouse_path})")
+        for row in report["entities"]:
+            table.add_row(row["entity"], f"{row['rows_read']:,}", f"{row['rows_in_raw']:,}",
+                          f"{row['rows_in_quarantine']:,}", f"{(row['quarantine_share'] or 0):.2%}",
+                          "[green]yes[/green]" if row["reconciled"] else "[red]NO[/red]", str(row["last_partition"] or "-"))
+        console.print(table)
+        reasons = Table("entity", "reason", "rows", title="Quarantine reasons")
+        for row in report["quarantine_reasons"]:
+            reasons.add_row(row["entity"], row["reason"], f"{row['rows']:,}")
+        console.print(reasons)
+        if report["files_not_loaded"]:
+            console.print(f"[yellow]{len(report['files_not_loaded'])} dropped files are not loaded yet[/yellow]")
+    if not all(row["reconciled"] for row in report["entities"]):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    customers: int = typer.Option(2_000, help="Size of the company generated when none exists."),
+    serve: bool = typer.Option(True, help="Serve the result after the build."),
+    port: int = typer.Option(3000, help="Port for the Dagster UI."),
+) -> None:
+    """Generate the small company if absent, build everything, then serve what exists."""
+    os.environ.pop("CRM_CONFIG", None)
+    settings = load_settings()
+    sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
+    if not sales_db.exists():
+        console.print(f"No company under {DEFAULT_SOURCES}: generating {customers:,} customers...")
+        generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None)
+        settings = load_settings()
+    outcome = _run_build(settings, None, None)
+    if not outcome.success:
+        raise typer.Exit(1)
+    if serve:
+        _serve_dagster(port)
+
+
+def _serve_dagster(port: int) -> None:
+    from pipelines.build import prepare_dagster_home
+
+    prepare_dagster_home()
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "pipelines.definitions",
+               "-h", "127.0.0.1", "-p", str(port)]
+    console.print(f"[bold]Dagster UI (asset graph, checks, runs, nightly schedule):[/bold] http://127.0.0.1:{port}")
+    console.print("Stop with Ctrl-C.")
+    # Its own process group, so Ctrl-C or a SIGTERM stops the webserver and the daemon with it.
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@app.command()
+def dev(config: Path = ConfigOption, port: int = typer.Option(3000, help="Port for the Dagster UI.")) -> None:
+    """Open the Dagster UI with the daemon, so the nightly schedule runs while it is up."""
+    _use_config(config)
+    _serve_dagster(port)
+
+
+def _register_optional_commands() -> None:
+    """Sub-commands owned by later steps of the flow (evaluation) join when they exist."""
+    try:
+        from pipelines.commands.evaluate import evaluate_app
+    except ImportError:
+        return
+    app.add_typer(evaluate_app, name="evaluate", help="Measure identity matching and scores against the ground truth.")
+
+
+_register_optional_commands()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,136 @@
+"""The ingestion ledger in schema ``ops``: what was read, loaded and quarantined, and where each source stands.
+
+- ``ops.ingest_batches``: one row per asset run (entity, window, counts, drift warnings);
+- ``ops.ingest_partition_counts``: rows read / loaded / quarantined per entity and day, replaced with
+  the day's data, so the reconciliation stays exact when a day is re-run;
+- ``ops.loaded_files``: the manifest of files and pages loaded, with checksums;
+- ``ops.source_state``: the SQL watermark and the export cursor of each entity;
+- ``ops.ingest_reconciliation``: a view the dashboard and ``crm audit`` read: for every entity,
+  rows read = rows in raw + rows in quarantine.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from pipelines.defs.ingest.entities import ENTITIES
+from pipelines.defs.ingest.readers import ReadResult, Window
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE TABLE IF NOT EXISTS ops.ingest_batches (
+    batch_id VARCHAR PRIMARY KEY, entity VARCHAR, source VARCHAR, run_id VARCHAR,
+    window_start DATE, window_end DATE, rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT,
+    files_read BIGINT, drift_warnings VARCHAR[], started_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS ops.ingest_partition_counts (
+    entity VARCHAR, partition_date DATE, batch_id VARCHAR,
+    rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT);
+CREATE TABLE IF NOT EXISTS ops.loaded_files (
+    entity VARCHAR, path VARCHAR, partition_date DATE, size_bytes BIGINT, sha256 VARCHAR,
+    rows_read BIGINT, batch_id VARCHAR, loaded_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS ops.source_state (
+    entity VARCHAR PRIMARY KEY, watermark VARCHAR, cursor VARCHAR, cursor_date DATE, updated_at TIMESTAMP);
+"""
+
+
+def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_DDL)
+
+
+def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the reconciliation view over every entity's raw and quarantine tables."""
+    counted = " UNION ALL ".join(
+        f"SELECT '{name}' AS entity, (SELECT count(*) FROM raw.{name}) AS rows_in_raw, "
+        f"(SELECT count(*) FROM quarantine.{name}) AS rows_in_quarantine"
+        for name in ENTITIES
+    )
+    con.execute(
+        "CREATE OR REPLACE VIEW ops.ingest_reconciliation AS "
+        "WITH ledger AS (SELECT entity, sum(rows_read) AS rows_read, max(partition_date) AS last_partition, "
+        "               count(DISTINCT partition_date) AS partitions FROM ops.ingest_partition_counts GROUP BY entity), "
+        f"counted AS ({counted}) "
+        "SELECT c.entity, coalesce(l.rows_read, 0) AS rows_read, c.rows_in_raw, c.rows_in_quarantine, "
+        "       coalesce(l.rows_read, 0) = c.rows_in_raw + c.rows_in_quarantine AS reconciled, "
+        "       round(c.rows_in_quarantine / nullif(c.rows_in_raw + c.rows_in_quarantine, 0), 5) AS quarantine_share, "
+        "       l.partitions, l.last_partition, "
+        "       (SELECT max(finished_at) FROM ops.ingest_batches b WHERE b.entity = c.entity) AS last_loaded_at "
+        "FROM counted c LEFT JOIN ledger l USING (entity) ORDER BY c.entity"
+    )
+
+
+def stored_cursor(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, date] | None:
+    row = con.execute(
+        "SELECT cursor, cursor_date FROM ops.source_state WHERE entity = $e AND cursor IS NOT NULL", {"e": entity}
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def record_batch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    entity: str,
+    source: str,
+    batch_id: str,
+    run_id: str,
+    window: Window,
+    read: ReadResult,
+    loaded: int,
+    quarantined: int,
+    started_at: str,
+    finished_at: str,
+) -> None:
+    """Write the ledger rows for a batch; runs in the caller's transaction, after the data."""
+    params = {"entity": entity, "start": window.start, "end": window.end}
+    con.execute(
+        "DELETE FROM ops.ingest_partition_counts WHERE entity = $entity AND partition_date BETWEEN $start AND $end",
+        params,
+    )
+    con.execute(
+        "INSERT INTO ops.ingest_partition_counts "
+        "SELECT $entity, _partition_date, $batch, "
+        "       count(*) FILTER (WHERE _kind IN ('raw', 'quarantine')), count(*) FILTER (WHERE _kind = 'raw'), "
+        "       count(*) FILTER (WHERE _kind = 'quarantine') "
+        "FROM (SELECT _partition_date, 'raw' AS _kind FROM raw." + entity + " WHERE _batch_id = $batch "
+        "      UNION ALL SELECT _partition_date, 'quarantine' FROM quarantine." + entity + " WHERE _batch_id = $batch) "
+        "GROUP BY _partition_date",
+        {"entity": entity, "batch": batch_id},
+    )
+    # The reader's own count is the independent side of the books: if it differs from what
+    # landed, a row was lost between reading and loading, and the asset check fails.
+    con.execute(
+        "INSERT INTO ops.ingest_batches VALUES ($batch, $entity, $source, $run, $start, $end, $read, $loaded, "
+        "$quarantined, $files, $warnings, $started, $finished)",
+        {
+            "batch": batch_id, "entity": entity, "source": source, "run": run_id, "start": window.start,
+            "end": window.end, "read": read.rows_read, "loaded": loaded, "quarantined": quarantined,
+            "files": len(read.files), "warnings": read.drift_warnings, "started": started_at, "finished": finished_at,
+        },
+    )
+    if read.files:
+        con.execute(
+            "DELETE FROM ops.loaded_files WHERE entity = $entity AND partition_date BETWEEN $start AND $end", params
+        )
+        con.executemany(
+            "INSERT INTO ops.loaded_files VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [
+                (entity, f.path, f.partition_date, f.size_bytes, f.sha256, f.rows_read, batch_id, finished_at)
+                for f in read.files
+            ],
+        )
+    if read.watermark is not None or read.cursor is not None:
+        con.execute(
+            "INSERT INTO ops.source_state VALUES ($entity, $watermark, $cursor, $cursor_date, $now) "
+            "ON CONFLICT (entity) DO UPDATE SET "
+            "watermark = CASE WHEN excluded.watermark > coalesce(ops.source_state.watermark, '') "
+            "                 THEN excluded.watermark ELSE ops.source_state.watermark END, "
+            "cursor = CASE WHEN excluded.cursor_date >= coalesce(ops.source_state.cursor_date, DATE '0001-01-01') "
+            "              THEN excluded.cursor ELSE ops.source_state.cursor END, "
+            "cursor_date = greatest(excluded.cursor_date, ops.source_state.cursor_date), "
+            "updated_at = excluded.updated_at",
+            {
+                "entity": entity, "watermark": read.watermark, "cursor": read.cursor,
+                "cursor_date": read.cursor_date, "now": finished_at,
+            },
+        )

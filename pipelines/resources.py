@@ -1,0 +1,35 @@
+"""Dagster resources: the sources config and the DuckDB warehouse, configured from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+
+from pipelines.settings import Settings, config_path_from_env, load_settings
+
+
+class CrmSettingsResource(dg.ConfigurableResource):
+    """The sources config file; the warehouse path and every source location come from it."""
+
+    config_path: str
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The one writer connection to the build warehouse (DuckDB allows one writer process)."""
+        path = self.settings().warehouse_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def crm_settings_resource() -> CrmSettingsResource:
+    return CrmSettingsResource(config_path=str(config_path_from_env()))

@@ -1,0 +1,57 @@
+"""Shared fixtures: a small simulated company written once per test session, and settings for it.
+
+The company is small (2,000 persons) with a short history, so a full Dagster build over every
+daily partition takes seconds; tests that change files copy it first.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.settings import DEFAULT_CONFIG, Settings, load_settings
+
+SMALL_COMPANY = dict(customers=2_000, seed=11, start=date(2024, 1, 1), days=150)
+
+
+@pytest.fixture(scope="session")
+def small_company(tmp_path_factory) -> Path:
+    """Root folder with sources/ and ground_truth/ of the small company (never modified by tests)."""
+    from simulator import SimulationConfig, generate
+
+    root = tmp_path_factory.mktemp("company")
+    generate(SimulationConfig(out=root / "sources", truth_out=root / "ground_truth", **SMALL_COMPANY))
+    return root
+
+
+@pytest.fixture
+def company_copy(small_company, tmp_path) -> Path:
+    """A private copy of the small company, for tests that edit or add source files."""
+    target = tmp_path / "company"
+    shutil.copytree(small_company, target)
+    return target
+
+
+@pytest.fixture
+def use_company(monkeypatch, tmp_path):
+    """Point the demo config at a company folder and a fresh warehouse; returns loaded Settings."""
+
+    def _use(company_root: Path, config: Path = DEFAULT_CONFIG, warehouse: Path | None = None) -> Settings:
+        monkeypatch.setenv("CRM_CONFIG", str(config))
+        monkeypatch.setenv("CRM_SOURCES_DIR", str(company_root / "sources"))
+        monkeypatch.setenv("CRM_WAREHOUSE_PATH", str(warehouse or tmp_path / "warehouse" / "crm.duckdb"))
+        monkeypatch.setenv("CRM_HISTORY_START", SMALL_COMPANY["start"].isoformat())
+        monkeypatch.delenv("CRM_SALES_DB_URL", raising=False)
+        return load_settings()
+
+    return _use
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.DagsterInstance.ephemeral() as ephemeral:
+        yield ephemeral
