@@ -14,7 +14,7 @@ $(UV):
 
 # The lock file pins every package; uv installs exactly it (no resolution, no surprises).
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
 install: $(VENV)/.installed

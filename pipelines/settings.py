@@ -74,6 +74,8 @@ Source = Annotated[SqlSource | FileDropSource | PagedExportSource, Field(discrim
 class QualitySettings(_Strict):
     # A batch with more bad rows than this share blocks everything downstream of it.
     max_quarantine_share: float = 0.05
+    # Below this many rows a batch's share says little (1 bad row in 8 is 12%): the check passes.
+    min_rows_for_share: int = 200
 
 
 class ScheduleSettings(_Strict):

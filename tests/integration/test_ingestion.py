@@ -20,7 +20,8 @@ from tests.conftest import SMALL_COMPANY
 LAST_DAY = SMALL_COMPANY["start"] + timedelta(days=SMALL_COMPANY["days"] - 1)
 SQL_TABLES = {
     "sales_reps": "sales_reps", "sales_accounts": "accounts", "sales_contacts": "contacts",
-    "sales_products": "products", "sales_opportunities": "opportunities", "sales_orders": "orders",
+    "sales_products": "products", "sales_opportunities": "opportunities",
+    "sales_opportunity_stages": "opportunity_stage_history", "sales_orders": "orders",
     "sales_order_lines": "order_lines",
 }
 FILE_PATTERNS = {"marketing_campaigns": "campaigns", "marketing_contacts": "contacts", "marketing_events": "events"}

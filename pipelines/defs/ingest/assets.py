@@ -22,7 +22,7 @@ from pipelines.defs.ingest.service import IngestReport, ingest_entity
 from pipelines.defs.ingest.validate import ensure_entity_tables
 from pipelines.defs.quality.expectations import validate_frame
 from pipelines.resources import CrmSettingsResource
-from pipelines.settings import Settings
+from pipelines.settings import QualitySettings, Settings
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 
@@ -68,7 +68,9 @@ def _check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _check_results(entity: Entity, report: IngestReport, frame: pd.DataFrame, max_share: float) -> list[dg.AssetCheckResult]:
+def _check_results(
+    entity: Entity, report: IngestReport, frame: pd.DataFrame, quality: QualitySettings
+) -> list[dg.AssetCheckResult]:
     key = raw_asset_key(entity.name)
     outcomes = validate_frame(entity, frame) if len(frame) else []
     critical = [o for o in outcomes if o.severity == "critical"]
@@ -85,8 +87,12 @@ def _check_results(entity: Entity, report: IngestReport, frame: pd.DataFrame, ma
                       "rows_loaded": report.rows_loaded, "rows_quarantined": report.rows_quarantined},
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name=CHECK_QUARANTINE_SHARE, passed=report.quarantine_share <= max_share,
-            metadata={"quarantine_share": round(report.quarantine_share, 5), "limit": max_share,
+            asset_key=key,
+            check_name=CHECK_QUARANTINE_SHARE,
+            passed=report.quarantine_share <= quality.max_quarantine_share
+            or report.rows_read < quality.min_rows_for_share,
+            metadata={"quarantine_share": round(report.quarantine_share, 5), "limit": quality.max_quarantine_share,
+                      "min_rows_for_share": quality.min_rows_for_share,
                       "reasons": dg.MetadataValue.json(report.quarantine_reasons)},
         ),
         dg.AssetCheckResult(
@@ -147,7 +153,7 @@ def _build_raw_asset(entity: Entity, partitions: dg.DailyPartitionsDefinition) -
                 "files_read": report.files_read,
                 "dagster/row_count": report.rows_loaded,
             },
-            check_results=_check_results(entity, report, frame, settings.quality.max_quarantine_share),
+            check_results=_check_results(entity, report, frame, settings.quality),
         )
 
     return _raw_entity

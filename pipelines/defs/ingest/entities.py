@@ -136,6 +136,24 @@ ENTITIES: dict[str, Entity] = {
             key=("opportunity_id",),
         ),
         Entity(
+            "sales_opportunity_stages",
+            "sales",
+            "Stage history of opportunities: one row per stage an opportunity entered.",
+            (
+                Column("stage_history_id", "BIGINT", required=True),
+                Column("opportunity_id", "BIGINT", required=True),
+                Column(
+                    "stage",
+                    "VARCHAR",
+                    required=True,
+                    accepted_values=("prospecting", "qualified", "proposal", "negotiation", "won", "lost"),
+                ),
+                Column("entered_at", "TIMESTAMP", required=True),
+                *_TS,
+            ),
+            key=("stage_history_id",),
+        ),
+        Entity(
             "sales_orders",
             "sales",
             "Orders. The only entity a minimal company needs: customer, date and amount.",

@@ -61,9 +61,10 @@ def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def stored_cursor(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, date] | None:
-    row = con.execute(
+    rows = con.execute(
         "SELECT cursor, cursor_date FROM ops.source_state WHERE entity = $e AND cursor IS NOT NULL", {"e": entity}
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     return (row[0], row[1]) if row else None
 
 

@@ -299,8 +299,8 @@ def _load_csv_file(
         "rejects_table='_csv_rejects', rejects_scan='_csv_reject_scans', strict_mode=true)",
         {"path": str(path), "delim": source.delimiter},
     )
-    good = con.execute("SELECT count(*) FROM _csv_file").fetchone()[0]
-    rejected_lines = con.execute("SELECT count(DISTINCT line) FROM _csv_rejects").fetchone()[0]
+    good = con.execute("SELECT count(*) FROM _csv_file").fetchall()[0][0]
+    rejected_lines = con.execute("SELECT count(DISTINCT line) FROM _csv_rejects").fetchall()[0][0]
     # A parsed row's physical line is the k-th line (from 2, after the header) that was not rejected.
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _csv_lines AS "
@@ -308,6 +308,7 @@ def _load_csv_file(
         f"  SELECT range AS line FROM range(2, {good + rejected_lines + 2})"
         "  EXCEPT SELECT DISTINCT line FROM _csv_rejects)"
     )
+    _find_miscounted_lines(con, path, source.delimiter, len(header))
     select = ", ".join(
         (f"f.{_q(src)}" if src else "NULL") + f" AS {_q(canon)}" for canon, src in chosen.items()
     )
@@ -332,17 +333,44 @@ def _load_csv_file(
         f"  SELECT {select}, {_lit(source_name + ':' + relative)} AS _source, {location} AS _source_location, "
         f"         {partition} AS _partition_date "
         "  FROM (SELECT rowid AS ordinal, * FROM _csv_file) f JOIN _csv_lines l USING (ordinal)"
+        "  WHERE l.line NOT IN (SELECT line FROM _csv_miscounted)"
         f") WHERE _partition_date BETWEEN DATE {_lit(window.start.isoformat())} AND DATE {_lit(window.end.isoformat())}"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not window.contains(rejects_day):
         return inserted
     con.execute(
         f"INSERT INTO {REJECTS_TABLE} SELECT {_lit(source_name + ':' + relative)}, "
         f"{_lit(relative)} || ':' || line, DATE {_lit(rejects_day.isoformat())}, "
         "'broken CSV line: ' || string_agg(DISTINCT error_type, ', ') || ' (' || any_value(error_message) || ')', "
-        "NULL, any_value(csv_line) FROM _csv_rejects GROUP BY line"
+        "NULL, any_value(csv_line) FROM _csv_rejects GROUP BY line "
+        f"UNION ALL SELECT {_lit(source_name + ':' + relative)}, {_lit(relative)} || ':' || line, "
+        f"DATE {_lit(rejects_day.isoformat())}, 'broken CSV line: ' || fields || ' fields where the header has ' "
+        f"|| {len(header)}, NULL, l FROM _csv_miscounted"
     )
-    return inserted + rejected_lines
+    miscounted = con.execute("SELECT count(*) FROM _csv_miscounted").fetchall()[0][0]
+    return inserted + rejected_lines + miscounted
+
+
+def _find_miscounted_lines(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str, header_fields: int) -> None:
+    """Lines whose field count differs from the header's, which DuckDB's parser let through.
+
+    DuckDB accepts a line ending in an extra delimiter as if the empty last field were not there;
+    a strict reader calls it what it is. One cheap pass over the raw lines (Latin-1, so a line in
+    the wrong encoding cannot stop it) counts the delimiters outside quotes.
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_physical AS SELECT l FROM read_csv($path, header=false, delim=$sep, "
+        "quote='', escape='', columns={'l': 'VARCHAR'}, auto_detect=false, encoding='latin-1', strict_mode=false)",
+        {"path": str(path), "sep": "\x01"},
+    )
+    unquoted = "regexp_replace(coalesce(l, ''), '\"[^\"]*\"', '', 'g')"
+    fields = f"length({unquoted}) - length(replace({unquoted}, $delim, '')) + 1"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_miscounted AS "
+        f"SELECT rowid + 1 AS line, l, {fields} AS fields FROM _csv_physical "
+        f"WHERE rowid > 0 AND {fields} <> $expected AND rowid + 1 NOT IN (SELECT line FROM _csv_rejects)",
+        {"delim": delimiter, "expected": header_fields},
+    )
 
 
 # ------------------------------------------------------------------------------ paged JSON export

@@ -91,7 +91,7 @@ def ingest_entity(
             read = read_paged_export(con, source_name, source, entity, mapping, window, stored_cursor(con, entity_name))
     parsed = con.execute(
         f"SELECT (SELECT count(*) FROM {BATCH_TABLE}) + (SELECT count(*) FROM {REJECTS_TABLE})"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     con.execute("BEGIN TRANSACTION")
     try:
         window_params = {"start": window.start, "end": window.end}

@@ -112,8 +112,8 @@ def _reference_available(con: duckdb.DuckDBPyConnection, reference: str) -> bool
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = $t",
         {"t": target_entity},
-    ).fetchone()[0]
-    return bool(exists) and con.execute(f"SELECT count(*) > 0 FROM raw.{target_entity}").fetchone()[0]
+    ).fetchall()[0][0]
+    return bool(exists) and con.execute(f"SELECT count(*) > 0 FROM raw.{target_entity}").fetchall()[0][0]
 
 
 def split_batch(
@@ -147,13 +147,13 @@ def split_batch(
         f"INSERT INTO raw.{entity.name} SELECT "
         + ", ".join(_q("__" + c.name) for c in entity.columns)
         + f", {lineage} FROM _ingest_checked WHERE _reason IS NULL"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     record = "to_json(struct_pack(" + ", ".join(f"{_q(c)} := {_q(c)}" for c in entity.column_names) + "))"
     quarantined = con.execute(
         f"INSERT INTO quarantine.{entity.name} "
         f"SELECT {lineage}, _reason, _field, {record} FROM _ingest_checked WHERE _reason IS NOT NULL"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     quarantined += con.execute(
         f"INSERT INTO quarantine.{entity.name} SELECT {lineage}, _reason, _field, _raw_record FROM {REJECTS_TABLE}"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return loaded, quarantined

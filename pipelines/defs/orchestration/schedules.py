@@ -1,6 +1,9 @@
 """The nightly run: the newest daily partition of every source, then everything downstream of it."""
 
 
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
 import dagster as dg
 
 from pipelines.settings import Settings
@@ -25,9 +28,13 @@ def build_nightly(settings: Settings, partitions: dg.DailyPartitionsDefinition):
         description="Nightly at the configured time (schedule.cron in the sources config; 02:00 by default).",
     )
     def nightly_build_schedule(context: dg.ScheduleEvaluationContext):
-        newest = partitions.get_last_partition_key(current_time=context.scheduled_execution_time)
-        if newest is None:
-            return dg.SkipReason("no complete day to ingest yet")
-        return dg.RunRequest(run_key=newest, partition_key=newest)
+        # The newest complete day as of the tick, not as of now: a late tick still loads its own day.
+        tick = context.scheduled_execution_time or datetime.now(timezone.utc)
+        if tick.tzinfo is not None:
+            tick = tick.astimezone(ZoneInfo(settings.schedule.timezone))
+        newest = tick.date() - timedelta(days=1)
+        if newest < partitions.start.date():
+            return dg.SkipReason(f"no complete day since the history starts ({partitions.start.date()})")
+        return dg.RunRequest(run_key=newest.isoformat(), partition_key=newest.isoformat())
 
     return job, nightly_build_schedule
