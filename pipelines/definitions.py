@@ -6,6 +6,8 @@ in-process. The sources config is named by CRM_CONFIG (default: the simulated co
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from pipelines.defs.ingest.assets import build_ingest_assets, daily_partitions
@@ -16,6 +18,9 @@ from pipelines.settings import Settings, load_settings
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    # dbt's profile and the identity step read the warehouse path from the environment; the
+    # sources config is the one place it is decided, so publish it before anything reads it.
+    os.environ["CRM_WAREHOUSE_PATH"] = str(settings.warehouse_path)
     partitions = daily_partitions(settings)
     nightly_job, nightly_schedule = build_nightly(settings, partitions)
     resource = crm_settings_resource()

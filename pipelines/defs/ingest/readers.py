@@ -12,6 +12,7 @@ Typing and row rules are the validator's job (validate.py); readers keep every v
 from __future__ import annotations
 
 import csv
+import re
 import hashlib
 import io
 from collections.abc import Iterator
@@ -352,25 +353,30 @@ def _load_csv_file(
 
 
 def _find_miscounted_lines(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str, header_fields: int) -> None:
-    """Lines whose field count differs from the header's, which DuckDB's parser let through.
+    """Lines with one field too many that DuckDB's parser let through, into ``_csv_miscounted``.
 
-    DuckDB accepts a line ending in an extra delimiter as if the empty last field were not there;
-    a strict reader calls it what it is. One cheap pass over the raw lines (Latin-1, so a line in
-    the wrong encoding cannot stop it) counts the delimiters outside quotes.
+    DuckDB reads a line ending in an extra delimiter as if the empty last field were not there;
+    a strict reader calls it broken. Only lines ending in the delimiter can be such a line, so a
+    byte-level search (indifferent to the file's encoding) finds the few candidates to count.
     """
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _csv_physical AS SELECT l FROM read_csv($path, header=false, delim=$sep, "
-        "quote='', escape='', columns={'l': 'VARCHAR'}, auto_detect=false, encoding='latin-1', strict_mode=false)",
-        {"path": str(path), "sep": "\x01"},
-    )
-    unquoted = "regexp_replace(coalesce(l, ''), '\"[^\"]*\"', '', 'g')"
-    fields = f"length({unquoted}) - length(replace({unquoted}, $delim, '')) + 1"
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _csv_miscounted AS "
-        f"SELECT rowid + 1 AS line, l, {fields} AS fields FROM _csv_physical "
-        f"WHERE rowid > 0 AND {fields} <> $expected AND rowid + 1 NOT IN (SELECT line FROM _csv_rejects)",
-        {"delim": delimiter, "expected": header_fields},
-    )
+    separator = delimiter.encode()
+    found: list[tuple[int, str, int]] = []
+    data = path.read_bytes()
+    line, scanned = 1, 0
+    for match in re.finditer(re.escape(separator) + rb"\r?$", data, re.MULTILINE):
+        line += data.count(b"\n", scanned, match.start())
+        scanned = match.start()
+        begin = data.rfind(b"\n", 0, match.start()) + 1
+        text = data[begin : match.end()].rstrip(b"\r")
+        fields = re.sub(rb'"[^"]*"', b"", text).count(separator) + 1
+        if line > 1 and fields != header_fields:
+            found.append((line, text.decode("utf-8", errors="replace"), fields))
+    con.execute("CREATE OR REPLACE TEMP TABLE _csv_miscounted (line BIGINT, l VARCHAR, fields BIGINT)")
+    if found:
+        con.executemany("INSERT INTO _csv_miscounted VALUES ($1, $2, $3)", found)
+    con.execute("DELETE FROM _csv_miscounted WHERE line IN (SELECT line FROM _csv_rejects)")
+
+
 
 
 # ------------------------------------------------------------------------------ paged JSON export
