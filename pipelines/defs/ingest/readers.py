@@ -165,21 +165,21 @@ def read_sql(
                 if src is not None
             )
             updated = prep.quote(chosen["updated_at"])
-            query = sa.text(
-                f"SELECT {select} FROM {prep.quote(mapping.table)} "
-                f"WHERE {updated} >= :start AND {updated} < :end ORDER BY {updated}"
+            # The window's bounds are dates we made, so inlining them is safe and lets the same
+            # text run through SQLAlchemy or through ADBC.
+            query = (
+                f"SELECT {select} FROM {prep.quote(mapping.table)} WHERE {updated} >= "
+                f"'{window.start.isoformat()}' AND {updated} < '{(window.end + timedelta(days=1)).isoformat()}'"
             )
-            params = {
-                "start": window.start.isoformat(),
-                "end": (window.end + timedelta(days=1)).isoformat(),
-            }
-            frame = pl.read_database(
-                query,
-                connection=conn,
-                execute_options={"parameters": params},
-                schema_overrides={c: pl.String for c, s in chosen.items() if s is not None},
-                infer_schema_length=None,
-            )
+            if engine.dialect.name == "sqlite":
+                frame = _read_sqlite_arrow(engine.url.database, query)
+            else:
+                frame = pl.read_database(
+                    sa.text(query),
+                    connection=conn,
+                    schema_overrides={c: pl.String for c, s in chosen.items() if s is not None},
+                    infer_schema_length=None,
+                )
     finally:
         engine.dispose()
     for canon, src in chosen.items():
@@ -195,6 +195,16 @@ def read_sql(
     con.unregister("_sql_frame")
     watermark = frame["updated_at"].max() if frame.height else None
     return ReadResult(rows_read=frame.height, drift_warnings=warnings, watermark=watermark)
+
+
+def _read_sqlite_arrow(database: str, query: str) -> pl.DataFrame:
+    """SQLite through ADBC: Arrow batches straight from the C driver, no Python row objects."""
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    with adbc_sqlite.connect(database) as connection, connection.cursor() as cursor:
+        cursor.execute(query)
+        table = cursor.fetch_arrow_table()
+    return pl.from_arrow(table).cast(pl.String)
 
 
 def open_source_engine(source_name: str, source: SqlSource) -> sa.Engine:
@@ -241,20 +251,6 @@ def list_drop_files(source: FileDropSource, mapping: EntityMapping) -> list[tupl
     return found
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with path.open("rb") as handle:
-        first = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
-    return next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
-
-
 def read_file_drop(
     con: duckdb.DuckDBPyConnection,
     source_name: str,
@@ -264,104 +260,61 @@ def read_file_drop(
     window: Window,
     undated_day: date,
 ) -> ReadResult:
-    """Files dropped for days in the window (all of a single-file source's rows dated in it)."""
+    """Files dropped for days in the window (for a single-file source: its rows dated in it).
+
+    Files with the same header are read in one DuckDB scan (two years of daily drops are ~730
+    files), keeping each row's file and physical line.
+    """
     result = ReadResult()
+    by_header: dict[tuple[str, ...], list[_DropFile]] = {}
     for path, day in list_drop_files(source, mapping):
         if day is not None and not window.contains(day):
             continue
         relative = path.relative_to(source.path).as_posix()
-        rows = _load_csv_file(con, source_name, source, entity, mapping, path, relative, day, window, undated_day, result)
-        result.rows_read += rows
-        result.files.append(LoadedFile(relative, day or window.end, path.stat().st_size, _sha256(path), rows))
+        data = path.read_bytes()
+        header = _csv_header(data, source.delimiter)
+        _, warnings = resolve_columns(header, mapping, entity, source_name, f"file '{relative}'")
+        result.drift_warnings.extend(warnings)
+        drop = _DropFile(path, relative, day, hashlib.sha256(data).hexdigest(), len(data),
+                         _miscounted_lines(data, source.delimiter, len(header)))
+        by_header.setdefault(tuple(header), []).append(drop)
+    for header, files in by_header.items():
+        chosen, _ = resolve_columns(list(header), mapping, entity, source_name, f"file '{files[0].relative}'")
+        rows_by_file = _load_csv_files(con, source_name, source, entity, mapping, list(header), chosen, files,
+                                       window, undated_day)
+        for drop in files:
+            rows = rows_by_file.get(drop.relative, 0)
+            result.rows_read += rows
+            result.files.append(LoadedFile(drop.relative, drop.day or window.end, drop.size, drop.sha256, rows))
     return result
 
 
-def _load_csv_file(
-    con: duckdb.DuckDBPyConnection,
-    source_name: str,
-    source: FileDropSource,
-    entity: Entity,
-    mapping: EntityMapping,
-    path: Path,
-    relative: str,
-    day: date | None,
-    window: Window,
-    undated_day: date,
-    result: ReadResult,
-) -> int:
-    header = _csv_header(path, source.delimiter)
-    chosen, warnings = resolve_columns(header, mapping, entity, source_name, f"file '{relative}'")
-    result.drift_warnings.extend(warnings)
-    columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in header) + "}"
-    con.execute("DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_reject_scans")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _csv_file AS SELECT * FROM read_csv($path, header=true, delim=$delim, "
-        f"quote='\"', escape='\"', auto_detect=false, columns={columns}, store_rejects=true, "
-        "rejects_table='_csv_rejects', rejects_scan='_csv_reject_scans', strict_mode=true)",
-        {"path": str(path), "delim": source.delimiter},
-    )
-    good = con.execute("SELECT count(*) FROM _csv_file").fetchall()[0][0]
-    rejected_lines = con.execute("SELECT count(DISTINCT line) FROM _csv_rejects").fetchall()[0][0]
-    # A parsed row's physical line is the k-th line (from 2, after the header) that was not rejected.
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _csv_lines AS "
-        "SELECT row_number() OVER (ORDER BY line) - 1 AS ordinal, line FROM ("
-        f"  SELECT range AS line FROM range(2, {good + rejected_lines + 2})"
-        "  EXCEPT SELECT DISTINCT line FROM _csv_rejects)"
-    )
-    _find_miscounted_lines(con, path, source.delimiter, len(header))
-    select = ", ".join(
-        (f"f.{_q(src)}" if src else "NULL") + f" AS {_q(canon)}" for canon, src in chosen.items()
-    )
-    if not mapping.columns.get("order_id") and entity.name == "sales_orders":
-        # A minimal orders file may have no order id: the file position identifies the row.
-        select = select.replace('NULL AS "order_id"', f"{_lit(relative)} || ':' || l.line AS \"order_id\"")
-    location = f"{_lit(relative)} || ':' || l.line"
-    if day is not None:
-        partition = f"DATE {_lit(day.isoformat())}"
-        rejects_day = day
-    else:
-        # One file with all history: a row belongs to the day of its date column. A row whose
-        # date cannot be read (and a line that cannot be parsed) is kept under the first day of
-        # the history, a fixed day, so re-running any window never loads it twice.
-        rejects_day = undated_day
-        date_source = chosen.get(mapping.date_column or "")
-        partition = f"DATE {_lit(rejects_day.isoformat())}"
-        if date_source:
-            partition = f"coalesce(try_cast(left(trim(f.{_q(date_source)}), 10) AS DATE), {partition})"
-    inserted = con.execute(
-        f"INSERT INTO {BATCH_TABLE} SELECT * FROM ("
-        f"  SELECT {select}, {_lit(source_name + ':' + relative)} AS _source, {location} AS _source_location, "
-        f"         {partition} AS _partition_date "
-        "  FROM (SELECT rowid AS ordinal, * FROM _csv_file) f JOIN _csv_lines l USING (ordinal)"
-        "  WHERE l.line NOT IN (SELECT line FROM _csv_miscounted)"
-        f") WHERE _partition_date BETWEEN DATE {_lit(window.start.isoformat())} AND DATE {_lit(window.end.isoformat())}"
-    ).fetchall()[0][0]
-    if not window.contains(rejects_day):
-        return inserted
-    con.execute(
-        f"INSERT INTO {REJECTS_TABLE} SELECT {_lit(source_name + ':' + relative)}, "
-        f"{_lit(relative)} || ':' || line, DATE {_lit(rejects_day.isoformat())}, "
-        "'broken CSV line: ' || string_agg(DISTINCT error_type, ', ') || ' (' || any_value(error_message) || ')', "
-        "NULL, any_value(csv_line) FROM _csv_rejects GROUP BY line "
-        f"UNION ALL SELECT {_lit(source_name + ':' + relative)}, {_lit(relative)} || ':' || line, "
-        f"DATE {_lit(rejects_day.isoformat())}, 'broken CSV line: ' || fields || ' fields where the header has ' "
-        f"|| {len(header)}, NULL, l FROM _csv_miscounted"
-    )
-    miscounted = con.execute("SELECT count(*) FROM _csv_miscounted").fetchall()[0][0]
-    return inserted + rejected_lines + miscounted
+@dataclass
+class _DropFile:
+    path: Path
+    relative: str
+    day: date | None  # None: a single file holding the whole history
+    sha256: str
+    size: int
+    miscounted: list[tuple[int, str, int]]  # (line, text, fields) DuckDB would let through
 
 
-def _find_miscounted_lines(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str, header_fields: int) -> None:
-    """Lines with one field too many that DuckDB's parser let through, into ``_csv_miscounted``.
+def _csv_header(data: bytes, delimiter: str) -> list[str]:
+    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+    return next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
+
+
+def _miscounted_lines(data: bytes, delimiter: str, header_fields: int) -> list[tuple[int, str, int]]:
+    """Lines with one field too many that DuckDB's CSV parser would let through.
 
     DuckDB reads a line ending in an extra delimiter as if the empty last field were not there;
     a strict reader calls it broken. Only lines ending in the delimiter can be such a line, so a
     byte-level search (indifferent to the file's encoding) finds the few candidates to count.
     """
     separator = delimiter.encode()
-    found: list[tuple[int, str, int]] = []
-    data = path.read_bytes()
+    if separator + b"\n" not in data and separator + b"\r\n" not in data and not data.endswith(separator):
+        return []
+    found = []
     line, scanned = 1, 0
     for match in re.finditer(re.escape(separator) + rb"\r?$", data, re.MULTILINE):
         line += data.count(b"\n", scanned, match.start())
@@ -371,12 +324,97 @@ def _find_miscounted_lines(con: duckdb.DuckDBPyConnection, path: Path, delimiter
         fields = re.sub(rb'"[^"]*"', b"", text).count(separator) + 1
         if line > 1 and fields != header_fields:
             found.append((line, text.decode("utf-8", errors="replace"), fields))
-    con.execute("CREATE OR REPLACE TEMP TABLE _csv_miscounted (line BIGINT, l VARCHAR, fields BIGINT)")
-    if found:
-        con.executemany("INSERT INTO _csv_miscounted VALUES ($1, $2, $3)", found)
-    con.execute("DELETE FROM _csv_miscounted WHERE line IN (SELECT line FROM _csv_rejects)")
+    return found
 
 
+def _load_csv_files(
+    con: duckdb.DuckDBPyConnection,
+    source_name: str,
+    source: FileDropSource,
+    entity: Entity,
+    mapping: EntityMapping,
+    header: list[str],
+    chosen: dict[str, str | None],
+    files: list[_DropFile],
+    window: Window,
+    undated_day: date,
+) -> dict[str, int]:
+    """Load files sharing one header into the batch tables; rows read per file (relative path)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_files (file_path VARCHAR, relative VARCHAR, day DATE, source VARCHAR)"
+    )
+    con.executemany(
+        "INSERT INTO _csv_files VALUES ($1, $2, $3, $4)",
+        [(str(f.path), f.relative, f.day, f"{source_name}:{f.relative}") for f in files],
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _csv_miscounted (file_path VARCHAR, line BIGINT, l VARCHAR, fields BIGINT)")
+    miscounted = [(str(f.path), line, text, n) for f in files for line, text, n in f.miscounted]
+    if miscounted:
+        con.executemany("INSERT INTO _csv_miscounted VALUES ($1, $2, $3, $4)", miscounted)
+    columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in header) + "}"
+    con.execute("DROP TABLE IF EXISTS _csv_rejects; DROP TABLE IF EXISTS _csv_reject_scans")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_rows AS SELECT * FROM read_csv($paths, header=true, delim=$delim, "
+        f"quote='\"', escape='\"', auto_detect=false, columns={columns}, filename='_csv_file_path', "
+        "store_rejects=true, rejects_table='_csv_rejects', rejects_scan='_csv_reject_scans', strict_mode=true)",
+        {"paths": [str(f.path) for f in files], "delim": source.delimiter},
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_rejected AS "
+        "SELECT s.file_path, r.line, string_agg(DISTINCT r.error_type, ', ') AS errors, "
+        "       any_value(r.error_message) AS message, any_value(r.csv_line) AS l "
+        "FROM _csv_rejects r JOIN _csv_reject_scans s USING (scan_id, file_id) GROUP BY ALL"
+    )
+    con.execute("DELETE FROM _csv_miscounted WHERE (file_path, line) IN (SELECT (file_path, line) FROM _csv_rejected)")
+    # DuckDB keeps a scan's rows in file order, so a parsed row's physical line is the k-th line
+    # of its file (from 2, after the header) that the parser did not reject.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_lines AS "
+        "WITH parsed AS (SELECT _csv_file_path AS file_path, count(*) AS n FROM _csv_rows GROUP BY ALL), "
+        "rejected AS (SELECT file_path, count(*) AS n FROM _csv_rejected GROUP BY ALL), "
+        "lines AS (SELECT p.file_path, unnest(range(2, p.n + coalesce(r.n, 0) + 2)) AS line "
+        "          FROM parsed p LEFT JOIN rejected r USING (file_path) "
+        "          EXCEPT SELECT file_path, line FROM _csv_rejected) "
+        "SELECT file_path, line, row_number() OVER (PARTITION BY file_path ORDER BY line) - 1 AS ordinal FROM lines"
+    )
+    select = ", ".join((f"r.{_q(src)}" if src else "NULL") + f" AS {_q(canon)}" for canon, src in chosen.items())
+    if not mapping.columns.get("order_id") and entity.name == "sales_orders":
+        # A minimal orders file may have no order id: the file position identifies the row.
+        select = select.replace('NULL AS "order_id"', "f.relative || ':' || l.line AS \"order_id\"")
+    date_source = chosen.get(mapping.date_column or "")
+    # A single file with all history: a row belongs to the day of its date column. A row whose
+    # date cannot be read (and a line that cannot be parsed) is kept under the first day of the
+    # history, a fixed day, so re-running any window never loads it twice.
+    undated = f"DATE {_lit(undated_day.isoformat())}"
+    partition = f"coalesce(f.day, try_cast(left(trim(r.{_q(date_source)}), 10) AS DATE), {undated})" if date_source \
+        else f"coalesce(f.day, {undated})"
+    in_window = f"BETWEEN DATE {_lit(window.start.isoformat())} AND DATE {_lit(window.end.isoformat())}"
+    con.execute(
+        f"INSERT INTO {BATCH_TABLE} SELECT * FROM ("
+        f"  SELECT {select}, f.source AS _source, f.relative || ':' || l.line AS _source_location, "
+        f"         {partition} AS _partition_date "
+        "  FROM (SELECT rowid - min(rowid) OVER (PARTITION BY _csv_file_path) AS ordinal, * FROM _csv_rows) r "
+        "  JOIN _csv_files f ON f.file_path = r._csv_file_path "
+        "  JOIN _csv_lines l ON l.file_path = r._csv_file_path AND l.ordinal = r.ordinal "
+        "  WHERE (l.file_path, l.line) NOT IN (SELECT (file_path, line) FROM _csv_miscounted)"
+        f") WHERE _partition_date {in_window}"
+    )
+    con.execute(
+        f"INSERT INTO {REJECTS_TABLE} SELECT * FROM ("
+        f"  SELECT f.source, f.relative || ':' || x.line, coalesce(f.day, {undated}) AS day, x.reason, NULL, x.l FROM ("
+        "    SELECT file_path, line, 'broken CSV line: ' || errors || ' (' || message || ')' AS reason, l FROM _csv_rejected "
+        "    UNION ALL SELECT file_path, line, 'broken CSV line: ' || fields || ' fields where the header has ' "
+        f"              || {len(header)}, l FROM _csv_miscounted"
+        f"  ) x JOIN _csv_files f USING (file_path)) WHERE day {in_window}"
+    )
+    counted = dict(
+        con.execute(
+            "SELECT _source, count(*) FROM ("
+            f"  SELECT _source FROM {BATCH_TABLE} UNION ALL SELECT _source FROM {REJECTS_TABLE}"
+            ") WHERE _source IN (SELECT source FROM _csv_files) GROUP BY ALL"
+        ).fetchall()
+    )
+    return {f.relative: counted.get(f"{source_name}:{f.relative}", 0) for f in files}
 
 
 # ------------------------------------------------------------------------------ paged JSON export
@@ -454,7 +492,7 @@ def read_paged_export(
         _, warnings = resolve_columns(sorted(page_keys), mapping, entity, source_name, f"page '{relative}'")
         result.drift_warnings.extend(warnings)
         result.rows_read += page_rows
-        result.files.append(LoadedFile(relative, day, path.stat().st_size, _sha256(path), page_rows))
+        result.files.append(LoadedFile(relative, day, path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest(), page_rows))
     frame = page.mapped_frame(mapping, entity)
     if frame.height:
         con.register("_page_frame", frame.to_arrow())

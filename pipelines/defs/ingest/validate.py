@@ -137,21 +137,22 @@ def split_batch(
         if rules
         else "CAST(NULL AS VARCHAR)"
     )
+    # Flag first, explain later: the reason text is built only for the few rows that need one.
+    broken = " OR ".join(f"coalesce({r.condition}, false)" for r in rules) if rules else "false"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _ingest_checked AS "
-        f"SELECT t.*, {reason} AS _reason, {first_field} AS _field "
-        f"FROM (SELECT *, {typed_columns} FROM {BATCH_TABLE}) t"
+        f"SELECT t.*, {broken} AS _broken FROM (SELECT *, {typed_columns} FROM {BATCH_TABLE}) t"
     )
     lineage = f"{_lit(batch_id)}, _source, _source_location, _partition_date, TIMESTAMP {_lit(ingested_at)}"
     loaded = con.execute(
         f"INSERT INTO raw.{entity.name} SELECT "
         + ", ".join(_q("__" + c.name) for c in entity.columns)
-        + f", {lineage} FROM _ingest_checked WHERE _reason IS NULL"
+        + f", {lineage} FROM _ingest_checked WHERE NOT _broken"
     ).fetchall()[0][0]
     record = "to_json(struct_pack(" + ", ".join(f"{_q(c)} := {_q(c)}" for c in entity.column_names) + "))"
     quarantined = con.execute(
         f"INSERT INTO quarantine.{entity.name} "
-        f"SELECT {lineage}, _reason, _field, {record} FROM _ingest_checked WHERE _reason IS NOT NULL"
+        f"SELECT {lineage}, {reason}, {first_field}, {record} FROM _ingest_checked t WHERE _broken"
     ).fetchall()[0][0]
     quarantined += con.execute(
         f"INSERT INTO quarantine.{entity.name} SELECT {lineage}, _reason, _field, _raw_record FROM {REJECTS_TABLE}"
