@@ -67,7 +67,7 @@ def _stage(name: str, workdir: Path, customers: int) -> None:
         from pipelines.defs.ingest.readers import Window
         from pipelines.defs.ingest.service import ingest_entity
 
-        with duckdb.connect(str(warehouse)) as con:
+        with duckdb.connect(str(warehouse), config={"memory_limit": "4GB"}) as con:
             for entity in ENTITIES:
                 t = time.perf_counter()
                 report = ingest_entity(con, settings, entity, Window(START, end), first_partition=START)

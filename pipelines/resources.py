@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import os
+
 import dagster as dg
 import duckdb
 
@@ -24,7 +26,8 @@ class CrmSettingsResource(dg.ConfigurableResource):
         """The one writer connection to the build warehouse (DuckDB allows one writer process)."""
         path = self.settings().warehouse_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
+        # A cap below the machine's memory keeps big batches spilling to disk instead of swapping.
+        con = duckdb.connect(str(path), config={"memory_limit": os.environ.get("CRM_DUCKDB_MEMORY_LIMIT", "4GB")})
         try:
             yield con
         finally:

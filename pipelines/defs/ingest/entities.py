@@ -48,6 +48,7 @@ class Entity:
 
 ORDER_STATUSES = ("placed", "shipped", "returned", "cancelled")
 EVENT_TYPES = ("sent", "delivered", "open", "click", "unsubscribe", "bounce", "conversion")
+OPPORTUNITY_STAGES = ("prospecting", "qualified", "proposal", "negotiation", "won", "lost")
 TICKET_STATUSES = ("new", "open", "pending", "solved", "closed")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -123,12 +124,7 @@ ENTITIES: dict[str, Entity] = {
                 Column("opportunity_id", "BIGINT", required=True),
                 Column("account_id", "BIGINT"),
                 Column("owner_rep_id", "BIGINT"),
-                Column(
-                    "stage",
-                    "VARCHAR",
-                    required=True,
-                    accepted_values=("prospecting", "qualified", "proposal", "negotiation", "won", "lost"),
-                ),
+                Column("stage", "VARCHAR", required=True, accepted_values=OPPORTUNITY_STAGES),
                 Column("amount", "DOUBLE", min_value=0),
                 Column("stage_changed_at", "TIMESTAMP"),
                 *_TS,
@@ -142,12 +138,7 @@ ENTITIES: dict[str, Entity] = {
             (
                 Column("stage_history_id", "BIGINT", required=True),
                 Column("opportunity_id", "BIGINT", required=True),
-                Column(
-                    "stage",
-                    "VARCHAR",
-                    required=True,
-                    accepted_values=("prospecting", "qualified", "proposal", "negotiation", "won", "lost"),
-                ),
+                Column("stage", "VARCHAR", required=True, accepted_values=OPPORTUNITY_STAGES),
                 Column("entered_at", "TIMESTAMP", required=True),
                 *_TS,
             ),

@@ -66,12 +66,6 @@ class Window:
     def contains(self, day: date) -> bool:
         return self.start <= day <= self.end
 
-    def days(self) -> Iterator[date]:
-        day = self.start
-        while day <= self.end:
-            yield day
-            day += timedelta(days=1)
-
 
 def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
