@@ -151,7 +151,6 @@ def read_sql(
                 raise SchemaDriftError(f"source '{source_name}': table '{mapping.table}' does not exist ({_safe_url(source.url)})")
             table_columns = [c["name"] for c in inspector.get_columns(mapping.table)]
             chosen, warnings = resolve_columns(table_columns, mapping, entity, source_name, f"table '{mapping.table}'")
-            key_source = chosen[entity.key[0]]
             prep = engine.dialect.identifier_preparer
             select = ", ".join(
                 f"CAST({prep.quote(src)} AS {_text_type(engine)}) AS {prep.quote(canon)}"
@@ -166,7 +165,7 @@ def read_sql(
                 f"'{window.start.isoformat()}' AND {updated} < '{(window.end + timedelta(days=1)).isoformat()}'"
             )
             if engine.dialect.name == "sqlite":
-                frame = _read_sqlite_arrow(engine.url.database, query)
+                loaded = _insert_sqlite_rows(con, engine.url.database, query, chosen, entity, source_name, mapping)
             else:
                 frame = pl.read_database(
                     sa.text(query),
@@ -174,31 +173,39 @@ def read_sql(
                     schema_overrides={c: pl.String for c, s in chosen.items() if s is not None},
                     infer_schema_length=None,
                 )
+                loaded = _insert_sql_rows(con, frame.to_arrow(), chosen, entity, source_name, mapping)
     finally:
         engine.dispose()
-    for canon, src in chosen.items():
-        if src is None:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(canon))
-    frame = frame.select(entity.column_names).with_columns(
-        pl.lit(f"{source_name}.{mapping.table}").alias("_source"),
-        (pl.lit(f"{mapping.table}:{key_source}=") + pl.col(entity.key[0]).fill_null("NULL")).alias("_source_location"),
-        pl.col("updated_at").str.slice(0, 10).str.to_date(strict=False).alias("_partition_date"),
+    watermark = con.execute(f"SELECT max(updated_at) FROM {BATCH_TABLE}").fetchall()[0][0]
+    return ReadResult(rows_read=loaded, drift_warnings=warnings, watermark=watermark)
+
+
+def _insert_sql_rows(con, arrow_source, chosen, entity: Entity, source_name: str, mapping: EntityMapping) -> int:
+    """Stream an Arrow table or batch reader of text columns into the batch table, with lineage."""
+    key = entity.key[0]
+    columns = ", ".join(
+        (f"CAST({_q(canon)} AS VARCHAR)" if src is not None else "NULL") + f" AS {_q(canon)}"
+        for canon, src in chosen.items()
     )
-    con.register("_sql_frame", frame.to_arrow())
-    con.execute(f"INSERT INTO {BATCH_TABLE} SELECT * FROM _sql_frame")
-    con.unregister("_sql_frame")
-    watermark = frame["updated_at"].max() if frame.height else None
-    return ReadResult(rows_read=frame.height, drift_warnings=warnings, watermark=watermark)
+    con.register("_sql_rows", arrow_source)
+    try:
+        return con.execute(
+            f"INSERT INTO {BATCH_TABLE} SELECT {columns}, {_lit(source_name + '.' + mapping.table)}, "
+            f"{_lit(mapping.table + ':' + chosen[key] + '=')} || coalesce(CAST({_q(key)} AS VARCHAR), 'NULL'), "
+            "try_cast(left(CAST(updated_at AS VARCHAR), 10) AS DATE) FROM _sql_rows"
+        ).fetchall()[0][0]
+    finally:
+        con.unregister("_sql_rows")
 
 
-def _read_sqlite_arrow(database: str, query: str) -> pl.DataFrame:
-    """SQLite through ADBC: Arrow batches straight from the C driver, no Python row objects."""
+def _insert_sqlite_rows(con, database: str, query: str, chosen, entity: Entity, source_name: str,
+                        mapping: EntityMapping) -> int:
+    """SQLite through ADBC: Arrow batches stream from the C driver into DuckDB, no Python rows."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     with adbc_sqlite.connect(database) as connection, connection.cursor() as cursor:
         cursor.execute(query)
-        table = cursor.fetch_arrow_table()
-    return pl.from_arrow(table).cast(pl.String)
+        return _insert_sql_rows(con, cursor.fetch_record_batch(), chosen, entity, source_name, mapping)
 
 
 def open_source_engine(source_name: str, source: SqlSource) -> sa.Engine:
@@ -482,64 +489,77 @@ def read_paged_export(
         if day < window.start:
             continue
         relative = path.relative_to(source.path).as_posix()
-        page_rows, page_keys = page.read(path, relative, day, f"{source_name}:{relative}")
+        data = path.read_bytes()
+        page_rows, page_keys = page.read(data, relative, day, f"{source_name}:{relative}")
         _, warnings = resolve_columns(sorted(page_keys), mapping, entity, source_name, f"page '{relative}'")
         result.drift_warnings.extend(warnings)
         result.rows_read += page_rows
-        result.files.append(LoadedFile(relative, day, path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest(), page_rows))
-    frame = page.mapped_frame(mapping, entity)
-    if frame.height:
-        con.register("_page_frame", frame.to_arrow())
-        con.execute(f"INSERT INTO {BATCH_TABLE} SELECT * FROM _page_frame")
-        con.unregister("_page_frame")
-    if page.rejects:
-        reject_frame = pl.DataFrame(
-            page.rejects,
-            schema={"_source": pl.String, "_source_location": pl.String, "_partition_date": pl.Date,
-                    "_reason": pl.String, "_field": pl.String, "_raw_record": pl.String},
-            orient="row",
-        )
-        con.register("_page_rejects", reject_frame.to_arrow())
-        con.execute(f"INSERT INTO {REJECTS_TABLE} SELECT * FROM _page_rejects")
-        con.unregister("_page_rejects")
+        result.files.append(LoadedFile(relative, day, len(data), hashlib.sha256(data).hexdigest(), page_rows))
+        if len(page.records) >= _PAGE_FLUSH_ROWS:
+            page.flush(con, mapping, entity)
+    page.flush(con, mapping, entity)
     return result
+
+
+# Parsed tickets are handed to DuckDB in slices of this many, so memory stays flat for any history.
+_PAGE_FLUSH_ROWS = 100_000
 
 
 class _PageRows:
     """Records parsed from export pages, with where each came from; unparseable lines as rejects."""
 
     def __init__(self) -> None:
+        self._start_over()
+
+    def _start_over(self) -> None:
         self.records: list[dict] = []
         self.sources: list[str] = []
         self.locations: list[str] = []
         self.days: list[date] = []
         self.rejects: list[tuple] = []
 
-    def read(self, path: Path, relative: str, day: date, source: str) -> tuple[int, set[str]]:
+    def read(self, data: bytes, relative: str, day: date, source: str) -> tuple[int, set[str]]:
         """Parse one page's ticket lines; returns (rows read, field names seen)."""
         keys_seen: set[str] = set()
         count = 0
-        with path.open("rb") as handle:
-            handle.readline()  # the page header
-            for line_number, line in enumerate(handle, start=2):
-                if not line.strip():
-                    continue
-                count += 1
-                where = f"{relative}:{line_number}"
-                try:
-                    record = orjson.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("not a JSON object")
-                except (orjson.JSONDecodeError, ValueError) as exc:
-                    text = line.decode("utf-8", errors="replace").rstrip("\n")
-                    self.rejects.append((source, where, day, f"broken JSON line: {exc}", None, text))
-                    continue
-                keys_seen.update(_flat_keys(record))
-                self.records.append(record)
-                self.sources.append(source)
-                self.locations.append(where)
-                self.days.append(day)
+        for line_number, line in enumerate(data.split(b"\n")[1:], start=2):
+            if not line.strip():
+                continue
+            count += 1
+            where = f"{relative}:{line_number}"
+            try:
+                record = orjson.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                text = line.decode("utf-8", errors="replace").rstrip("\r")
+                self.rejects.append((source, where, day, f"broken JSON line: {exc}", None, text))
+                continue
+            keys_seen.update(_flat_keys(record))
+            self.records.append(record)
+            self.sources.append(source)
+            self.locations.append(where)
+            self.days.append(day)
         return count, keys_seen
+
+    def flush(self, con: duckdb.DuckDBPyConnection, mapping: EntityMapping, entity: Entity) -> None:
+        """Move what was parsed so far into the batch tables and start over."""
+        frame = self.mapped_frame(mapping, entity)
+        if frame.height:
+            con.register("_page_frame", frame.to_arrow())
+            con.execute(f"INSERT INTO {BATCH_TABLE} SELECT * FROM _page_frame")
+            con.unregister("_page_frame")
+        if self.rejects:
+            reject_frame = pl.DataFrame(
+                self.rejects,
+                schema={"_source": pl.String, "_source_location": pl.String, "_partition_date": pl.Date,
+                        "_reason": pl.String, "_field": pl.String, "_raw_record": pl.String},
+                orient="row",
+            )
+            con.register("_page_rejects", reject_frame.to_arrow())
+            con.execute(f"INSERT INTO {REJECTS_TABLE} SELECT * FROM _page_rejects")
+            con.unregister("_page_rejects")
+        self._start_over()
 
     def mapped_frame(self, mapping: EntityMapping, entity: Entity) -> pl.DataFrame:
         data: dict[str, list] = {}
