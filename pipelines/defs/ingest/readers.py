@@ -21,7 +21,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import orjson
+import pyarrow as pa
 import polars as pl
 import sqlalchemy as sa
 
@@ -305,6 +307,34 @@ def _csv_header(data: bytes, delimiter: str) -> list[str]:
     return next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
 
 
+def _number_parsed_lines(con: duckdb.DuckDBPyConnection, files: list[_DropFile]) -> None:
+    """``_csv_line_numbers``: the physical line of each parsed row, row for row with ``_csv_rows``.
+
+    DuckDB keeps a scan's rows in file order, so a parsed row's line is the k-th line of its file
+    (from 2, after the header) that the parser did not reject. Built with numpy per file and
+    joined by position: no sort or hash join over tens of millions of rows.
+    """
+    parsed = dict(con.execute("SELECT _csv_file_path, count(*) FROM _csv_rows GROUP BY ALL").fetchall())
+    rejected: dict[str, list[int]] = {}
+    for file_path, line in con.execute("SELECT file_path, line FROM _csv_rejected ORDER BY ALL").fetchall():
+        rejected.setdefault(file_path, []).append(line)
+    lines, flags = [], []
+    for drop in files:
+        path = str(drop.path)
+        count = parsed.get(path, 0)
+        skipped = np.asarray(rejected.get(path, []), dtype=np.int64)
+        numbers = np.setdiff1d(np.arange(2, count + len(skipped) + 2, dtype=np.int64), skipped, assume_unique=True)
+        lines.append(numbers)
+        flags.append(np.isin(numbers, np.asarray([m[0] for m in drop.miscounted], dtype=np.int64)))
+    table = pa.table({
+        "line": np.concatenate(lines) if lines else np.empty(0, dtype=np.int64),
+        "miscounted": np.concatenate(flags) if flags else np.empty(0, dtype=bool),
+    })
+    con.register("_csv_line_arrow", table)
+    con.execute("CREATE OR REPLACE TEMP TABLE _csv_line_numbers AS SELECT * FROM _csv_line_arrow")
+    con.unregister("_csv_line_arrow")
+
+
 def _miscounted_lines(data: bytes, delimiter: str, header_fields: int) -> list[tuple[int, str, int]]:
     """Lines with one field too many that DuckDB's CSV parser would let through.
 
@@ -367,17 +397,7 @@ def _load_csv_files(
         "FROM _csv_rejects r JOIN _csv_reject_scans s USING (scan_id, file_id) GROUP BY ALL"
     )
     con.execute("DELETE FROM _csv_miscounted WHERE (file_path, line) IN (SELECT (file_path, line) FROM _csv_rejected)")
-    # DuckDB keeps a scan's rows in file order, so a parsed row's physical line is the k-th line
-    # of its file (from 2, after the header) that the parser did not reject.
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _csv_lines AS "
-        "WITH parsed AS (SELECT _csv_file_path AS file_path, count(*) AS n FROM _csv_rows GROUP BY ALL), "
-        "rejected AS (SELECT file_path, count(*) AS n FROM _csv_rejected GROUP BY ALL), "
-        "lines AS (SELECT p.file_path, unnest(range(2, p.n + coalesce(r.n, 0) + 2)) AS line "
-        "          FROM parsed p LEFT JOIN rejected r USING (file_path) "
-        "          EXCEPT SELECT file_path, line FROM _csv_rejected) "
-        "SELECT file_path, line, row_number() OVER (PARTITION BY file_path ORDER BY line) - 1 AS ordinal FROM lines"
-    )
+    _number_parsed_lines(con, files)
     select = ", ".join((f"r.{_q(src)}" if src else "NULL") + f" AS {_q(canon)}" for canon, src in chosen.items())
     if not mapping.columns.get("order_id") and entity.name == "sales_orders":
         # A minimal orders file may have no order id: the file position identifies the row.
@@ -394,10 +414,9 @@ def _load_csv_files(
         f"INSERT INTO {BATCH_TABLE} SELECT * FROM ("
         f"  SELECT {select}, f.source AS _source, f.relative || ':' || l.line AS _source_location, "
         f"         {partition} AS _partition_date "
-        "  FROM (SELECT rowid - min(rowid) OVER (PARTITION BY _csv_file_path) AS ordinal, * FROM _csv_rows) r "
+        "  FROM _csv_rows r POSITIONAL JOIN _csv_line_numbers l "
         "  JOIN _csv_files f ON f.file_path = r._csv_file_path "
-        "  JOIN _csv_lines l ON l.file_path = r._csv_file_path AND l.ordinal = r.ordinal "
-        "  WHERE (l.file_path, l.line) NOT IN (SELECT (file_path, line) FROM _csv_miscounted)"
+        "  WHERE NOT l.miscounted"
         f") WHERE _partition_date {in_window}"
     )
     con.execute(
