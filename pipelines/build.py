@@ -115,13 +115,15 @@ def run_build(
     instance: dg.DagsterInstance | None = None,
     on_step: Callable[[str, str], None] | None = None,
     quiet: bool = True,
-    extra_definitions: list[dg.Definitions] | None = None,
+    groups: list[str] | None = None,
 ) -> BuildOutcome:
-    """Materialize every asset: the daily partitions start..end (default: all) in one run."""
+    """Materialize every asset (or those of ``groups``): the days start..end (default: all) in one run."""
     defs = build_definitions(settings)
-    if extra_definitions:
-        defs = dg.Definitions.merge(defs, *extra_definitions)
     job = defs.resolve_job_def(NIGHTLY_JOB)
+    selection = None
+    if groups:
+        graph = defs.resolve_asset_graph()
+        selection = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name in groups]
     partitions = job.partitions_def
     key_range = _partition_range(partitions, start, end)
     tags = {}
@@ -136,7 +138,7 @@ def run_build(
         prepare_dagster_home()
         instance = dg.DagsterInstance.get()
     result = job.execute_in_process(
-        instance=instance, tags=tags, raise_on_error=False, run_config={"loggers": loggers}
+        instance=instance, tags=tags, raise_on_error=False, run_config={"loggers": loggers}, asset_selection=selection
     )
     failures = []
     for event in result.all_events:

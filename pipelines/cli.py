@@ -224,17 +224,6 @@ def dev(config: Path = ConfigOption, port: int = typer.Option(3000, help="Port f
     _serve_dagster(port)
 
 
-def _register_optional_commands() -> None:
-    """Sub-commands owned by later steps of the flow (evaluation) join when they exist."""
-    try:
-        from pipelines.commands.evaluate import evaluate_app
-    except ImportError:
-        return
-    app.add_typer(evaluate_app, name="evaluate", help="Measure identity matching and scores against the ground truth.")
-
-
-_register_optional_commands()
-
 
 if __name__ == "__main__":
     app()

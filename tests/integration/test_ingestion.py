@@ -17,6 +17,8 @@ from pipelines.defs.ingest.entities import ENTITIES
 from pipelines.settings import DEFAULT_CONFIG
 from tests.conftest import SMALL_COMPANY
 
+# The warehouse after ingestion has tests of its own; these runs stop at the raw tables.
+INGEST = ["ingest"]
 LAST_DAY = SMALL_COMPANY["start"] + timedelta(days=SMALL_COMPANY["days"] - 1)
 SQL_TABLES = {
     "sales_reps": "sales_reps", "sales_accounts": "accounts", "sales_contacts": "contacts",
@@ -79,7 +81,7 @@ def built(small_company, tmp_path_factory):
 
     settings = load_settings()
     with dg.DagsterInstance.ephemeral() as instance:
-        outcome = run_build(settings, end=LAST_DAY, instance=instance)
+        outcome = run_build(settings, end=LAST_DAY, instance=instance, groups=INGEST)
     yield settings, outcome, warehouse
     mp.undo()
 
@@ -161,7 +163,7 @@ def test_rematerializing_a_partition_replaces_it(built, instance, small_company)
     before = partition_counts(warehouse)
     totals = table_counts(warehouse)
     day = SMALL_COMPANY["start"] + timedelta(days=40)
-    outcome = run_build(settings, start=day, end=day, instance=instance)
+    outcome = run_build(settings, start=day, end=day, instance=instance, groups=INGEST)
     assert outcome.success and outcome.partition_range == (day.isoformat(), day.isoformat())
     assert table_counts(warehouse) == totals
     assert partition_counts(warehouse).equals(before)
@@ -169,12 +171,12 @@ def test_rematerializing_a_partition_replaces_it(built, instance, small_company)
 
 def test_a_new_day_adds_only_that_days_rows(company_copy, use_company, instance):
     settings = use_company(company_copy)
-    assert run_build(settings, end=LAST_DAY - timedelta(days=1), instance=instance).success
+    assert run_build(settings, end=LAST_DAY - timedelta(days=1), instance=instance, groups=INGEST).success
     before = partition_counts(settings.warehouse_path)
     totals_before = table_counts(settings.warehouse_path)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         cursor_before = con.execute("SELECT cursor, cursor_date FROM ops.source_state WHERE entity = 'support_tickets'").fetchone()
-    assert run_build(settings, start=LAST_DAY, end=LAST_DAY, instance=instance).success
+    assert run_build(settings, start=LAST_DAY, end=LAST_DAY, instance=instance, groups=INGEST).success
     after = partition_counts(settings.warehouse_path)
     assert after.filter(pl.col("partition_date") < LAST_DAY).equals(before)
     added = after.filter(pl.col("partition_date") == LAST_DAY)
@@ -201,7 +203,7 @@ def _demo_config_without_support_rename(tmp_path: Path) -> Path:
 
 def test_unmapped_rename_is_a_drift_warning_naming_source_page_and_column(small_company, use_company, instance, tmp_path):
     settings = use_company(small_company, config=_demo_config_without_support_rename(tmp_path))
-    outcome = run_build(settings, end=LAST_DAY, instance=instance)
+    outcome = run_build(settings, end=LAST_DAY, instance=instance, groups=INGEST)
     assert outcome.success
     assert "raw/support_tickets / no_schema_drift" in outcome.warned_checks
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
@@ -213,14 +215,14 @@ def test_unmapped_rename_is_a_drift_warning_naming_source_page_and_column(small_
 
 def test_missing_required_column_fails_clearly_and_keeps_the_last_good_tables(company_copy, use_company, instance):
     settings = use_company(company_copy)
-    assert run_build(settings, end=LAST_DAY, instance=instance).success
+    assert run_build(settings, end=LAST_DAY, instance=instance, groups=INGEST).success
     good = table_counts(settings.warehouse_path)
     events = sorted((company_copy / "sources" / "marketing" / "events").glob("*.csv"))
     broken = events[len(events) // 2]
     lines = broken.read_bytes().split(b"\n")
     lines[0] = lines[0].replace(b"event_type", b"type")
     broken.write_bytes(b"\n".join(lines))
-    outcome = run_build(settings, end=LAST_DAY, instance=instance)
+    outcome = run_build(settings, end=LAST_DAY, instance=instance, groups=INGEST)
     assert not outcome.success
     message = " ".join(outcome.failures)
     assert "source 'marketing_platform'" in message
