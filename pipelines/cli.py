@@ -15,15 +15,20 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
 import typer
+from dagster import BetaWarning
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipelines.settings import PROJECT_ROOT, ConfigError, load_settings
+
+# Single-run backfill policies are "beta" in Dagster 1.13; the project depends on them on purpose.
+warnings.filterwarnings("ignore", category=BetaWarning)
 
 app = typer.Typer(help="Analytical CRM warehouse: sources -> DuckDB -> customer 360 -> scores -> people.",
                   no_args_is_help=True, add_completion=False)
