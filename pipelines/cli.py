@@ -5,6 +5,7 @@
     crm audit    [--json]
     crm demo     (generate the small company if absent, build, then serve)
     crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
+    crm evaluate identity [--json]   (identity matching vs the simulator's ground truth)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipelines.commands.evaluate import evaluate_app
 from pipelines.settings import PROJECT_ROOT, ConfigError, load_settings
 
 # Single-run backfill policies are "beta" in Dagster 1.13; the project depends on them on purpose.
@@ -228,6 +230,9 @@ def dev(config: Path = ConfigOption, port: int = typer.Option(3000, help="Port f
     _use_config(config)
     _serve_dagster(port)
 
+
+
+app.add_typer(evaluate_app, name="evaluate", help="Measure identity matching against the simulator's ground truth.")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import dagster as dg
 
 from pipelines.defs.ingest.assets import build_ingest_assets, daily_partitions
 from pipelines.defs.orchestration.schedules import build_nightly
+from pipelines.defs.warehouse.assets import build_warehouse_defs
 from pipelines.resources import crm_settings_resource
 from pipelines.settings import Settings, load_settings
 
@@ -26,7 +27,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resource = crm_settings_resource()
     if settings.config_path != resource.settings().config_path:
         resource = type(resource)(config_path=str(settings.config_path))
-    return dg.Definitions(
+    ingest = dg.Definitions(
         assets=build_ingest_assets(settings),
         jobs=[nightly_job],
         schedules=[nightly_schedule],
@@ -34,6 +35,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         # DuckDB has one writer: steps of a run execute one after another in this process.
         executor=dg.in_process_executor,
     )
+    return dg.Definitions.merge(ingest, build_warehouse_defs())
 
 
 defs = build_definitions()

@@ -86,6 +86,8 @@ class ScheduleSettings(_Strict):
 class Settings(_Strict):
     config_path: Path
     warehouse_path: Path
+    # Everything the project writes besides the warehouse: models, snapshots, exports, segments.
+    data_dir: Path = Path("data")
     history_start: date | Literal["auto"] = "auto"
     schedule: ScheduleSettings = ScheduleSettings()
     quality: QualitySettings = QualitySettings()
@@ -174,9 +176,14 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
     raw.setdefault("warehouse_path", os.environ.get("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb"))
+    raw.setdefault("data_dir", os.environ.get("CRM_DATA_DIR", "data"))
     try:
         settings = Settings(config_path=config_path, **raw)
     except ValueError as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
     sources = {name: _with_resolved_location(src) for name, src in settings.sources.items()}
-    return settings.model_copy(update={"warehouse_path": _resolve(settings.warehouse_path), "sources": sources})
+    return settings.model_copy(update={
+            "warehouse_path": _resolve(settings.warehouse_path),
+            "data_dir": _resolve(settings.data_dir),
+            "sources": sources,
+        })

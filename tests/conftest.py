@@ -7,7 +7,8 @@ daily partition takes seconds; tests that change files copy it first.
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -55,3 +56,54 @@ def use_company(monkeypatch, tmp_path):
 def instance() -> dg.DagsterInstance:
     with dg.DagsterInstance.ephemeral() as ephemeral:
         yield ephemeral
+
+
+# A company with a year of history, built once per session through the real `crm build` path
+# (ingestion, dbt, identity resolution, and whatever later steps the definitions hold). A year,
+# because scores need a training cut-off and a backtest cut-off inside the history.
+BUILT_COMPANY = dict(customers=2_000, seed=7, start=date(2024, 1, 1), days=365)
+
+
+@dataclass(frozen=True)
+class BuiltCompany:
+    root: Path
+    sources: Path
+    ground_truth: Path
+    warehouse: Path
+    settings: Settings
+    outcome: object  # pipelines.build.BuildOutcome
+
+    @property
+    def last_day(self) -> date:
+        return BUILT_COMPANY["start"] + timedelta(days=BUILT_COMPANY["days"] - 1)
+
+
+@pytest.fixture(scope="session")
+def built_company(tmp_path_factory) -> BuiltCompany:
+    """The year-long company generated and built once; tests read its warehouse, never write it."""
+    from simulator import SimulationConfig, generate
+
+    from pipelines.build import run_build
+
+    root = tmp_path_factory.mktemp("built_company")
+    generate(SimulationConfig(out=root / "sources", truth_out=root / "ground_truth", **BUILT_COMPANY))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRM_CONFIG", str(DEFAULT_CONFIG))
+        mp.setenv("CRM_SOURCES_DIR", str(root / "sources"))
+        mp.setenv("CRM_WAREHOUSE_PATH", str(root / "warehouse" / "crm.duckdb"))
+        mp.setenv("CRM_GROUND_TRUTH_DIR", str(root / "ground_truth"))
+        mp.setenv("CRM_DATA_DIR", str(root / "data"))
+        mp.setenv("CRM_HISTORY_START", BUILT_COMPANY["start"].isoformat())
+        mp.delenv("CRM_SALES_DB_URL", raising=False)
+        settings = load_settings()
+        # An in-memory Dagster instance: hundreds of partition materializations cost seconds.
+        with dg.DagsterInstance.ephemeral() as ephemeral:
+            outcome = run_build(settings, instance=ephemeral)
+    return BuiltCompany(
+        root=root,
+        sources=root / "sources",
+        ground_truth=root / "ground_truth",
+        warehouse=settings.warehouse_path,
+        settings=settings,
+        outcome=outcome,
+    )

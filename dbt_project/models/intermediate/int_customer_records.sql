@@ -1,0 +1,21 @@
+{{ config(materialized='view') }}
+
+{#- Every source record with the customer it was resolved to (identity.records is written by the
+    Python identity asset; see pipelines/defs/warehouse/identity.py). -#}
+select
+    record_key,
+    source,
+    source_key,
+    customer_id,
+    email,
+    phone_e164 as phone,
+    first_name,
+    last_name,
+    city,
+    postcode,
+    record_created_at,
+    record_updated_at,
+    match_rule,
+    match_probability,
+    resolved_at
+from {{ source('identity', 'records') }}

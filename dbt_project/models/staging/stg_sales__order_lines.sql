@@ -1,0 +1,18 @@
+with source as (
+    select * from {{ source('raw', 'sales_order_lines') }}
+),
+
+latest as (
+    {{ latest_row('source', 'order_line_id', 'updated_at desc, _ingested_at desc') }}
+)
+
+select
+    order_line_id,
+    {{ clean_text('order_id') }} as order_id,
+    product_id,
+    quantity,
+    unit_price,
+    quantity * unit_price as line_amount,
+    created_at,
+    updated_at
+from latest

@@ -1,0 +1,25 @@
+{#- A ticket reappears in the export on each change: keep its latest state. -#}
+with source as (
+    select * from {{ source('raw', 'support_tickets') }}
+),
+
+latest as (
+    {{ latest_row('source', 'ticket_id', 'updated_at desc, _ingested_at desc') }}
+)
+
+select
+    ticket_id,
+    {{ dbt.cast('ticket_id', dbt.type_string()) }} as ticket_key,
+    {{ clean_text('requester_name') }} as requester_name,
+    {{ clean_email('requester_email') }} as requester_email,
+    {{ clean_text('requester_phone') }} as requester_phone_raw,
+    {{ clean_category('channel') }} as channel,
+    {{ clean_category('priority') }} as priority,
+    {{ clean_category('status') }} as status,
+    {{ clean_text('subject') }} as subject,
+    created_at,
+    updated_at,
+    solved_at,
+    {{ clean_category('satisfaction_score') }} as satisfaction_score,
+    {{ clean_text('satisfaction_comment') }} as satisfaction_comment
+from latest

@@ -1,0 +1,87 @@
+"""Benchmark of the warehouse step: identity resolution + dbt build, wall time and peak memory.
+
+    CRM_WAREHOUSE_PATH=/tmp/crm-bench/medium/warehouse/crm.duckdb \\
+        .venv/bin/python -m pipelines.defs.warehouse.bench --ground-truth /tmp/crm-bench/medium/ground_truth
+
+Runs on a warehouse whose raw.* tables are already loaded (e.g. by
+``benchmarks/bench_pipeline.py --scale medium --stages generate,ingest``). Each stage runs in its own
+process so its peak memory (max RSS from wait4, children included for dbt) is its own:
+
+- ``dbt_staging``: ``dbt build`` of seeds and staging views (+ tests);
+- ``identity``: identity resolution (normalisation, deterministic rules, Splink, stable ids);
+- ``dbt_warehouse``: ``dbt build`` of intermediate models and marts (+ tests and unit tests).
+
+With ``--ground-truth`` the pairwise precision/recall is printed too. Results are printed as JSON.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipelines.defs.warehouse.assets import DBT_PROJECT_DIR, dbt_executable, prepare_manifest, warehouse_path_from_env
+
+
+def _measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)})
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def _identity_stage() -> None:
+    import duckdb
+
+    from pipelines.defs.warehouse.identity import run_identity_resolution
+
+    con = duckdb.connect(str(warehouse_path_from_env()))
+    try:
+        summary = run_identity_resolution(con)
+    finally:
+        con.close()
+    print(json.dumps({k: round(v, 2) for k, v in summary.stage_seconds.items()}), file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ground-truth", type=Path, default=None)
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage == "identity":
+        _identity_stage()
+        return
+    prepare_manifest()
+    dbt = dbt_executable()
+    stages = [
+        ("dbt_staging", [dbt, "build", "--quiet", "--select", "path:models/staging resource_type:seed"], DBT_PROJECT_DIR),
+        ("identity", [sys.executable, "-m", "pipelines.defs.warehouse.bench", "--stage", "identity"], Path.cwd()),
+        ("dbt_warehouse", [dbt, "build", "--quiet", "--select", "path:models/intermediate path:models/marts"],
+         DBT_PROJECT_DIR),
+    ]
+    results = []
+    for name, cmd, cwd in stages:
+        wall, rss = _measure(cmd, cwd)
+        results.append({"stage": name, "wall_s": round(wall, 1), "peak_rss_mib": round(rss)})
+        print(f"{name:14s} {wall:7.1f}s  {rss:8.0f} MiB", file=sys.stderr, flush=True)
+    out = {
+        "warehouse": str(warehouse_path_from_env()),
+        "stages": results,
+        "identity_plus_dbt_s": round(sum(r["wall_s"] for r in results), 1),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+        "cpus": os.cpu_count(),
+    }
+    if args.ground_truth:
+        from pipelines.defs.warehouse.evaluation import evaluate_warehouse
+
+        out["identity_metrics"] = evaluate_warehouse(warehouse_path_from_env(), args.ground_truth).as_dict()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
