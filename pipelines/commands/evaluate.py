@@ -4,6 +4,11 @@
 ``record_map.parquet`` (true persons) and prints pairwise precision, recall and F1 plus the numbers
 of true and found customers. ``--sweep`` re-runs the matching in memory (read-only) at several
 Splink thresholds, which is how the default threshold was chosen (docs/benchmarks.md).
+
+`crm evaluate scores` re-runs the churn backtest in memory (read-only) and prints the model against
+the recency and BG/NBD baselines, a ceiling that knows every person's true rates, and the oracle
+that knows who has dropped out; calibration by decile; the 12-month revenue forecast against the
+true future revenue. ``--json`` for machines; a markdown report is written either way.
 """
 
 import json
@@ -31,6 +36,15 @@ def _path_from_env(var: str, default: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def _warehouse_and_truth() -> tuple[Path, Path]:
+    """The warehouse to measure (must exist) and the ground-truth folder (checked by each command)."""
+    warehouse = _path_from_env("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb")
+    if not warehouse.exists():
+        console.print(f"[red]No warehouse at {warehouse}[/red] (run `crm build`, or set CRM_WAREHOUSE_PATH).")
+        raise typer.Exit(2)
+    return warehouse, _path_from_env("CRM_GROUND_TRUTH_DIR", "data/ground_truth")
+
+
 @evaluate_app.command("identity")
 def identity(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -40,11 +54,7 @@ def identity(
     """Pairwise precision/recall/F1 of identity resolution, and true vs found customers."""
     from pipelines.defs.warehouse.evaluation import evaluate_warehouse
 
-    warehouse = _path_from_env("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb")
-    truth = _path_from_env("CRM_GROUND_TRUTH_DIR", "data/ground_truth")
-    if not warehouse.exists():
-        console.print(f"[red]No warehouse at {warehouse}[/red] (run `crm build`, or set CRM_WAREHOUSE_PATH).")
-        raise typer.Exit(2)
+    warehouse, truth = _warehouse_and_truth()
     if not (truth / "record_map.parquet").exists():
         console.print(f"[red]No ground truth at {truth}[/red] (set CRM_GROUND_TRUTH_DIR).")
         raise typer.Exit(2)
@@ -82,3 +92,48 @@ def identity(
             st.add_row(str(r["threshold"]), f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}",
                        f"{r['found_customers']:,}", f"{r['probabilistic_edges']:,}")
         console.print(st)
+
+
+@evaluate_app.command("scores")
+def scores(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    report: str = typer.Option(
+        "", "--report", help="Markdown report path (default: <data dir>/reports/scores_evaluation.md)."
+    ),
+) -> None:
+    """Churn backtest vs baselines and oracle, calibration by decile, 12-month revenue forecast vs truth."""
+    from models_ml.scoring_config import load_scoring_config
+    from pipelines.defs.scoring.report import SCORERS, evaluate_scores, markdown_report
+
+    warehouse, truth = _warehouse_and_truth()
+    result = evaluate_scores(warehouse, load_scoring_config(), truth if (truth / "persons.parquet").exists() else None)
+    report_path = Path(report) if report else _path_from_env("CRM_DATA_DIR", "data") / "reports" / "scores_evaluation.md"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(markdown_report(result), encoding="utf-8")
+    result["report"] = str(report_path)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+
+    table = Table(title=f"Churn backtest: train {result['train_cutoff']}, evaluate {result['eval_cutoff']}, "
+                        f"H = {result['horizon_days']} days")
+    for col in ("scorer", "ROC-AUC", "PR-AUC", "Brier", "top-decile lift", "customers"):
+        table.add_column(col, justify="left" if col == "scorer" else "right")
+    for name in SCORERS:
+        m = result["churn"].get(name)
+        if m:
+            table.add_row(name, f"{m['roc_auc']:.4f}", f"{m['pr_auc']:.4f}",
+                          f"{m['brier']:.4f}" if "brier" in m else "-", f"{m['top_decile_lift']:.2f}", f"{m['customers']:,}")
+    console.print(table)
+    cal = Table(title="Calibration by decile (backtest)")
+    for col in ("decile", "customers", "mean predicted", "observed"):
+        cal.add_column(col, justify="right")
+    for r in result["calibration"]:
+        cal.add_row(str(r["decile"]), f"{r['customers']:,}", f"{r['mean_predicted']:.3f}", f"{r['observed_rate']:.3f}")
+    console.print(cal)
+    line = f"12-month revenue forecast: {result['revenue_forecast_12m']:,.0f}"
+    if "revenue" in result:
+        r = result["revenue"]
+        line += f"; true: {r['true_12m']:,.0f} ({100 * r['relative_error']:+.1f} %)"
+    console.print(line)
+    console.print(f"Report written to {report_path}")

@@ -1,5 +1,11 @@
 {#- One row per customer: who they are, what they bought, how they engage with marketing and
-    support, as of int_reporting_dates.as_of_date. Scores (churn, CLV, tier) join here later. -#}
+    support, as of int_reporting_dates.as_of_date, with their scores (churn, value, loyalty, action)
+    from marts.customer_scores, written by the Python scoring step (pipelines/defs/scoring) that runs
+    between the other marts and this one. Before the first scoring run (or in a dbt-only build) the
+    table does not exist yet: the score columns are then null. -#}
+{%- set scores_source = source('marts', 'customer_scores') -%}
+{%- set scores_exist = execute and adapter.get_relation(
+        database=scores_source.database, schema=scores_source.schema, identifier=scores_source.identifier) -%}
 with customers as (
     select * from {{ ref('customers') }}
 ),
@@ -116,6 +122,26 @@ ticket_stats as (
     group by tickets.customer_id
 ),
 
+scores as (
+    {% if scores_exist -%}
+    select customer_id, churn_probability, churn_band, churn_reasons, p_alive, clv_12m,
+        loyalty_score, loyalty_tier, next_action
+    from {{ scores_source }}
+    {%- else -%}
+    select
+        cast(null as {{ dbt.type_string() }}) as customer_id,
+        cast(null as {{ dbt.type_float() }}) as churn_probability,
+        cast(null as {{ dbt.type_string() }}) as churn_band,
+        cast(null as {{ dbt.type_string() }}) as churn_reasons,
+        cast(null as {{ dbt.type_float() }}) as p_alive,
+        cast(null as {{ dbt.type_float() }}) as clv_12m,
+        cast(null as {{ dbt.type_float() }}) as loyalty_score,
+        cast(null as {{ dbt.type_string() }}) as loyalty_tier,
+        cast(null as {{ dbt.type_string() }}) as next_action
+    where 1 = 0
+    {%- endif %}
+),
+
 last_rating as (
     select customer_id, satisfaction_score as last_satisfaction
     from (
@@ -190,7 +216,16 @@ select
             'cast(case when order_stats.first_order_at is null or customers.first_seen_at < order_stats.first_order_at '
             ~ 'then customers.first_seen_at else order_stats.first_order_at end as date)',
             'as_of.as_of_date', 'day') }}
-    end as tenure_days
+    end as tenure_days,
+    -- scores (null when the customer is not scored: no order yet, or no scoring run)
+    scores.churn_probability,
+    scores.churn_band,
+    scores.churn_reasons,
+    scores.p_alive,
+    scores.clv_12m,
+    scores.loyalty_score,
+    scores.loyalty_tier,
+    scores.next_action
 from customers
 cross join as_of
 left join order_stats
@@ -203,3 +238,5 @@ left join ticket_stats
     on ticket_stats.customer_id = customers.customer_id
 left join last_rating
     on last_rating.customer_id = customers.customer_id
+left join scores
+    on scores.customer_id = customers.customer_id

@@ -39,6 +39,9 @@ DEFAULT_WAREHOUSE = "data/warehouse/crm.duckdb"
 
 STAGING_SELECT = "path:models/staging resource_type:seed"
 WAREHOUSE_SELECT = "path:models/intermediate path:models/marts"
+# Marts that join the scores (customer_360 and what reads it) build after the scoring step, in a
+# third dbt selection owned by pipelines/defs/scoring.
+SCORED_MARTS_SELECT = "customer_360+"
 
 IDENTITY_RECORDS = dg.AssetKey(["identity", "records"])
 IDENTITY_CHANGES = dg.AssetKey(["identity", "customer_id_changes"])
@@ -216,6 +219,7 @@ def build_dbt_assets(project: DbtProject) -> list:
         manifest=project.manifest_path,
         project=project,
         select=WAREHOUSE_SELECT,
+        exclude=SCORED_MARTS_SELECT,
         name="dbt_warehouse",
         dagster_dbt_translator=translator,
     )

@@ -1,0 +1,149 @@
+"""Expected value per customer as of a cut-off: BG/NBD x Gamma-Gamma (models_ml.clv) on the order log.
+
+A *purchase* is an order of any status on a day (several orders on one day are one purchase,
+amounts summed), the same process the simulator and the churn label use; the spend is the order
+value. ``clv_12m`` is therefore the expected *gross* order value of the next 365 days, undiscounted
+(cancellations and returns, about 7 % of orders in the demo company, are not netted out).
+
+Spend is fitted per customer segment (B2B, B2C, ...): business and consumer order values come from
+different distributions, and one pooled Gamma-Gamma fits that mixture with a heavy tail (q near 1)
+that pulls every consumer with few orders towards the business mean. Per segment, the spend
+parameters match the simulator's (p ~ 4, q ~ 5, gamma ~ 75 / 400) and the 12-month forecast of the
+medium company improves from +14 % to +13 % (the rest is in the purchase counts; docs/benchmarks.md).
+Segments with too few repeat buyers fall back to the pooled fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from models_ml.clv import (
+    BetaGeoModel,
+    BetaGeoParams,
+    GammaGammaModel,
+    GammaGammaParams,
+    compress_rfm,
+    summary_from_transactions,
+)
+
+__all__ = ["ValueModels", "bgnbd_p_alive", "customer_segments", "fit_value_models", "order_log", "predict_value",
+           "rfm_summary"]
+
+
+#: A segment needs this many repeat buyers for its own spend model.
+MIN_SEGMENT_REPEAT_BUYERS = 200
+
+
+@dataclass(frozen=True)
+class ValueModels:
+    bgnbd: BetaGeoParams
+    gamma_gamma: GammaGammaParams  # pooled over every segment
+    cutoff: date
+    segment_gamma_gamma: dict[str, GammaGammaParams] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float | str]:
+        out: dict[str, float | str] = {
+            **{f"bgnbd_{k}": v for k, v in self.bgnbd.as_dict().items()},
+            **{f"gamma_gamma_{k}": v for k, v in self.gamma_gamma.as_dict().items()},
+            "cutoff": self.cutoff.isoformat(),
+        }
+        for seg, prm in self.segment_gamma_gamma.items():
+            out.update({f"gamma_gamma_{seg}_{k}": v for k, v in prm.as_dict().items()})
+        return out
+
+
+def customer_segments(con: duckdb.DuckDBPyConnection, *, schema: str = "marts") -> pl.DataFrame:
+    """customer_id, segment (B2B / B2C / Unknown) from the customers mart."""
+    return con.sql(f"select customer_id, coalesce(segment, 'Unknown') as segment from {schema}.customers").pl()
+
+
+def order_log(con: duckdb.DuckDBPyConnection, cutoff: date, *, schema: str = "marts") -> pl.DataFrame:
+    """``customer_id``, ``order_day``, ``total_amount`` of every order on or before ``cutoff``."""
+    return con.sql(
+        f"""
+        select customer_id, order_day, greatest(coalesce(total_amount, 0), 0) as total_amount
+        from {schema}.orders
+        where customer_id is not null and order_day <= $c
+        """,
+        params={"c": cutoff},
+    ).pl()
+
+
+def rfm_summary(orders: pl.DataFrame, cutoff: date) -> pl.DataFrame:
+    """frequency / recency / T in days and monetary_value per customer (see clv.summary_from_transactions)."""
+    return summary_from_transactions(
+        orders, "customer_id", "order_day", "total_amount", observation_end=cutoff, freq_days=1.0
+    )
+
+
+def fit_value_models(summary: pl.DataFrame, cutoff: date, segments: pl.DataFrame | None = None) -> ValueModels:
+    """Fit BG/NBD on (frequency, recency, T) and Gamma-Gamma on repeat buyers' mean spend (per segment
+    when ``segments``, customer_id -> segment, is given).
+
+    Raises :class:`models_ml.clv.ModelFitError` when a fit does not converge or data are too few.
+    """
+    bg_params = _fit_bgnbd(summary).params
+    repeat = summary.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") > 0))
+    gg_params = GammaGammaModel().fit(repeat["frequency"], repeat["monetary_value"])
+    per_segment = {}
+    if segments is not None:
+        repeat = repeat.join(segments, on="customer_id", how="left").with_columns(pl.col("segment").fill_null("Unknown"))
+        for (segment,), rows in repeat.group_by("segment"):
+            if rows.height >= MIN_SEGMENT_REPEAT_BUYERS:
+                per_segment[segment] = GammaGammaModel().fit(rows["frequency"], rows["monetary_value"])
+    return ValueModels(bgnbd=bg_params, gamma_gamma=gg_params, cutoff=cutoff, segment_gamma_gamma=per_segment)
+
+
+def _fit_bgnbd(summary: pl.DataFrame) -> BetaGeoModel:
+    x, t_x, T, w, _ = compress_rfm(summary["frequency"], summary["recency"], summary["T"])
+    bg = BetaGeoModel()
+    bg.fit(x, t_x, T, weights=w)
+    return bg
+
+
+def bgnbd_p_alive(summary: pl.DataFrame) -> pl.DataFrame:
+    """customer_id, p_alive from a BG/NBD fitted on ``summary`` alone (the churn baseline; no spend model)."""
+    x, t_x, T, _, inverse = compress_rfm(summary["frequency"], summary["recency"], summary["T"])
+    p_alive = _fit_bgnbd(summary).probability_alive(x, t_x, T)[inverse]
+    return pl.DataFrame({"customer_id": summary["customer_id"], "p_alive": p_alive})
+
+
+def predict_value(models: ValueModels, summary: pl.DataFrame, segments: pl.DataFrame | None = None) -> pl.DataFrame:
+    """customer_id, p_alive, expected_purchases_90d/365d, expected_spend_per_order, clv_12m (all >= 0)."""
+    bg = BetaGeoModel.from_params(models.bgnbd)
+    x = summary["frequency"].to_numpy().astype(float)
+    t_x = summary["recency"].to_numpy()
+    T = summary["T"].to_numpy()
+    # Repeat buyers whose repeat orders were all worth 0 carry no spend information: population mean.
+    m = summary["monetary_value"].to_numpy()
+    x_spend = np.where(m > 0, x, 0.0)
+    # Many customers share (x, t_x, T): predict once per distinct row.
+    ux, ut, uT, _, inverse = compress_rfm(x, t_x, T)
+    p_alive = bg.probability_alive(ux, ut, uT)[inverse]
+    e90 = bg.expected_purchases(90.0, ux, ut, uT)[inverse]
+    e365 = bg.expected_purchases(365.0, ux, ut, uT)[inverse]
+    m_spend = np.where(m > 0, m, 0.0)
+    spend = GammaGammaModel.from_params(models.gamma_gamma).conditional_expected_average_profit(x_spend, m_spend)
+    if segments is not None and models.segment_gamma_gamma:
+        seg = summary.select("customer_id").join(segments, on="customer_id", how="left")["segment"].to_numpy()
+        for segment, params in models.segment_gamma_gamma.items():
+            rows = seg == segment
+            if rows.any():
+                spend[rows] = GammaGammaModel.from_params(params).conditional_expected_average_profit(
+                    x_spend[rows], m_spend[rows]
+                )
+    return pl.DataFrame(
+        {
+            "customer_id": summary["customer_id"],
+            "p_alive": p_alive,
+            "expected_purchases_90d": e90,
+            "expected_purchases_365d": e365,
+            "expected_spend_per_order": spend,
+            "clv_12m": e365 * spend,
+        }
+    )

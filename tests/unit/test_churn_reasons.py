@@ -1,0 +1,107 @@
+"""Churn model on synthetic customers: calibrated, and reasons that match the customer's own values."""
+
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models_ml.churn import (
+    MIN_REASON_CONTRIBUTION,
+    REASON_GROUPS,
+    ChurnModelParams,
+    calibration_by_decile,
+    classification_metrics,
+    explain,
+    load_model,
+    train_churn_model,
+)
+from models_ml.features import NUMERIC_FEATURES
+
+PARAMS = ChurnModelParams(max_iter=60, min_samples_leaf=20)
+
+
+def _customers(n: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Churn driven by days since the last order relative to the usual gap, and by bad ratings."""
+    rng = np.random.default_rng(seed)
+    data = {name: rng.uniform(0, 1, n) for name in NUMERIC_FEATURES}
+    data["usual_gap_days"] = np.round(rng.uniform(10, 60, n))
+    data["recency_days"] = np.round(rng.uniform(0, 200, n))
+    data["recency_vs_usual_gap"] = data["recency_days"] / data["usual_gap_days"]
+    data["bad_ratings_90d"] = rng.binomial(2, 0.15, n).astype(float)
+    data["orders_90d"] = rng.integers(0, 5, n).astype(float)
+    data["orders_prev_90d"] = rng.integers(0, 5, n).astype(float)
+    data["order_trend_90d"] = data["orders_90d"] - data["orders_prev_90d"]
+    logit = -2.0 + 1.2 * data["recency_vs_usual_gap"] + 1.5 * data["bad_ratings_90d"]
+    churned = (rng.uniform(0, 1, n) < 1 / (1 + np.exp(-logit))).astype(int)
+    ids = [f"C{i:05d}" for i in range(n)]
+    return pl.DataFrame({"customer_id": ids, **data}), pl.DataFrame({"customer_id": ids, "churned": churned})
+
+
+@pytest.fixture(scope="module")
+def model():
+    return train_churn_model(*_customers(6000, 1), PARAMS)
+
+
+def test_model_learns_and_is_calibrated_on_fresh_customers(model):
+    features, labels = _customers(4000, 2)
+    p = model.predict(features)
+    y = labels["churned"].to_numpy()
+    assert model.calibration_method == "isotonic"  # 1,500 calibration rows
+    assert classification_metrics(y, p)["roc_auc"] > 0.8
+    table = calibration_by_decile(y, p)
+    # 400 customers a decile: 3 binomial standard deviations at p = 0.5 is 0.075.
+    assert (table["mean_predicted"] - table["observed_rate"]).abs().max() < 0.1
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(v.replace(",", "")) for v in re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)]
+
+
+def test_reasons_quote_the_customers_real_values(model):
+    features, _ = _customers(300, 3)
+    _, reasons = explain(model, features)
+    assert len(reasons) == features.height
+    recency_seen = ratings_seen = 0
+    for row, text in zip(features.iter_rows(named=True), reasons):
+        for reason in filter(None, text.split("; ")):
+            if reason.startswith("no order in"):
+                recency_seen += 1
+                days, gap = _numbers(reason)[:2]
+                assert days == row["recency_days"] and gap == row["usual_gap_days"], (reason, row)
+            if "bad support ratings in 90 days" in reason:
+                ratings_seen += 1
+                assert _numbers(reason)[0] == row["bad_ratings_90d"], (reason, row)
+    assert recency_seen > 30 and ratings_seen > 10
+
+
+def test_every_reason_raises_the_risk_and_is_worded_from_its_group(model):
+    features, _ = _customers(200, 4)
+    p, reasons = explain(model, features)
+    X = model.matrix(features)
+    index = {f: i for i, f in enumerate(model.features)}
+    for i, text in enumerate(reasons):
+        row = {k: float(v) for k, v in features.row(i, named=True).items() if k != "customer_id"}
+        rendered = {g.render(row): g for g in REASON_GROUPS}
+        for reason in filter(None, text.split("; ")):
+            group = rendered[reason]  # KeyError = a reason no group would write for these values
+            shifted = X[i:i + 1].copy()
+            for f in group.features:
+                shifted[0, index[f]] = model.reference[f]
+            assert p[i] - model.predict(shifted)[0] >= MIN_REASON_CONTRIBUTION - 1e-12
+
+
+def test_the_riskiest_customers_are_told_about_their_recency(model):
+    features, _ = _customers(400, 5)
+    _, reasons = explain(model, features)
+    gap_ratio = features["recency_vs_usual_gap"].to_numpy()
+    stale = [r for r, g, b in zip(reasons, gap_ratio, features["bad_ratings_90d"]) if g > 10 and b == 0]
+    assert stale and all(r.startswith("no order in") for r in stale)
+
+
+def test_saved_model_predicts_the_same(model, tmp_path):
+    features, _ = _customers(100, 6)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(again.predict(features), model.predict(features))
+    assert again.reference == pytest.approx(model.reference, nan_ok=True)
