@@ -3,7 +3,8 @@
     crm generate [--customers N --seed S --start DATE --days D --out DIR]
     crm build    [--config FILE --start DATE --end DATE]
     crm audit    [--json]
-    crm demo     (generate the small company if absent, build, then serve)
+    crm demo     (generate the small company if absent, build, then serve the dashboard)
+    crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
     crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
     crm evaluate identity [--json]   (identity matching vs the simulator's ground truth)
 """
@@ -183,10 +184,10 @@ def audit(config: Path = ConfigOption, as_json: bool = typer.Option(False, "--js
 @app.command()
 def demo(
     customers: int = typer.Option(2_000, help="Size of the company generated when none exists."),
-    serve: bool = typer.Option(True, help="Serve the result after the build."),
-    port: int = typer.Option(3000, help="Port for the Dagster UI."),
+    serve: bool = typer.Option(True, help="Serve the dashboard after the build."),
+    port: int = typer.Option(8501, help="Port for the dashboard."),
 ) -> None:
-    """Generate the small company if absent, build everything, then serve what exists."""
+    """Generate the small company if absent, build everything, then serve the dashboard and print its URL."""
     os.environ.pop("CRM_CONFIG", None)
     settings = load_settings()
     sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
@@ -198,7 +199,7 @@ def demo(
     if not outcome.success:
         raise typer.Exit(1)
     if serve:
-        _serve_dagster(port)
+        _serve_dashboard(port)
 
 
 def _serve_dagster(port: int) -> None:
@@ -208,9 +209,27 @@ def _serve_dagster(port: int) -> None:
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "pipelines.definitions",
                "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"[bold]Dagster UI (asset graph, checks, runs, nightly schedule):[/bold] http://127.0.0.1:{port}")
+    _run_until_stopped(command)
+
+
+def _serve_dashboard(port: int, host: str = "127.0.0.1") -> None:
+    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "streamlit_app.py"),
+               "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    console.print(f"[bold]Dashboard (reads the latest published snapshot):[/bold] http://{host}:{port}")
+    _run_until_stopped(command)
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_until_stopped(command: list[str]) -> None:
     console.print("Stop with Ctrl-C.")
-    # Its own process group, so Ctrl-C or a SIGTERM stops the webserver and the daemon with it.
+    # Its own process group, so Ctrl-C or a SIGTERM stops the server and its children with it.
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+    # A SIGTERM to `crm` (a service manager, a test) must stop the server too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         process.wait()
     except KeyboardInterrupt:
@@ -230,6 +249,13 @@ def dev(config: Path = ConfigOption, port: int = typer.Option(3000, help="Port f
     _use_config(config)
     _serve_dagster(port)
 
+
+@app.command("app")
+def serve_app(config: Path = ConfigOption, port: int = typer.Option(8501, help="Port for the dashboard."),
+              host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for everyone).")) -> None:
+    """Serve the Streamlit dashboard on the latest published snapshot (`crm build` publishes one)."""
+    _use_config(config)
+    _serve_dashboard(port, host)
 
 
 app.add_typer(evaluate_app, name="evaluate", help="Measure identity matching against the simulator's ground truth.")

@@ -13,6 +13,7 @@ import dagster as dg
 from pipelines.defs.ingest.assets import build_ingest_assets, daily_partitions
 from pipelines.defs.orchestration.schedules import build_nightly
 from pipelines.defs.scoring.assets import build_scoring_defs
+from pipelines.defs.serving.assets import build_serving_defs
 from pipelines.defs.warehouse.assets import build_warehouse_defs
 from pipelines.resources import crm_settings_resource
 from pipelines.settings import Settings, load_settings
@@ -36,7 +37,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         # DuckDB has one writer: steps of a run execute one after another in this process.
         executor=dg.in_process_executor,
     )
-    return dg.Definitions.merge(ingest, build_warehouse_defs(), build_scoring_defs(settings))
+    others = dg.Definitions.merge(ingest, build_warehouse_defs(), build_scoring_defs(settings))
+    # Serving goes last: the snapshot waits for every asset merged before it, whatever they are.
+    serving = build_serving_defs(upstream=others.resolve_asset_graph().get_all_asset_keys())
+    return dg.Definitions.merge(others, serving)
 
 
 defs = build_definitions()

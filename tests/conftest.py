@@ -45,6 +45,8 @@ def use_company(monkeypatch, tmp_path):
         monkeypatch.setenv("CRM_CONFIG", str(config))
         monkeypatch.setenv("CRM_SOURCES_DIR", str(company_root / "sources"))
         monkeypatch.setenv("CRM_WAREHOUSE_PATH", str(warehouse or tmp_path / "warehouse" / "crm.duckdb"))
+        # models, snapshots and exports of a test build stay in its tmp folder, never in the repo's data/
+        monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "data"))
         monkeypatch.setenv("CRM_HISTORY_START", SMALL_COMPANY["start"].isoformat())
         monkeypatch.delenv("CRM_SALES_DB_URL", raising=False)
         return load_settings()

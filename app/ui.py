@@ -1,0 +1,83 @@
+"""Streamlit glue shared by the pages: the cached reader, cached queries, empty states, PII masking.
+
+The reader is cached per snapshot id, so a newly published snapshot is picked up on the next
+rerun (the pointer is read on every rerun; it is one small file) while a page that is rendering
+keeps the snapshot it started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from app import data
+from app.format import change, kpi_value
+from pipelines.defs.serving.segments import mask_pii
+from pipelines.defs.serving.snapshots import Snapshot, SnapshotError
+
+QUERY_TTL_SECONDS = 600
+SHOW_PII_KEY = "show_pii"
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _reader(snapshot_id: str, _snapshot: Snapshot) -> data.SnapshotReader:
+    return data.SnapshotReader(_snapshot)
+
+
+def current_snapshot() -> Snapshot | None:
+    try:
+        return data.find_snapshot()
+    except SnapshotError as exc:
+        st.error(f"The published snapshot cannot be read: {exc}")
+        st.stop()
+
+
+def reader() -> data.SnapshotReader:
+    """The current snapshot's reader; shows the empty state and stops the page when there is none."""
+    snapshot = current_snapshot()
+    if snapshot is None:
+        st.info(data.NO_SNAPSHOT)
+        st.stop()
+    return _reader(snapshot.snapshot_id, snapshot)
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False, max_entries=500)
+def _cached(snapshot_id: str, name: str, args: tuple, _snapshot: Snapshot) -> Any:
+    return getattr(data, name)(_reader(snapshot_id, _snapshot), *args)
+
+
+def query(function: Callable, *args) -> Any:
+    """``function(reader, *args)`` from app.data, cached per snapshot and arguments."""
+    current = reader()
+    return _cached(current.snapshot.snapshot_id, function.__name__, tuple(args), current.snapshot)
+
+
+def require_scores() -> None:
+    if not reader().has_scores:
+        st.info(data.NO_SCORES)
+        st.stop()
+
+
+def show_pii() -> bool:
+    return bool(st.session_state.get(SHOW_PII_KEY, False))
+
+
+def masked(frame: pl.DataFrame) -> pl.DataFrame:
+    """Emails and phones masked unless the viewer switched them on in the sidebar."""
+    if show_pii() or not {"email", "phone"} & set(frame.columns):
+        return frame
+    return pl.from_arrow(mask_pii(frame.to_arrow()))
+
+
+def masked_record(record: dict[str, Any]) -> dict[str, Any]:
+    contact = {name: [record.get(name)] for name in ("email", "phone")}
+    return {**record, **masked(pl.DataFrame(contact, schema={name: pl.String for name in contact})).row(0, named=True)}
+
+
+def metric_row(kpis: list[data.Kpi]) -> None:
+    for column, kpi in zip(st.columns(len(kpis)), kpis, strict=True):
+        column.metric(kpi.label, kpi_value(kpi.current, kpi.kind), change(kpi.change),
+                      help=None if kpi.previous is None else f"previous period: {kpi_value(kpi.previous, kpi.kind)}")

@@ -1,0 +1,274 @@
+"""Published snapshots: read-only copies of the warehouse that the app and the exports read.
+
+DuckDB has one writer per file, and the nightly build holds it for minutes. Readers therefore
+never open the build warehouse: after a successful build the warehouse is checkpointed and
+copied to ``<data_dir>/snapshots/<snapshot_id>.duckdb``, the copy gets the run's bookkeeping
+(check results, recent runs, a manifest) in schema ``ops``, and only then does the pointer file
+``CURRENT.json`` move to it (temp file + ``os.replace``, atomic on POSIX). A reader that follows
+the pointer sees either the previous whole build or the new whole build, never half of one.
+
+Plain Python (no Dagster), so the app and the tests use the same code as the asset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.defs.serving.aggregates import write_aggregates
+
+POINTER_NAME = "CURRENT.json"
+KEEP_SNAPSHOTS = 3
+# Schemas whose tables the manifest counts: what the app shows.
+COUNTED_SCHEMAS = ("marts", "ml")
+# The app looks one customer (or one rep) up in these; an index turns a scan of millions of rows
+# into a point lookup. Built in the snapshot only: the build warehouse never pays for them.
+LOOKUP_INDEXES = {
+    "marts.customer_360": "customer_id",
+    "marts.customers": "customer_id",
+    "marts.customer_rfm": "customer_id",
+    "marts.customer_scores": "customer_id",
+    "marts.orders": "customer_id",
+    "marts.marketing_events": "customer_id",
+    "marts.support_tickets": "customer_id",
+    "identity.records": "customer_id",
+    "marts.rep_actions": "rep_id",
+}
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot cannot be published or read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    asset_key: str
+    check_name: str
+    passed: bool
+    severity: str
+    description: str | None
+    metadata_json: str
+    evaluated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    job_name: str
+    status: str
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published snapshot as the pointer names it."""
+
+    snapshot_id: str
+    path: Path
+    built_at: datetime
+    run_id: str
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        # The file name only: the snapshots folder can move (a copied data dir keeps working).
+        data["path"] = self.path.name
+        data["built_at"] = self.built_at.isoformat()
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: Path) -> Snapshot:
+        """Read a pointer or manifest; the snapshot file sits in the same folder as ``source``."""
+        try:
+            data = json.loads(text)
+            return cls(
+                snapshot_id=data["snapshot_id"],
+                path=source.parent / Path(data["path"]).name,
+                built_at=datetime.fromisoformat(data["built_at"]),
+                run_id=data["run_id"],
+                row_counts={k: int(v) for k, v in data.get("row_counts", {}).items()},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SnapshotError(f"{source}: not a snapshot pointer ({exc})") from exc
+
+
+def snapshots_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "snapshots"
+
+
+def current_snapshot(data_dir: Path) -> Snapshot | None:
+    """The snapshot the pointer names, or None when nothing was published yet."""
+    pointer = snapshots_dir(data_dir) / POINTER_NAME
+    try:
+        text = pointer.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    snapshot = Snapshot.from_json(text, pointer)
+    if not snapshot.path.exists():
+        raise SnapshotError(f"{pointer} names {snapshot.path}, which does not exist")
+    return snapshot
+
+
+def new_snapshot_id(built_at: datetime, run_id: str) -> str:
+    """Sortable by time; the run id keeps two builds in the same second apart."""
+    return f"{built_at.strftime('%Y%m%dT%H%M%S')}Z-{run_id[:8]}"
+
+
+def _copy_warehouse(warehouse: Path, target: Path) -> None:
+    """Checkpoint (so the file holds everything, no WAL), then copy the file."""
+    if not warehouse.exists():
+        raise SnapshotError(f"no warehouse to publish at {warehouse}")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CHECKPOINT")
+    wal = warehouse.with_name(warehouse.name + ".wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise SnapshotError(f"{wal} still holds changes after CHECKPOINT; another process is writing the warehouse")
+    shutil.copyfile(warehouse, target)
+
+
+def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    tables = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_type = 'BASE TABLE' AND table_schema IN (SELECT unnest(?)) ORDER BY 1, 2",
+        [list(COUNTED_SCHEMAS)],
+    ).fetchall()
+    return {f"{schema}.{name}": con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
+            for schema, name in tables}
+
+
+def _write_ops_tables(con: duckdb.DuckDBPyConnection, snapshot: Snapshot, checks: Sequence[CheckResult],
+                      runs: Sequence[RunRecord]) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute("""
+        CREATE OR REPLACE TABLE ops.asset_check_results (
+            asset_key VARCHAR, check_name VARCHAR, passed BOOLEAN, severity VARCHAR,
+            description VARCHAR, metadata_json VARCHAR, evaluated_at TIMESTAMPTZ)""")
+    if checks:
+        con.executemany("INSERT INTO ops.asset_check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(c.asset_key, c.check_name, c.passed, c.severity, c.description, c.metadata_json,
+                          c.evaluated_at) for c in checks])
+    con.execute("""
+        CREATE OR REPLACE TABLE ops.recent_runs (
+            run_id VARCHAR, job_name VARCHAR, status VARCHAR, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ)""")
+    if runs:
+        con.executemany("INSERT INTO ops.recent_runs VALUES (?, ?, ?, ?, ?)",
+                        [(r.run_id, r.job_name, r.status, r.started_at, r.ended_at) for r in runs])
+    con.execute("""
+        CREATE OR REPLACE TABLE ops.snapshot_manifest (
+            snapshot_id VARCHAR, built_at TIMESTAMPTZ, run_id VARCHAR, table_name VARCHAR, row_count BIGINT)""")
+    con.executemany("INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
+                    [(snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
+                     for table, count in snapshot.row_counts.items()])
+
+
+def _add_serving_structures(con: duckdb.DuckDBPyConnection) -> None:
+    """What makes the app fast: indexes for point lookups, the dashboard aggregates, and one search
+    table holding each customer's name and email lower-cased and phone as digits (one LIKE scan)."""
+    write_aggregates(con)
+    present = {r[0] for r in con.execute(
+        "SELECT table_schema || '.' || table_name || '.' || column_name FROM information_schema.columns").fetchall()}
+    for table, column in LOOKUP_INDEXES.items():
+        if f"{table}.{column}" in present:
+            schema, name = table.split(".")
+            con.execute(f'CREATE INDEX IF NOT EXISTS "{name}_{column}_lookup" ON "{schema}"."{name}" ("{column}")')
+    if all(f"marts.customer_360.{c}" in present for c in ("customer_id", "full_name", "email", "phone")):
+        con.execute("""
+            CREATE OR REPLACE TABLE serving.customer_search AS
+            SELECT customer_id,
+                   lower(coalesce(full_name, '') || ' ' || coalesce(email, '')) AS name_and_email,
+                   regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') AS phone_digits
+            FROM marts.customer_360""")
+
+
+def _write_pointer(directory: Path, snapshot: Snapshot) -> None:
+    temporary = directory / f".{POINTER_NAME}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(snapshot.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, directory / POINTER_NAME)
+
+
+def _prune(directory: Path, keep: int, current: Snapshot) -> list[Path]:
+    """Delete all but the newest ``keep`` snapshots (never the current one). Open readers keep
+    reading a deleted file until they close it (POSIX), so pruning never breaks a live page."""
+    published = sorted(directory.glob("*.duckdb"), key=lambda p: p.stem, reverse=True)
+    removed = []
+    for path in published[keep:]:
+        if path == current.path:
+            continue
+        path.chmod(stat.S_IWUSR | stat.S_IRUSR)
+        path.unlink()
+        path.with_suffix(".json").unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def publish_snapshot(
+    warehouse: Path,
+    data_dir: Path,
+    *,
+    run_id: str,
+    checks: Iterable[CheckResult] = (),
+    runs: Iterable[RunRecord] = (),
+    built_at: datetime | None = None,
+    keep: int = KEEP_SNAPSHOTS,
+) -> Snapshot:
+    """Copy the warehouse into a new snapshot, add the run's bookkeeping, then move the pointer.
+
+    Refuses when a check of severity ERROR failed: a build that did not pass its blocking checks
+    must not become what people see. Any error before the pointer moves leaves the previous
+    snapshot current; the half-written file is removed.
+    """
+    checks, runs = list(checks), list(runs)
+    failed = [f"{c.asset_key} / {c.check_name}" for c in checks if not c.passed and c.severity == "ERROR"]
+    if failed:
+        raise SnapshotError(f"not publishing run {run_id}: {len(failed)} check(s) of severity ERROR failed: "
+                            + ", ".join(sorted(failed)[:10]))
+    built_at = built_at or datetime.now(UTC)
+    directory = snapshots_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    snapshot_id = new_snapshot_id(built_at, run_id)
+    target = directory / f"{snapshot_id}.duckdb"
+    partial = directory / f".{snapshot_id}.duckdb.partial"
+    try:
+        _copy_warehouse(Path(warehouse), partial)
+        with duckdb.connect(str(partial)) as con:
+            counts = _row_counts(con)
+            snapshot = Snapshot(snapshot_id=snapshot_id, path=target, built_at=built_at, run_id=run_id,
+                                row_counts=counts)
+            _write_ops_tables(con, snapshot, checks, runs)
+            _add_serving_structures(con)
+            con.execute("CHECKPOINT")
+        partial.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(partial, target)
+        target.with_suffix(".json").write_text(snapshot.to_json(), encoding="utf-8")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".wal").unlink(missing_ok=True)
+        raise
+    _write_pointer(directory, snapshot)
+    _prune(directory, keep, snapshot)
+    return snapshot
+
+
+def list_snapshots(data_dir: Path) -> list[Snapshot]:
+    """Every snapshot still on disk, newest first (the migration page compares two of them)."""
+    directory = snapshots_dir(data_dir)
+    found = []
+    for manifest in sorted(directory.glob("*.json"), reverse=True):
+        if manifest.name == POINTER_NAME:
+            continue
+        snapshot = Snapshot.from_json(manifest.read_text(encoding="utf-8"), manifest)
+        if snapshot.path.exists():
+            found.append(snapshot)
+    return found
