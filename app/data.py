@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipelines.defs.ingest.ledger import quarantine_reasons_sql
 from pipelines.defs.serving.aggregates import KPI_PERIOD_DAYS  # noqa: F401  (the overview page names it)
 from pipelines.defs.serving.segments import (
     SegmentDefinition,
@@ -465,10 +466,7 @@ def quarantine_reasons(reader: SnapshotReader) -> pl.DataFrame:
     entities = sorted(t.split(".", 1)[1] for t in reader.tables if t.startswith("quarantine."))
     if not entities:
         return pl.DataFrame(schema={"entity": pl.String, "reason": pl.String, "rows": pl.Int64})
-    union = " UNION ALL ".join(
-        f"SELECT '{entity}' AS entity, regexp_replace(_reason, '''[^'']*''', '<value>', 'g') AS reason "
-        f'FROM quarantine."{entity}"' for entity in entities)
-    return reader.frame(f"SELECT entity, reason, count(*) AS rows FROM ({union}) GROUP BY ALL ORDER BY rows DESC")
+    return reader.frame(quarantine_reasons_sql(entities))
 
 
 def check_results(reader: SnapshotReader) -> pl.DataFrame:

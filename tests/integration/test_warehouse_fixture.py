@@ -16,6 +16,16 @@ from typer.testing import CliRunner
 from tests.fixtures.raw_fixture import EXPECTED_RFM, PERSONS, build_raw_fixture, write_ground_truth
 
 
+def _warehouse_defs() -> dg.Definitions:
+    """The warehouse as `crm build` runs it: dbt around identity resolution, then the scoring step
+    that customer_360 waits for (on this tiny fixture it trains nothing and scores no one)."""
+    from pipelines.defs.scoring.assets import build_scoring_defs
+    from pipelines.defs.warehouse.assets import build_warehouse_defs
+    from pipelines.settings import load_settings
+
+    return dg.Definitions.merge(build_warehouse_defs(), build_scoring_defs(load_settings()))
+
+
 def _materialize(defs: dg.Definitions, selection=None) -> dg.ExecuteInProcessResult:
     return dg.materialize(list(defs.assets), resources=defs.resources, selection=selection, raise_on_error=False)
 
@@ -43,9 +53,8 @@ def built(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRM_WAREHOUSE_PATH", str(db))
         mp.setenv("CRM_GROUND_TRUTH_DIR", str(truth))
-        from pipelines.defs.warehouse.assets import build_warehouse_defs
-
-        defs = build_warehouse_defs()
+        mp.setenv("CRM_DATA_DIR", str(root / "data"))
+        defs = _warehouse_defs()
         result = _materialize(defs)
         yield db, defs, result
 
@@ -213,9 +222,8 @@ def test_second_run_keeps_ids_logs_changes_and_applies_steward_overrides(built):
 def test_empty_company_builds_with_every_test_passing(tmp_path, monkeypatch):
     db = build_raw_fixture(tmp_path / "crm.duckdb", empty=True)
     monkeypatch.setenv("CRM_WAREHOUSE_PATH", str(db))
-    from pipelines.defs.warehouse.assets import build_warehouse_defs
-
-    result = _materialize(build_warehouse_defs())
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path / "data"))
+    result = _materialize(_warehouse_defs())
     assert result.success, _failures(result)
     assert _failures(result) == []
     con = duckdb.connect(str(db), read_only=True)

@@ -24,11 +24,7 @@ def read_audit(settings: Settings) -> dict:
             create_reconciliation_view(con)
         entities = con.sql("SELECT * FROM ops.ingest_reconciliation").pl().to_dicts()
         reasons = con.sql(
-            " UNION ALL ".join(
-                f"SELECT '{e}' AS entity, regexp_replace(_reason, '''[^'']*''', '<value>', 'g') AS reason, "
-                f"count(*) AS rows FROM quarantine.{e} GROUP BY ALL"
-                for e in ENTITIES if f"quarantine.{e}" in tables
-            ) + " ORDER BY rows DESC"
+            quarantine_reasons_sql([e for e in ENTITIES if f"quarantine.{e}" in tables])
         ).pl().to_dicts()
         loaded = {(r[0], r[1]) for r in con.execute("SELECT entity, path FROM ops.loaded_files").fetchall()}
     not_loaded = []

@@ -35,6 +35,22 @@ CREATE TABLE IF NOT EXISTS ops.source_state (
 """
 
 
+# A quarantine reason with its quoted values replaced, so that reasons group ("'abc' is not a date"
+# and "'xyz' is not a date" count as one). Shared by the ingest report, `crm audit` and the app.
+GROUPED_REASON_SQL = "regexp_replace(_reason, '''[^'']*''', '<value>', 'g')"
+
+
+def quarantine_reasons_sql(entities: list[str]) -> str:
+    """Rows per (entity, grouped reason) over the given quarantine tables, most frequent first."""
+    if not entities:
+        return "SELECT NULL::VARCHAR AS entity, NULL::VARCHAR AS reason, 0::BIGINT AS rows WHERE false"
+    union = " UNION ALL ".join(
+        f"SELECT '{entity}' AS entity, {GROUPED_REASON_SQL} AS reason FROM quarantine.\"{entity}\""
+        for entity in entities
+    )
+    return f"SELECT entity, reason, count(*) AS rows FROM ({union}) GROUP BY ALL ORDER BY rows DESC"
+
+
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_DDL)
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timezone
 import duckdb
 
 from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.defs.ingest.ledger import ensure_ledger, record_batch, stored_cursor
+from pipelines.defs.ingest.ledger import GROUPED_REASON_SQL, ensure_ledger, record_batch, stored_cursor
 from pipelines.defs.ingest.readers import (
     BATCH_TABLE,
     REJECTS_TABLE,
@@ -106,7 +106,7 @@ def ingest_entity(
         )
         reasons = dict(
             con.execute(
-                f"SELECT regexp_replace(_reason, '''[^'']*''', '<value>', 'g') AS reason, "
+                f"SELECT {GROUPED_REASON_SQL} AS reason, "
                 f"count(*) FROM quarantine.{entity_name} WHERE _batch_id = $b GROUP BY reason ORDER BY 2 DESC LIMIT 20",
                 {"b": batch_id},
             ).fetchall()

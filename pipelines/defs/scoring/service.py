@@ -237,7 +237,7 @@ def train_and_register(
     ensure_ml_schema(con)
     as_of = as_of or last_data_day(con)
     if as_of is None:
-        raise ValueError("no orders in marts.orders: nothing to train on")
+        raise NotEnoughHistoryError("no orders in marts.orders: nothing to train on")
     current = current_model(con)
     reason = "forced" if force else training_due(current, as_of, config)
     if reason is None:
