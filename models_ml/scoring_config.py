@@ -63,6 +63,12 @@ class DriftSettings(_Strict):
     features: list[str] = Field(default_factory=lambda: ["recency_days", "orders_365d", "churn_probability"])
 
 
+class ValueSettings(_Strict):
+    # clv_12m: "supervised_correction" = BG/NBD x Gamma-Gamma times a correction learned on the past
+    # year (models_ml.forecast; falls back to plain BG/NBD when the history is shorter); "bgnbd" = plain.
+    forecast_method: Literal["bgnbd", "supervised_correction"] = "supervised_correction"
+
+
 class LoyaltySettings(_Strict):
     weights: dict[Literal["value", "engagement", "satisfaction"], float] = Field(
         default_factory=lambda: {"value": 0.5, "engagement": 0.3, "satisfaction": 0.2}
@@ -131,6 +137,7 @@ class ScoringConfig(_Strict):
     retrain: RetrainSettings = RetrainSettings()
     gate: GateSettings = GateSettings()
     drift: DriftSettings = DriftSettings()
+    value: ValueSettings = ValueSettings()
     loyalty: LoyaltySettings = LoyaltySettings()
     benefits: BenefitSettings
     actions: ActionSettings

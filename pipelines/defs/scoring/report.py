@@ -15,8 +15,9 @@ import duckdb
 from models_ml.churn import classification_metrics
 from models_ml.evaluation import known_rates_scores, oracle_scores, revenue_forecast_check, run_backtest
 from models_ml.features import last_data_day
+from models_ml.forecast import forecast_value
 from models_ml.scoring_config import ScoringConfig
-from models_ml.value import customer_segments, fit_value_models, order_log, predict_value, rfm_summary
+from models_ml.value import customer_segments
 from pipelines.defs.scoring.service import model_params
 
 SCORERS = ("model", "baseline_recency", "baseline_bgnbd_p_alive", "known_rates_ceiling", "oracle")
@@ -41,12 +42,12 @@ def evaluate_scores(warehouse: Path, config: ScoringConfig, ground_truth: Path |
             "churn": dict(bt.metrics),
             "calibration": bt.calibration.to_dicts(),
         }
-        segments = customer_segments(con)
-        summary = rfm_summary(order_log(con, as_of), as_of)
-        models = fit_value_models(summary, as_of, segments)
-        value = predict_value(models, summary, segments)
-        out["value_models"] = models.as_dict()
+        forecast = forecast_value(con, as_of, config.value.forecast_method, segments=customer_segments(con))
+        value = forecast.value
+        out["forecast_method"] = forecast.method
+        out["forecast_note"] = forecast.note
         out["revenue_forecast_12m"] = float(value["clv_12m"].sum())
+        out["revenue_forecast_12m_bgnbd"] = forecast.bgnbd_total
         if ground_truth is not None:
             joined = bt.evaluation.join(oracle_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id", how="inner")
             out["churn"]["oracle"] = classification_metrics(joined["churned"].to_numpy(), joined["oracle_churn"].to_numpy())
@@ -55,6 +56,8 @@ def evaluate_scores(warehouse: Path, config: ScoringConfig, ground_truth: Path |
             out["churn"]["known_rates_ceiling"] = classification_metrics(
                 known["churned"].to_numpy(), known["known_rates_churn"].to_numpy())
             out["revenue"] = revenue_forecast_check(value, ground_truth)
+            out["revenue"]["relative_error_bgnbd"] = (
+                forecast.bgnbd_total / out["revenue"]["true_12m"] - 1 if out["revenue"]["true_12m"] else float("nan"))
         return out
     finally:
         con.close()
@@ -85,10 +88,13 @@ def markdown_report(result: dict[str, Any]) -> str:
               "| decile | customers | mean predicted | observed |", "| --- | --- | --- | --- |"]
     for r in result["calibration"]:
         lines.append(f"| {r['decile']} | {r['customers']:,} | {r['mean_predicted']:.3f} | {r['observed_rate']:.3f} |")
-    lines += ["", f"12-month revenue forecast (sum of clv_12m): {result['revenue_forecast_12m']:,.0f}"]
+    lines += ["", (f"12-month revenue forecast (sum of clv_12m): {result['revenue_forecast_12m']:,.0f} "
+                   f"({result['forecast_note']}); plain BG/NBD x Gamma-Gamma: "
+                   f"{result['revenue_forecast_12m_bgnbd']:,.0f}")]
     if "revenue" in result:
         r = result["revenue"]
         lines.append(f"True revenue of the 365 days after {result['as_of']}: {r['true_12m']:,.0f} "
-                     f"(forecast error {100 * r['relative_error']:+.1f} %)")
+                     f"(forecast error {100 * r['relative_error']:+.1f} %; plain BG/NBD "
+                     f"{100 * r['relative_error_bgnbd']:+.1f} %)")
     return "\n".join(lines) + "\n"
 

@@ -38,6 +38,7 @@ from models_ml.churn import (
 )
 from models_ml.evaluation import Backtest, oracle_scores, run_backtest
 from models_ml.features import NUMERIC_FEATURES, build_features, last_data_day
+from models_ml.forecast import forecast_value
 from models_ml.loyalty import (
     assign_tiers,
     benefits_text,
@@ -47,7 +48,7 @@ from models_ml.loyalty import (
     with_benefits,
 )
 from models_ml.scoring_config import TIERS, ScoringConfig
-from models_ml.value import customer_segments, fit_value_models, order_log, predict_value, rfm_summary
+from models_ml.value import customer_segments
 
 REGISTRY_COLUMNS = """
     model_version varchar, trained_at timestamp, train_cutoff date, horizon_days integer, status varchar,
@@ -334,9 +335,8 @@ def compute_scores(
     """customer_scores frame, rep_actions frame and drift (PSI per checked feature) as of ``as_of``."""
     features = build_features(con, as_of)
     probability, reasons = explain(model, features)
-    segments = customer_segments(con)
-    summary = rfm_summary(order_log(con, as_of), as_of)
-    value = predict_value(fit_value_models(summary, as_of, segments), summary, segments)
+    value = forecast_value(con, as_of, config.value.forecast_method, segments=customer_segments(con),
+                           features=features).value
     bands = config.churn.bands
     frame = features.with_columns(
         churn_probability=pl.Series(probability),
