@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.defs.ingest.ledger import create_reconciliation_view
+from pipelines.defs.ingest.ledger import create_reconciliation_view, quarantine_reasons_sql
 from pipelines.defs.ingest.readers import list_drop_files
 from pipelines.settings import FileDropSource, Settings
 

@@ -219,7 +219,7 @@ def _register(profiles: pl.DataFrame):
 
 def train_model(profiles: pl.DataFrame, out_path: Path | None = None, *, seed: int = 42) -> dict:
     """Estimate u and the prior on the given profiles (thousands of records), set m from PRIOR_M."""
-    from splink import Linker, block_on
+    from splink import Linker
 
     con, _, df = _register(profiles)
     try:
