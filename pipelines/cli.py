@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import typer
@@ -73,7 +74,7 @@ def generate(
         customers=customers, seed=seed, start=first_day, days=days, out=out.resolve(),
         truth_out=(truth_out or out.resolve().parent / "ground_truth").resolve(),
     )
-    with _progress() as progress:
+    with _progress(sys.stdout) as progress:
         tasks: dict[str, int] = {}
 
         def report(stage: str, done: int, total: int) -> None:
@@ -93,9 +94,9 @@ def generate(
         console.print(table)
 
 
-def _progress() -> Progress:
+def _progress(screen) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+                    console=Console(file=screen, width=console.width), transient=False)
 
 
 @app.command()
@@ -115,7 +116,10 @@ def _run_build(settings, start: str | None, end: str | None):
     from pipelines.build import run_build
 
     started = time.monotonic()
-    with _progress() as progress:
+    log_path = settings.data_dir / "logs" / f"build-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    screen = sys.stdout
+    with log_path.open("w", encoding="utf-8") as log, _progress(screen) as progress:
         task = progress.add_task("materializing assets", total=None)
         done: set[str] = set()
 
@@ -126,12 +130,15 @@ def _run_build(settings, start: str | None, end: str | None):
                 done.add(step)
                 progress.update(task, completed=len(done))
 
-        outcome = run_build(
-            settings,
-            start=date.fromisoformat(start) if start else None,
-            end=date.fromisoformat(end) if end else None,
-            on_step=on_step,
-        )
+        # dagster-dbt echoes every dbt log line to stdout; they go to the build log, not between the
+        # progress lines (the progress bar keeps the screen it was given).
+        with contextlib.redirect_stdout(log):
+            outcome = run_build(
+                settings,
+                start=date.fromisoformat(start) if start else None,
+                end=date.fromisoformat(end) if end else None,
+                on_step=on_step,
+            )
         progress.update(task, total=len(done), description="done")
     elapsed = time.monotonic() - started
     window = f"{outcome.partition_range[0]}..{outcome.partition_range[1]}" if outcome.partition_range else "none"
@@ -145,6 +152,7 @@ def _run_build(settings, start: str | None, end: str | None):
             err.print(f"  [red]x[/red] {failure}")
         for check in outcome.failed_checks:
             err.print(f"  [red]x[/red] blocking check failed: {check}")
+        err.print(f"  dbt's output of this build: {log_path}")
     for check in outcome.warned_checks:
         console.print(f"  [yellow]![/yellow] warning check: {check}")
     return outcome

@@ -120,6 +120,26 @@ def test_paged_export_follows_the_cursor_and_quarantines_broken_json(tmp_path):
     assert state == [("p3", date(2024, 1, 3))]
 
 
+def test_a_page_whose_only_line_is_broken_is_quarantined_not_taken_for_schema_drift(tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    # the simulator's mess: a ticket line with bytes that are not UTF-8, alone on its page
+    (export / "p1.jsonl").write_bytes(
+        b'{"page": 1, "export_date": "2024-01-02", "after_cursor": "p2", "end_of_stream": true}\n'
+        b'{"id": 7, "status": "open", "subject": "Probl\xe8me", "created_at": "2024-01-02 09:00:00"}\n'
+    )
+    sources = {"desk": {"kind": "paged_export", "path": str(export), "first_cursor": "p1", "entities": {
+        "support_tickets": {"columns": {"ticket_id": "id", "status": "status", "created_at": "created_at",
+                                        "updated_at": "created_at"}}}}}
+    settings = load_settings(_config(tmp_path, sources))
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        report = ingest_entity(con, settings, "support_tickets", JAN, first_partition=JAN.start)
+        broken = _rows(con, "SELECT _source_location FROM quarantine.support_tickets")
+    assert (report.rows_read, report.rows_loaded, report.rows_quarantined) == (1, 0, 1)
+    assert broken == [("p1.jsonl:2",)]
+    assert report.drift_warnings == []
+
+
 def test_sql_source_reads_the_updated_at_window_and_names_table_and_key(tmp_path):
     import sqlite3
 
