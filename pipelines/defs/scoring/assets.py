@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster import AssetExecutionContext
-from dagster_dbt import DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DbtProject
 
 from models_ml.scoring_config import load_scoring_config, scoring_config_path
 from pipelines.defs.scoring.service import (
@@ -37,11 +37,7 @@ from pipelines.defs.scoring.service import (
     train_and_register,
     worst_drift,
 )
-from pipelines.defs.warehouse.assets import (
-    DBT_PROJECT_DIR,
-    SCORED_MARTS_SELECT,
-    CrmDbtTranslator,
-)
+from pipelines.defs.warehouse.assets import DBT_PROJECT_DIR, SCORED_MARTS_SELECT, dbt_build_step
 from pipelines.settings import Settings
 
 CHURN_MODEL = dg.AssetKey(["ml", "churn_model"])
@@ -174,20 +170,8 @@ def build_scoring_assets() -> list:
 
 
 def build_scored_marts_assets(project: DbtProject) -> list:
-    translator = CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
-
-    @dbt_assets(
-        manifest=project.manifest_path,
-        project=project,
-        select=SCORED_MARTS_SELECT,
-        name="dbt_scored_marts",
-        dagster_dbt_translator=translator,
-    )
-    def dbt_scored_marts(context: AssetExecutionContext, dbt: DbtCliResource):
-        """customer_360 (joins the scores) and the marts that read it, with their tests."""
-        yield from dbt.cli(["build"], context=context).stream()
-
-    return [dbt_scored_marts]
+    # customer_360 (joins the scores) and the marts that read it, with their tests
+    return [dbt_build_step(project, "dbt_scored_marts", SCORED_MARTS_SELECT)]
 
 
 def build_scoring_defs(settings: Settings) -> dg.Definitions:

@@ -201,33 +201,30 @@ def build_identity_assets() -> list:
     return [identity_resolution]
 
 
+def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "") -> dg.AssetsDefinition:
+    """One `dbt build` of a selection as one Dagster step: every model an asset, every test a check."""
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        select=select,
+        exclude=exclude,
+        name=name,
+        dagster_dbt_translator=CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+    )
+    def dbt_step(context: AssetExecutionContext, dbt: DbtCliResource):
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return dbt_step
+
+
 def build_dbt_assets(project: DbtProject) -> list:
-    translator = CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
-
-    @dbt_assets(
-        manifest=project.manifest_path,
-        project=project,
-        select=STAGING_SELECT,
-        name="dbt_staging",
-        dagster_dbt_translator=translator,
-    )
-    def dbt_staging(context: AssetExecutionContext, dbt: DbtCliResource):
-        """Seeds and staging views (typed, trimmed, deduplicated), with their tests."""
-        yield from dbt.cli(["build"], context=context).stream()
-
-    @dbt_assets(
-        manifest=project.manifest_path,
-        project=project,
-        select=WAREHOUSE_SELECT,
-        exclude=SCORED_MARTS_SELECT,
-        name="dbt_warehouse",
-        dagster_dbt_translator=translator,
-    )
-    def dbt_warehouse(context: AssetExecutionContext, dbt: DbtCliResource):
-        """Intermediate models and marts (customers, customer_360, RFM, cohorts, ...), tests and unit tests."""
-        yield from dbt.cli(["build"], context=context).stream()
-
-    return [dbt_staging, dbt_warehouse]
+    return [
+        # seeds and staging views (typed, trimmed, deduplicated)
+        dbt_build_step(project, "dbt_staging", STAGING_SELECT),
+        # intermediate models and marts; customer_360 and what reads it wait for the scores
+        dbt_build_step(project, "dbt_warehouse", WAREHOUSE_SELECT, exclude=SCORED_MARTS_SELECT),
+    ]
 
 
 def build_warehouse_defs() -> dg.Definitions:
