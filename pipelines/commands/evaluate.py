@@ -19,16 +19,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
+
 evaluate_app = typer.Typer(no_args_is_help=True, help="Measure the warehouse against the ground truth.")
 console = Console()
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_THRESHOLDS = "0.5,0.8,0.9,0.95,0.99,0.995,0.999"
 
 
 @evaluate_app.callback()
 def _evaluate() -> None:
-    """Measure the warehouse against the simulator's ground truth (CRM_WAREHOUSE_PATH, CRM_GROUND_TRUTH_DIR)."""
+    """Measure the warehouse (of the sources config, CRM_CONFIG) against the simulator's ground truth (CRM_GROUND_TRUTH_DIR)."""
 
 
 def _path_from_env(var: str, default: str) -> Path:
@@ -36,9 +37,18 @@ def _path_from_env(var: str, default: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
 def _warehouse_and_truth() -> tuple[Path, Path]:
-    """The warehouse to measure (must exist) and the ground-truth folder (checked by each command)."""
-    warehouse = _path_from_env("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb")
+    """The warehouse to measure (must exist; the sources config names it, as for `crm build`) and the
+    ground-truth folder (checked by each command)."""
+    warehouse = _settings().warehouse_path
     if not warehouse.exists():
         console.print(f"[red]No warehouse at {warehouse}[/red] (run `crm build`, or set CRM_WAREHOUSE_PATH).")
         raise typer.Exit(2)
@@ -107,7 +117,7 @@ def scores(
 
     warehouse, truth = _warehouse_and_truth()
     result = evaluate_scores(warehouse, load_scoring_config(), truth if (truth / "persons.parquet").exists() else None)
-    report_path = Path(report) if report else _path_from_env("CRM_DATA_DIR", "data") / "reports" / "scores_evaluation.md"
+    report_path = Path(report) if report else _settings().data_dir / "reports" / "scores_evaluation.md"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown_report(result), encoding="utf-8")
     result["report"] = str(report_path)
