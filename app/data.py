@@ -19,17 +19,40 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipelines.defs.ingest.ledger import quarantine_reasons_sql
-from pipelines.defs.serving.aggregates import KPI_PERIOD_DAYS  # noqa: F401  (the overview page names it)
-from pipelines.defs.serving.segments import (
+from crm.ingest.ledger import quarantine_reasons_sql
+from crm.serving.aggregates import KPI_PERIOD_DAYS
+from crm.serving.segments import (
+    Condition,
     SegmentDefinition,
+    SegmentError,
     SegmentResult,
     count_segment,
     evaluate_segment,
+    exports_dir,
+    load_segments,
+    mask_pii,
+    save_segment,
+    to_csv_bytes,
+    to_excel_bytes,
+    to_parquet_bytes,
     universe_columns,
     universe_sql,
 )
-from pipelines.defs.serving.snapshots import Snapshot, current_snapshot
+from crm.serving.snapshots import Snapshot, current_snapshot
+from crm.settings import data_dir_from_env
+
+# The pages reach the domain package only through this module: these are the names they use.
+__all__ = [
+    "KPI_PERIOD_DAYS",
+    "Condition",
+    "SegmentDefinition",
+    "SegmentError",
+    "exports_dir",
+    "load_segments",
+    "mask_pii",
+    "save_segment",
+    "to_csv_bytes",
+]
 
 SCORES = "marts.customer_scores"
 REP_ACTIONS = "marts.rep_actions"
@@ -39,10 +62,8 @@ NO_SCORES = "Scores not built yet: the churn, value and loyalty scores appear af
 
 
 def data_dir() -> Path:
-    """The folder the build publishes snapshots into: the sources config decides (CRM_DATA_DIR by default)."""
-    from pipelines.settings import load_settings
-
-    return load_settings().data_dir
+    """The folder the build publishes snapshots into (CRM_DATA_DIR, set by `crm app`; else data/)."""
+    return data_dir_from_env()
 
 
 def find_snapshot(directory: Path | None = None) -> Snapshot | None:
@@ -85,9 +106,10 @@ class SnapshotReader:
     def has(self, table: str) -> bool:
         return table in self.tables
 
-    @property
+    @cached_property
     def has_scores(self) -> bool:
-        return self.has(SCORES)
+        """Scores exist once a model has scored at least one customer (the table is empty before)."""
+        return self.has(SCORES) and bool(self.value(f"SELECT count(*) > 0 FROM (SELECT 1 FROM {SCORES} LIMIT 1)"))
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
@@ -509,8 +531,6 @@ EXPORT_FORMATS = {
 
 def export_bytes(reader: SnapshotReader, definition: SegmentDefinition, file_format: str, *, mask: bool) -> bytes:
     """The whole segment (consent applied for its channel) as a file; contact details masked on request."""
-    from pipelines.defs.serving.segments import mask_pii, to_csv_bytes, to_excel_bytes, to_parquet_bytes
-
     rows = segment_rows(reader, definition).rows
     if mask:
         rows = mask_pii(rows)

@@ -1,6 +1,6 @@
 """The CRM dashboard: `streamlit run app/streamlit_app.py` (or `crm app`).
 
-It reads only the published snapshot (see pipelines/defs/serving/snapshots.py), so it keeps
+It reads only the published snapshot (see crm/serving/snapshots.py), so it keeps
 answering while the nightly build holds the warehouse.
 """
 

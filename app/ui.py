@@ -15,8 +15,7 @@ import streamlit as st
 
 from app import data
 from app.format import change, kpi_value
-from pipelines.defs.serving.segments import mask_pii
-from pipelines.defs.serving.snapshots import Snapshot, SnapshotError
+from crm.serving.snapshots import Snapshot, SnapshotError
 
 QUERY_TTL_SECONDS = 600
 SHOW_PII_KEY = "show_pii"
@@ -69,7 +68,7 @@ def masked(frame: pl.DataFrame) -> pl.DataFrame:
     """Emails and phones masked unless the viewer switched them on in the sidebar."""
     if show_pii() or not {"email", "phone"} & set(frame.columns):
         return frame
-    return pl.from_arrow(mask_pii(frame.to_arrow()))
+    return pl.from_arrow(data.mask_pii(frame.to_arrow()))
 
 
 def masked_record(record: dict[str, Any]) -> dict[str, Any]:

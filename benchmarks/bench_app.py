@@ -3,9 +3,8 @@
     .venv/bin/python benchmarks/bench_app.py --built /tmp/crm-bench/large-built --repeats 5
 
 ``--built`` is a folder holding a built ``warehouse/crm.duckdb``; it is only read: the warehouse is
-copied into ``--workdir`` and published from there into a temporary data dir. When the build has
-no score tables (the scoring step), STAND-IN scores (tests/app/standin_scores.py) are added to the
-copy so the score pages do real work; the output says which.
+copied into ``--workdir`` and published from there into a temporary data dir. The build must hold
+its scores (a full `crm build`), so the score pages do real work.
 
 - publish: ``publish_snapshot`` (CHECKPOINT + file copy + bookkeeping + lookup indexes + pointer
   swap), and with ``--compare-copy`` DuckDB's ``COPY FROM DATABASE`` into a new file for comparison;
@@ -48,20 +47,19 @@ def _timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def _publish(built: Path, workdir: Path, compare_copy: bool) -> tuple[dict, Path, bool]:
+def _publish(built: Path, workdir: Path, compare_copy: bool) -> tuple[dict, Path]:
     import duckdb
 
-    from pipelines.defs.serving.snapshots import publish_snapshot
-    from tests.app.standin_scores import has_real_scores, write_standin_scores
+    from crm.serving.snapshots import publish_snapshot
 
     warehouse = workdir / "crm.duckdb"
     started = time.perf_counter()
     shutil.copyfile(built / "warehouse" / "crm.duckdb", warehouse)
     copy_seconds = time.perf_counter() - started
-    with duckdb.connect(str(warehouse)) as con:
-        real_scores = has_real_scores(con)
-        if not real_scores:
-            write_standin_scores(con)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        scored = con.execute("SELECT count(*) FROM marts.customer_scores").fetchall()[0][0]
+    if not scored:
+        raise SystemExit(f"{built}: the built warehouse has no scores; build it with `crm build` first")
     data_dir = workdir / "data"
     started = time.perf_counter()
     snapshot = publish_snapshot(warehouse, data_dir, run_id="benchmark")
@@ -82,7 +80,7 @@ def _publish(built: Path, workdir: Path, compare_copy: bool) -> tuple[dict, Path
         facts["copy_from_database_s"] = round(time.perf_counter() - started, 2)
         (workdir / "copied.duckdb").unlink()
     warehouse.unlink()
-    return facts, data_dir, real_scores
+    return facts, data_dir
 
 
 def _first_renders(repeats: int) -> dict[str, float]:
@@ -130,7 +128,7 @@ def _lookups(repeats: int) -> dict[str, float]:
 
 def _export(repeats: int) -> dict[str, float]:
     from app import data
-    from pipelines.defs.serving.segments import Condition, SegmentDefinition
+    from crm.serving.segments import Condition, SegmentDefinition
 
     reader = data.SnapshotReader(data.find_snapshot())
     customers = reader.value("SELECT count(*) FROM marts.customer_360")
@@ -162,12 +160,11 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-app-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        publish, data_dir, real_scores = _publish(args.built, workdir, args.compare_copy)
+        publish, data_dir = _publish(args.built, workdir, args.compare_copy)
         os.environ["CRM_DATA_DIR"] = str(data_dir)
         os.environ.pop("CRM_CONFIG", None)
         results = {
             "built": str(args.built),
-            "scores": "real" if real_scores else "stand-in",
             "repeats": args.repeats,
             "publish": publish,
             "first_render_s": _first_renders(args.repeats),

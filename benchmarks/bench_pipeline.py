@@ -56,16 +56,16 @@ def _stage(name: str, workdir: Path, customers: int) -> None:
         return
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     warehouse.unlink(missing_ok=True)
-    from pipelines.settings import load_settings
+    from crm.settings import load_settings
 
     settings = load_settings()
     end = START + timedelta(days=DAYS - 1)
     if name == "ingest":
         import duckdb
 
-        from pipelines.defs.ingest.entities import ENTITIES
-        from pipelines.defs.ingest.readers import Window
-        from pipelines.defs.ingest.service import ingest_entity
+        from crm.ingest.entities import ENTITIES
+        from crm.ingest.readers import Window
+        from crm.ingest.service import ingest_entity
 
         with duckdb.connect(str(warehouse), config={"memory_limit": "4GB"}) as con:
             for entity in ENTITIES:

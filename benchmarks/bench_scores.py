@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 def _one_run(warehouse: Path, models: Path) -> dict:
     from models_ml.features import build_features, last_data_day
-    from models_ml.scoring_config import load_scoring_config
-    from pipelines.defs.scoring.service import connect_warehouse, score_and_publish, train_and_register
+    from crm.settings import load_scoring_config
+    from crm.scoring.service import connect_warehouse, score_and_publish, train_and_register
 
     config = load_scoring_config()
     con = connect_warehouse(warehouse)

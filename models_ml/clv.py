@@ -674,13 +674,6 @@ class GammaGammaParams:
                     f"Gamma-Gamma parameter {name} must be positive and finite, got {v!r}"
                 )
 
-    @property
-    def population_mean_spend(self) -> float:
-        """E[Z] = p gamma / (q - 1); infinite (raises) when q <= 1."""
-        if self.q <= 1:
-            raise NumericalError(f"Gamma-Gamma q = {self.q:.4g} <= 1: the population mean spend is infinite")
-        return self.p * self.gamma / (self.q - 1.0)
-
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 

@@ -1,21 +1,16 @@
-"""The scores' settings (config/scoring.yml): horizon, retraining cadence, gate, tiers, benefits, actions."""
+"""The scores' settings (config/scoring.yml): horizon, retraining cadence, gate, tiers, benefits, actions.
+
+Plain models only: the file is read by the domain package (``crm.settings.load_scoring_config``),
+so models_ml stays free of files and environment.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SCORING_CONFIG = PROJECT_ROOT / "config" / "scoring.yml"
 TIERS = ("Bronze", "Silver", "Gold", "Platinum")
-
-
-class ScoringConfigError(ValueError):
-    """config/scoring.yml cannot be used; the message names the file and the key."""
 
 
 class _Strict(BaseModel):
@@ -141,24 +136,3 @@ class ScoringConfig(_Strict):
     loyalty: LoyaltySettings = LoyaltySettings()
     benefits: BenefitSettings
     actions: ActionSettings
-
-
-def scoring_config_path(explicit: str | Path | None = None) -> Path:
-    if explicit:
-        return Path(explicit).resolve()
-    env = os.environ.get("CRM_SCORING_CONFIG")
-    return Path(env).resolve() if env else DEFAULT_SCORING_CONFIG
-
-
-def load_scoring_config(path: str | Path | None = None) -> ScoringConfig:
-    config_path = scoring_config_path(path)
-    if not config_path.exists():
-        raise ScoringConfigError(f"scoring config not found: {config_path}")
-    try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ScoringConfigError(f"{config_path}: not valid YAML: {exc}") from exc
-    try:
-        return ScoringConfig(**raw)
-    except ValidationError as exc:
-        raise ScoringConfigError(f"{config_path}: {exc}") from exc

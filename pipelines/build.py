@@ -1,13 +1,12 @@
 """Run the whole pipeline in-process, as `crm build` and the tests do: no server, one writer.
 
 The run goes through the same Dagster definitions as the UI and the nightly schedule, recorded in
-the project's Dagster instance (data/dagster), so its runs show up in `crm dev` afterwards.
+the project's Dagster instance (<data folder>/dagster), so its runs show up in `crm dev` afterwards.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +17,7 @@ import dagster as dg
 
 from pipelines.definitions import build_definitions
 from pipelines.defs.orchestration.schedules import NIGHTLY_JOB
-from pipelines.settings import PROJECT_ROOT, Settings
-
-DAGSTER_HOME_DEFAULT = PROJECT_ROOT / "data" / "dagster"
-
+from crm.settings import PROJECT_ROOT, Settings
 
 def _relax_sqlite_durability() -> None:
     """Let this process's SQLite writes skip fsync (Dagster's run and event storage).
@@ -44,17 +40,14 @@ def _relax_sqlite_durability() -> None:
     _relax_sqlite_durability.done = True
 
 
-def prepare_dagster_home(home: Path | None = None) -> Path:
-    """Point DAGSTER_HOME at a folder under data/ holding the project's dagster.yaml."""
-    home = Path(os.environ.get("DAGSTER_HOME") or home or DAGSTER_HOME_DEFAULT).resolve()
+def prepare_dagster_home(settings: Settings) -> Path:
+    """The Dagster instance folder under the data folder, holding the project's dagster.yaml."""
+    home = settings.dagster_home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     template = PROJECT_ROOT / "dagster.yaml"
     if not target.exists() or target.read_bytes() != template.read_bytes():
         shutil.copyfile(template, target)
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ.setdefault("CRM_DAGSTER_STORAGE", str(home / "storage"))
-    os.environ.setdefault("CRM_DAGSTER_LOGS", str(home / "logs"))
     return home
 
 
@@ -135,8 +128,7 @@ def run_build(
         loggers["progress"] = {}
     if instance is None:
         _relax_sqlite_durability()
-        prepare_dagster_home()
-        instance = dg.DagsterInstance.get()
+        instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
     result = job.execute_in_process(
         instance=instance, tags=tags, raise_on_error=False, run_config={"loggers": loggers}, asset_selection=selection
     )

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipelines.commands.evaluate import evaluate_app
-from pipelines.settings import PROJECT_ROOT, ConfigError, load_settings
+from crm.settings import DEFAULT_CONFIG, PROJECT_ROOT, ConfigError, Settings, load_settings
 
 # Single-run backfill policies are "beta" in Dagster 1.13; the project depends on them on purpose.
 warnings.filterwarnings("ignore", category=BetaWarning)
@@ -43,18 +43,25 @@ DEFAULT_SOURCES = PROJECT_ROOT / "data" / "sources"
 ConfigOption = typer.Option(None, "--config", "-c", help="Sources config (default: $CRM_CONFIG or the demo company).")
 
 
-def _use_config(config: Path | None) -> None:
-    if config is not None:
-        os.environ["CRM_CONFIG"] = str(config.resolve())
-
-
-def _settings_or_exit(config: Path | None):
-    _use_config(config)
+def _settings_or_exit(config: Path | None) -> Settings:
     try:
-        return load_settings()
+        return load_settings(config)
     except ConfigError as exc:
         err.print(f"[red]Config error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _server_environment(settings: Settings) -> dict[str, str]:
+    """What a server started from here needs to find this config's files: the config itself (Dagster
+    reads it), the data folder (the dashboard reads snapshots there) and Dagster's instance folder."""
+    from pipelines.build import prepare_dagster_home
+
+    return {
+        **os.environ,
+        "CRM_CONFIG": str(settings.config_path),
+        "CRM_DATA_DIR": str(settings.data_dir),
+        "DAGSTER_HOME": str(prepare_dagster_home(settings)),
+    }
 
 
 @app.command()
@@ -161,7 +168,7 @@ def _run_build(settings, start: str | None, end: str | None):
 @app.command()
 def audit(config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Rows read = rows in raw + rows in quarantine, per source entity; and why rows were quarantined."""
-    from pipelines.defs.ingest.audit import read_audit
+    from crm.ingest.audit import read_audit
 
     settings = _settings_or_exit(config)
     try:
@@ -196,46 +203,41 @@ def demo(
     port: int = typer.Option(8501, help="Port for the dashboard."),
 ) -> None:
     """Generate the small company if absent, build everything, then serve the dashboard and print its URL."""
-    os.environ.pop("CRM_CONFIG", None)
-    settings = load_settings()
     sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
     if not sales_db.exists():
         console.print(f"No company under {DEFAULT_SOURCES}: generating {customers:,} customers...")
         generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None)
-        settings = load_settings()
+    settings = _settings_or_exit(DEFAULT_CONFIG)
     outcome = _run_build(settings, None, None)
     if not outcome.success:
         raise typer.Exit(1)
     if serve:
-        _serve_dashboard(port)
+        _serve_dashboard(settings, port)
 
 
-def _serve_dagster(port: int) -> None:
-    from pipelines.build import prepare_dagster_home
-
-    prepare_dagster_home()
+def _serve_dagster(settings: Settings, port: int) -> None:
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "pipelines.definitions",
                "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"[bold]Dagster UI (asset graph, checks, runs, nightly schedule):[/bold] http://127.0.0.1:{port}")
-    _run_until_stopped(command)
+    _run_until_stopped(command, _server_environment(settings))
 
 
-def _serve_dashboard(port: int, host: str = "127.0.0.1") -> None:
+def _serve_dashboard(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
     command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "streamlit_app.py"),
                "--server.address", host, "--server.port", str(port), "--server.headless", "true",
                "--browser.gatherUsageStats", "false"]
     console.print(f"[bold]Dashboard (reads the latest published snapshot):[/bold] http://{host}:{port}")
-    _run_until_stopped(command)
+    _run_until_stopped(command, _server_environment(settings))
 
 
 def _interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def _run_until_stopped(command: list[str]) -> None:
+def _run_until_stopped(command: list[str], environment: dict[str, str]) -> None:
     console.print("Stop with Ctrl-C.")
     # Its own process group, so Ctrl-C or a SIGTERM stops the server and its children with it.
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, start_new_session=True)
     # A SIGTERM to `crm` (a service manager, a test) must stop the server too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -254,16 +256,14 @@ def _run_until_stopped(command: list[str]) -> None:
 @app.command()
 def dev(config: Path = ConfigOption, port: int = typer.Option(3000, help="Port for the Dagster UI.")) -> None:
     """Open the Dagster UI with the daemon, so the nightly schedule runs while it is up."""
-    _use_config(config)
-    _serve_dagster(port)
+    _serve_dagster(_settings_or_exit(config), port)
 
 
 @app.command("app")
 def serve_app(config: Path = ConfigOption, port: int = typer.Option(8501, help="Port for the dashboard."),
               host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for everyone).")) -> None:
     """Serve the Streamlit dashboard on the latest published snapshot (`crm build` publishes one)."""
-    _use_config(config)
-    _serve_dashboard(port, host)
+    _serve_dashboard(_settings_or_exit(config), port, host)
 
 
 app.add_typer(evaluate_app, name="evaluate", help="Measure identity matching against the simulator's ground truth.")

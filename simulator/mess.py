@@ -23,12 +23,6 @@ BROKEN_CSV_LINE = "broken_csv_line"
 WRONG_ENCODING = "wrong_encoding"
 BROKEN_JSON = "broken_json"
 
-KINDS = (
-    BAD_DATE, NEGATIVE_QUANTITY, UNKNOWN_PRODUCT, MISSING_REQUIRED, UNKNOWN_VALUE, NON_NUMERIC,
-    BROKEN_CSV_LINE, WRONG_ENCODING, BROKEN_JSON,
-)
-
-
 @dataclass
 class MalformedLog:
     rows: list[pl.DataFrame] = field(default_factory=list)

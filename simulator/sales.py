@@ -69,11 +69,6 @@ DDL = {
 # Incremental readers select by updated_at. The two big tables get no index: building them would
 # cost the generator seconds at large scale, and a one-day window still scans 10M orders in ~1 s.
 INDEXES = ("contacts", "opportunities", "accounts")
-ENTITY_OF_TABLE = {
-    "sales_reps": "sales_reps", "accounts": "sales_accounts", "contacts": "sales_contacts",
-    "products": "sales_products", "opportunities": "sales_opportunities",
-    "opportunity_stage_history": "sales_opportunities", "orders": "sales_orders", "order_lines": "sales_order_lines",
-}
 STAGES = ("prospecting", "qualified", "proposal", "negotiation", "won", "lost")
 
 

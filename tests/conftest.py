@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.settings import DEFAULT_CONFIG, Settings, load_settings
+from crm.settings import DEFAULT_CONFIG, Settings, load_settings
 
 SMALL_COMPANY = dict(customers=2_000, seed=11, start=date(2024, 1, 1), days=150)
 

@@ -4,7 +4,6 @@ import streamlit as st
 
 from app import data, ui
 from app.format import money
-from pipelines.defs.serving.segments import to_csv_bytes
 
 st.title("My book")
 reader = ui.reader()
@@ -32,5 +31,5 @@ st.dataframe(book, hide_index=True, column_config={
     "value_at_stake": st.column_config.NumberColumn("value at stake", format="£%.0f"),
     "clv_12m": st.column_config.NumberColumn("CLV 12m", format="£%.0f"),
     "churn_probability": st.column_config.ProgressColumn("churn risk", min_value=0.0, max_value=1.0, format="percent")})
-st.download_button("Download my list (CSV)", data=lambda: to_csv_bytes(book.to_arrow()), key="download_book",
+st.download_button("Download my list (CSV)", data=lambda: data.to_csv_bytes(book.to_arrow()), key="download_book",
                    file_name=f"actions_{rep_id}.csv", mime="text/csv", on_click="ignore")

@@ -7,14 +7,6 @@ import streamlit as st
 
 from app import data, ui
 from app.format import count
-from pipelines.defs.serving.segments import (
-    Condition,
-    SegmentDefinition,
-    SegmentError,
-    exports_dir,
-    load_segments,
-    save_segment,
-)
 
 SUGGESTED = ["rfm_segment", "loyalty_tier", "churn_band", "segment", "city", "owner_rep_name", "clv_12m",
              "days_since_last_order", "revenue_lifetime", "email_consent", "sms_consent"]
@@ -22,7 +14,7 @@ SUGGESTED = ["rfm_segment", "loyalty_tier", "churn_band", "segment", "city", "ow
 st.title("Segment builder & export")
 reader = ui.reader()
 columns = ui.query(data.filterable_columns)
-saved = {segment.name: segment for segment in load_segments(data.data_dir())}
+saved = {segment.name: segment for segment in data.load_segments(data.data_dir())}
 
 CHANNEL_LABELS = {None: "analysis (no channel)", "email": "email campaign", "sms": "sms campaign"}
 
@@ -65,13 +57,13 @@ chosen = st.multiselect(
     "Filter on", sorted(columns), key="filter_columns",
     placeholder="choose columns: " + ", ".join(c for c in SUGGESTED if c in columns)[:120])
 
-conditions: list[Condition] = []
+conditions: list[data.Condition] = []
 for column in chosen:
     kind = data.widget_kind(columns[column])
     key = f"filter_{column}"
     if kind == "boolean":
         answer = st.radio(column, ["yes", "no"], horizontal=True, key=key)
-        conditions.append(Condition(column=column, op="is_true" if answer == "yes" else "is_false"))
+        conditions.append(data.Condition(column=column, op="is_true" if answer == "yes" else "is_false"))
     elif kind == "number":
         low, high = ui.query(data.value_range, column)
         if low is None:
@@ -82,7 +74,7 @@ for column in chosen:
             high = low + 1
         clamp(key, low, high)
         picked = st.slider(column, low, high, key=key, **initial(key, (low, high)))
-        conditions.append(Condition(column=column, op="between", value=list(picked)))
+        conditions.append(data.Condition(column=column, op="between", value=list(picked)))
     elif kind == "date":
         low, high = ui.query(data.value_range, column)
         if low is None:
@@ -94,7 +86,7 @@ for column in chosen:
         if isinstance(picked, tuple | list) and len(picked) == 2:
             upper = datetime.combine(picked[1], datetime.max.time()) if columns[column].startswith("TIMESTAMP") \
                 else picked[1]
-            conditions.append(Condition(column=column, op="between", value=[picked[0], upper]))
+            conditions.append(data.Condition(column=column, op="between", value=[picked[0], upper]))
     else:
         options = ui.query(data.distinct_values, column)
         if key in st.session_state:
@@ -102,17 +94,17 @@ for column in chosen:
             st.session_state[key] = [v for v in st.session_state[key] if v in options]
         picked = st.multiselect(column, options, key=key)
         if picked:
-            conditions.append(Condition(column=column, op="in", value=picked))
+            conditions.append(data.Condition(column=column, op="in", value=picked))
 
 channel_label = st.radio("Export for", list(CHANNEL_LABELS.values()), horizontal=True,
                          key="segment_channel",
                          help="A channel export leaves out everyone without consent for that channel.")
 channel = next(key for key, label in CHANNEL_LABELS.items() if label == channel_label)
-definition = SegmentDefinition(name=start_from if base else "segment", conditions=conditions, channel=channel)
+definition = data.SegmentDefinition(name=start_from if base else "segment", conditions=conditions, channel=channel)
 
 try:
     matched, excluded = data.segment_count(reader, definition)
-except SegmentError as exc:
+except data.SegmentError as exc:
     st.error(str(exc))
     st.stop()
 left, right = st.columns(2)
@@ -135,12 +127,12 @@ for column, (label, (suffix, mime)) in zip(st.columns(3), data.EXPORT_FORMATS.it
 
 st.subheader("Save this segment")
 st.caption(f"Saved segments live in {data.data_dir() / 'segments'} (outside the warehouse) and are re-exported "
-           f"every night to {exports_dir(data.data_dir())} with a manifest.")
+           f"every night to {data.exports_dir(data.data_dir())} with a manifest.")
 name = st.text_input("Name", key="segment_name")
 if st.button("Save segment", key="segment_save", disabled=not name.strip()):
     try:
-        path = save_segment(data.data_dir(), definition.model_copy(update={"name": name.strip()}))
-    except SegmentError as exc:
+        path = data.save_segment(data.data_dir(), definition.model_copy(update={"name": name.strip()}))
+    except data.SegmentError as exc:
         st.error(str(exc))
     else:
         st.success(f"Saved “{name.strip()}” to {path.name}.")
@@ -149,7 +141,7 @@ if saved:
     st.subheader("Saved segments")
     rows = []
     for segment in saved.values():
-        manifest_path = exports_dir(data.data_dir()) / f"{segment.file_stem()}.manifest.json"
+        manifest_path = data.exports_dir(data.data_dir()) / f"{segment.file_stem()}.manifest.json"
         manifest = data.read_json(manifest_path)
         rows.append({"segment": segment.name, "channel": segment.channel or "–", "conditions": len(segment.conditions),
                      "last export rows": manifest.get("row_count"), "from snapshot": manifest.get("snapshot_id"),

@@ -11,15 +11,16 @@ that knows who has dropped out; calibration by decile; the 12-month revenue fore
 true future revenue. ``--json`` for machines; a markdown report is written either way.
 """
 
+from __future__ import annotations
+
 import json
-import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
+from crm.settings import ConfigError, Settings, load_settings, load_scoring_config
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Measure the warehouse against the ground truth.")
 console = Console()
@@ -30,11 +31,6 @@ DEFAULT_THRESHOLDS = "0.5,0.8,0.9,0.95,0.99,0.995,0.999"
 @evaluate_app.callback()
 def _evaluate() -> None:
     """Measure the warehouse (of the sources config, CRM_CONFIG) against the simulator's ground truth (CRM_GROUND_TRUTH_DIR)."""
-
-
-def _path_from_env(var: str, default: str) -> Path:
-    path = Path(os.environ.get(var) or default)
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def _settings() -> Settings:
@@ -48,11 +44,12 @@ def _settings() -> Settings:
 def _warehouse_and_truth() -> tuple[Path, Path]:
     """The warehouse to measure (must exist; the sources config names it, as for `crm build`) and the
     ground-truth folder (checked by each command)."""
-    warehouse = _settings().warehouse_path
+    settings = _settings()
+    warehouse = settings.warehouse_path
     if not warehouse.exists():
         console.print(f"[red]No warehouse at {warehouse}[/red] (run `crm build`, or set CRM_WAREHOUSE_PATH).")
         raise typer.Exit(2)
-    return warehouse, _path_from_env("CRM_GROUND_TRUTH_DIR", "data/ground_truth")
+    return warehouse, settings.ground_truth_dir or Path("data/ground_truth")
 
 
 @evaluate_app.command("identity")
@@ -62,7 +59,7 @@ def identity(
     thresholds: str = typer.Option(DEFAULT_THRESHOLDS, help="Comma-separated thresholds for --sweep."),
 ) -> None:
     """Pairwise precision/recall/F1 of identity resolution, and true vs found customers."""
-    from pipelines.defs.warehouse.evaluation import evaluate_warehouse
+    from crm.identity.evaluation import evaluate_warehouse
 
     warehouse, truth = _warehouse_and_truth()
     if not (truth / "record_map.parquet").exists():
@@ -71,7 +68,7 @@ def identity(
     metrics = evaluate_warehouse(warehouse, truth)
     rows = []
     if sweep:
-        from pipelines.defs.warehouse.identity_sweep import threshold_sweep
+        from crm.identity.sweep import threshold_sweep
 
         rows = threshold_sweep(warehouse, truth, [float(t) for t in thresholds.split(",") if t.strip()])
     if as_json:
@@ -112,11 +109,10 @@ def scores(
     ),
 ) -> None:
     """Churn backtest vs baselines and oracle, calibration by decile, 12-month revenue forecast vs truth."""
-    from models_ml.scoring_config import load_scoring_config
-    from pipelines.defs.scoring.report import SCORERS, evaluate_scores, markdown_report
+    from crm.scoring.report import SCORERS, evaluate_scores, markdown_report
 
     warehouse, truth = _warehouse_and_truth()
-    result = evaluate_scores(warehouse, load_scoring_config(), truth if (truth / "persons.parquet").exists() else None)
+    result = evaluate_scores(warehouse, load_scoring_config(_settings().scoring_config), truth if (truth / "persons.parquet").exists() else None)
     report_path = Path(report) if report else _settings().data_dir / "reports" / "scores_evaluation.md"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown_report(result), encoding="utf-8")

@@ -1,10 +1,4 @@
-"""Fixtures for the app: the snapshot the shared `built_company` build published, with scores.
-
-When the build holds the real score tables (the scoring step), the tests read its own snapshot.
-Until then they read a copy of it with STAND-IN score tables (tests/app/standin_scores.py),
-published into a temporary data dir; the app only uses the contract's column names, so the same
-tests pass on both.
-"""
+"""Fixtures for the app: the snapshot the shared `built_company` build published, with its scores."""
 
 from __future__ import annotations
 
@@ -17,14 +11,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.defs.serving.snapshots import (
+from crm.serving.snapshots import (
     CheckResult,
     RunRecord,
     Snapshot,
     current_snapshot,
     publish_snapshot,
 )
-from tests.app.standin_scores import has_real_scores, write_standin_scores
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 PAGES = ("overview", "customers", "segments", "segment_builder", "churn_value", "campaigns_support", "my_book",
@@ -35,7 +28,6 @@ PAGES = ("overview", "customers", "segments", "segment_builder", "churn_value", 
 class Published:
     data_dir: Path
     snapshot: Snapshot
-    real_scores: bool
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(self.snapshot.path), read_only=True)
@@ -74,13 +66,8 @@ def build_snapshot(built_company) -> Snapshot:
 
 
 @pytest.fixture(scope="session")
-def published(built_company, build_snapshot, tmp_path_factory) -> Published:
-    with duckdb.connect(str(build_snapshot.path), read_only=True) as con:
-        if has_real_scores(con):
-            return Published(built_company.settings.data_dir, build_snapshot, real_scores=True)
-    data_dir = tmp_path_factory.mktemp("standin") / "data"
-    snapshot = republish(build_snapshot.path, data_dir, build_snapshot.run_id, build_snapshot, write_standin_scores)
-    return Published(data_dir, snapshot, real_scores=False)
+def published(built_company, build_snapshot) -> Published:
+    return Published(built_company.settings.data_dir, build_snapshot)
 
 
 @pytest.fixture

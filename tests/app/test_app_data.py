@@ -12,7 +12,7 @@ import pytest
 
 from app import data
 from app.format import change, count, money, share
-from pipelines.defs.serving.segments import (
+from crm.serving.segments import (
     Condition,
     SegmentDefinition,
     SegmentError,

@@ -194,7 +194,7 @@ def test_the_app_answers_while_a_build_holds_the_warehouse_writer(app_env, built
 
 def test_a_saved_segment_loads_back_into_the_filters_with_the_same_count(app_env, clear_app_caches, tmp_path,
                                                                           monkeypatch):
-    from pipelines.defs.serving.segments import Condition, SegmentDefinition, count_segment, save_segment
+    from crm.serving.segments import Condition, SegmentDefinition, count_segment, save_segment
 
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     snapshot = republish(app_env.snapshot.path, tmp_path, "load-test", app_env.snapshot)

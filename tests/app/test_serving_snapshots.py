@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from pipelines.defs.serving.assets import SEGMENT_EXPORTS, SNAPSHOT, build_serving_defs
-from pipelines.defs.serving.segments import Condition, SegmentDefinition, save_segment
-from pipelines.defs.serving.snapshots import (
+from crm.serving.segments import Condition, SegmentDefinition, save_segment
+from crm.serving.snapshots import (
     CheckResult,
     SnapshotError,
     current_snapshot,
@@ -22,7 +22,7 @@ from pipelines.defs.serving.snapshots import (
     publish_snapshot,
 )
 from pipelines.resources import CrmSettingsResource
-from pipelines.settings import DEFAULT_CONFIG
+from crm.settings import DEFAULT_CONFIG
 
 
 def test_the_build_published_a_read_only_snapshot_with_its_bookkeeping(built_company, build_snapshot):

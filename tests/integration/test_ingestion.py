@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from pipelines.build import run_build
-from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.settings import DEFAULT_CONFIG
+from crm.ingest.entities import ENTITIES
+from crm.settings import DEFAULT_CONFIG
 from tests.conftest import SMALL_COMPANY
 
 # The warehouse after ingestion has tests of its own; these runs stop at the raw tables.
@@ -77,7 +77,7 @@ def built(small_company, tmp_path_factory):
     mp.setenv("CRM_SOURCES_DIR", str(small_company / "sources"))
     mp.setenv("CRM_WAREHOUSE_PATH", str(warehouse))
     mp.setenv("CRM_HISTORY_START", SMALL_COMPANY["start"].isoformat())
-    from pipelines.settings import load_settings
+    from crm.settings import load_settings
 
     settings = load_settings()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -257,7 +257,7 @@ def test_orders_only_company_builds_with_empty_tables_for_the_rest(tmp_path, mon
         )
     )
     monkeypatch.setenv("CRM_CONFIG", str(config))
-    from pipelines.settings import load_settings
+    from crm.settings import load_settings
 
     settings = load_settings()
     outcome = run_build(settings, end=date(2024, 3, 31), instance=instance)

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from models_ml.scoring_config import DEFAULT_SCORING_CONFIG
-from pipelines.defs.scoring.assets import GATE_CHECK, ScoringResource, build_scoring_assets
+from crm.settings import DEFAULT_SCORING_CONFIG
+from pipelines.defs.scoring.assets import GATE_CHECK, SCORING_ASSETS
+from pipelines.resources import ScoringResource, WarehouseResource
 
 SCORE_COLUMNS = {
     "customer_id": "VARCHAR", "scored_as_of": "DATE", "churn_probability": "DOUBLE", "churn_band": "VARCHAR",
@@ -103,10 +104,10 @@ def _copy(built_company, tmp_path):
 
 
 def _materialize(target, models, config_path):
-    scoring = ScoringResource(warehouse_path=str(target), models_dir=str(models), config_path=str(config_path))
+    scoring = ScoringResource(models_dir=str(models), config_path=str(config_path))
     return dg.materialize(
-        build_scoring_assets(),
-        resources={"scoring": scoring},
+        SCORING_ASSETS,
+        resources={"scoring": scoring, "warehouse": WarehouseResource(path=str(target))},
         run_config={"ops": {"ml__churn_model": {"config": {"force_retrain": True}}}},
         raise_on_error=False,
     )
@@ -116,7 +117,7 @@ def _state(target):
     con = duckdb.connect(str(target), read_only=True)
     try:
         current = con.execute("select model_version from ml.model_registry where status = 'current'").fetchall()
-        scored_by = con.execute("select distinct model_version from marts.customer_scores").fetchall()
+        scored_by = con.execute("select distinct model_version from ml.customer_scores").fetchall()
         statuses = dict(con.execute("select status, count(*) from ml.model_registry group by 1").fetchall())
     finally:
         con.close()
@@ -142,7 +143,7 @@ def test_the_gate_blocks_a_deliberately_worse_model(built_company, tmp_path):
     checks = {e.check_name: e.passed for e in worse.get_asset_check_evaluations()}
     assert checks == {GATE_CHECK: False}
     materialized = {e.asset_key.to_user_string() for e in worse.get_asset_materialization_events()}
-    assert "marts/customer_scores" not in materialized
+    assert "ml/customer_scores" not in materialized
     after_current, after_scored, statuses = _state(target)
     assert after_current == current and after_scored == current
     assert statuses["rejected"] == 1

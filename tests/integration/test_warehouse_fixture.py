@@ -19,11 +19,10 @@ from tests.fixtures.raw_fixture import EXPECTED_RFM, PERSONS, build_raw_fixture,
 def _warehouse_defs() -> dg.Definitions:
     """The warehouse as `crm build` runs it: dbt around identity resolution, then the scoring step
     that customer_360 waits for (on this tiny fixture it trains nothing and scores no one)."""
-    from pipelines.defs.scoring.assets import build_scoring_defs
-    from pipelines.defs.warehouse.assets import build_warehouse_defs
-    from pipelines.settings import load_settings
+    from crm.settings import load_settings
+    from pipelines.definitions import warehouse_definitions
 
-    return dg.Definitions.merge(build_warehouse_defs(), build_scoring_defs(load_settings()))
+    return warehouse_definitions(load_settings())
 
 
 def _materialize(defs: dg.Definitions, selection=None) -> dg.ExecuteInProcessResult:

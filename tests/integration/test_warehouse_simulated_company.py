@@ -8,7 +8,7 @@ leave a margin: precision >= 0.99, recall >= 0.95, found customers within 10% of
 
 import duckdb
 
-from pipelines.defs.warehouse.evaluation import evaluate_warehouse
+from crm.identity.evaluation import evaluate_warehouse
 
 
 def test_build_with_warehouse_succeeds_and_every_check_passes(built_company):

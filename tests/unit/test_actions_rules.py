@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 
 from models_ml.actions import assign_actions, rep_book
-from models_ml.scoring_config import ActionSettings, ScoringConfigError, load_scoring_config
+from crm.settings import ConfigError, load_scoring_config
+from models_ml.scoring_config import ActionSettings
 
 RULES = ActionSettings(rules=[
     {"action": "retention call", "priority": 1, "when": {"churn_band": ["high"], "value_percentile": ">= 0.8"}},
@@ -64,7 +65,7 @@ def test_rep_book_ranks_by_value_at_stake_within_each_rep():
 def test_a_broken_config_names_the_file(tmp_path):
     path = tmp_path / "scoring.yml"
     path.write_text("churn: {horizon_days: 3}\n", encoding="utf-8")
-    with pytest.raises(ScoringConfigError, match=str(path)):
+    with pytest.raises(ConfigError, match=str(path)):
         load_scoring_config(path)
 
 

@@ -4,15 +4,15 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines.defs.warehouse.clustering import (
+from crm.identity.clustering import (
     PRIORITY_DETERMINISTIC,
     PRIORITY_PROBABILISTIC,
     PRIORITY_STEWARD,
     cluster_records,
 )
-from pipelines.defs.warehouse.evaluation import pairwise_metrics
-from pipelines.defs.warehouse.identity import deterministic_edges
-from pipelines.defs.warehouse.stable_ids import assign_stable_ids
+from crm.identity.evaluation import pairwise_metrics
+from crm.identity.resolution import deterministic_edges
+from crm.identity.stable_ids import assign_stable_ids
 
 
 def _groups(labels) -> set[frozenset[int]]:

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from pipelines.defs.warehouse import normalise as norm
+from crm.identity import normalise as norm
 
 
 @pytest.mark.parametrize(

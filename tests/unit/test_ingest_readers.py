@@ -9,10 +9,10 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.defs.ingest.readers import SchemaDriftError, Window
-from pipelines.defs.ingest.service import ingest_entity
-from pipelines.settings import ConfigError, load_settings
+from crm.ingest.entities import ENTITIES
+from crm.ingest.readers import SchemaDriftError, Window
+from crm.ingest.service import ingest_entity
+from crm.settings import ConfigError, load_settings
 
 JAN = Window(date(2024, 1, 1), date(2024, 1, 31))
 

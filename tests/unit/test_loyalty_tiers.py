@@ -12,7 +12,8 @@ from models_ml.loyalty import (
     tier_costs,
     with_benefits,
 )
-from models_ml.scoring_config import BenefitSettings, LoyaltySettings, TierBenefits, load_scoring_config
+from crm.settings import load_scoring_config
+from models_ml.scoring_config import BenefitSettings, LoyaltySettings, TierBenefits
 
 SETTINGS = LoyaltySettings(tiers={"Silver": 40, "Gold": 65, "Platinum": 85}, hysteresis=4)
 

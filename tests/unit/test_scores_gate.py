@@ -3,8 +3,8 @@ tests/integration/test_scores_built_company.py)."""
 
 from datetime import date, datetime
 
-from models_ml.scoring_config import load_scoring_config
-from pipelines.defs.scoring.service import RegisteredModel, quality_gate, training_due
+from crm.settings import load_scoring_config
+from crm.scoring.service import RegisteredModel, quality_gate, training_due
 
 CONFIG = load_scoring_config()
 CURRENT = RegisteredModel("churn-old", datetime(2024, 12, 1), date(2024, 10, 1), 90, 0.80, 0.15)
@@ -44,7 +44,7 @@ def test_a_young_company_is_told_why_no_model_is_trained():
     import duckdb
     import pytest
 
-    from pipelines.defs.scoring.service import NotEnoughHistoryError, check_history
+    from crm.scoring.service import NotEnoughHistoryError, check_history
 
     con = duckdb.connect()
     con.execute("create schema marts")

@@ -21,7 +21,7 @@ import phonenumbers
 import polars as pl
 import pytest
 
-from pipelines.defs.ingest.entities import (
+from crm.ingest.entities import (
     ENTITIES,
     EVENT_TYPES,
     ORDER_STATUSES,

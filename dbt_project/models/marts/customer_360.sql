@@ -1,11 +1,7 @@
 {#- One row per customer: who they are, what they bought, how they engage with marketing and
     support, as of int_reporting_dates.as_of_date, with their scores (churn, value, loyalty, action)
-    from marts.customer_scores, written by the Python scoring step (pipelines/defs/scoring) that runs
-    between the other marts and this one. Before the first scoring run (or in a dbt-only build) the
-    table does not exist yet: the score columns are then null. -#}
-{%- set scores_source = source('marts', 'customer_scores') -%}
-{%- set scores_exist = execute and adapter.get_relation(
-        database=scores_source.database, schema=scores_source.schema, identifier=scores_source.identifier) -%}
+    from customer_scores, which serves what the Python scoring step wrote to ml.customer_scores.
+    Before the first scoring run that table is empty: the score columns are then null. -#}
 with customers as (
     select * from {{ ref('customers') }}
 ),
@@ -123,23 +119,9 @@ ticket_stats as (
 ),
 
 scores as (
-    {% if scores_exist -%}
     select customer_id, churn_probability, churn_band, churn_reasons, p_alive, clv_12m,
         loyalty_score, loyalty_tier, next_action
-    from {{ scores_source }}
-    {%- else -%}
-    select
-        cast(null as {{ dbt.type_string() }}) as customer_id,
-        cast(null as {{ dbt.type_float() }}) as churn_probability,
-        cast(null as {{ dbt.type_string() }}) as churn_band,
-        cast(null as {{ dbt.type_string() }}) as churn_reasons,
-        cast(null as {{ dbt.type_float() }}) as p_alive,
-        cast(null as {{ dbt.type_float() }}) as clv_12m,
-        cast(null as {{ dbt.type_float() }}) as loyalty_score,
-        cast(null as {{ dbt.type_string() }}) as loyalty_tier,
-        cast(null as {{ dbt.type_string() }}) as next_action
-    where 1 = 0
-    {%- endif %}
+    from {{ ref('customer_scores') }}
 ),
 
 last_rating as (

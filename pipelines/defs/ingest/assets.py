@@ -1,4 +1,4 @@
-"""One Dagster asset per canonical source entity, landing in ``raw.<entity>``.
+"""Dagster wiring of ingestion (crm/ingest): one asset per canonical source entity, landing in ``raw.<entity>``.
 
 Each asset is daily-partitioned over the data's dates with a single-run backfill policy: the first
 load of years of history is one run reading one window, not one run per day. Re-running a day
@@ -14,15 +14,13 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from pipelines.defs.ingest.entities import ENTITIES, Entity
-from pipelines.defs.ingest.history import history_start
-from pipelines.defs.ingest.ledger import create_reconciliation_view, ensure_ledger
-from pipelines.defs.ingest.readers import Window
-from pipelines.defs.ingest.service import IngestReport, ingest_entity
-from pipelines.defs.ingest.validate import ensure_entity_tables
-from pipelines.defs.quality.expectations import validate_frame
-from pipelines.resources import CrmSettingsResource
-from pipelines.settings import QualitySettings, Settings
+from crm.ingest.entities import ENTITIES, Entity
+from crm.ingest.history import history_start
+from crm.ingest.readers import Window
+from crm.ingest.service import IngestReport, ingest_entity, refresh_reconciliation
+from crm.ingest.expectations import validate_frame
+from pipelines.resources import CrmSettingsResource, WarehouseResource
+from crm.settings import QualitySettings, Settings
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 
@@ -128,10 +126,12 @@ def _build_raw_asset(entity: Entity, partitions: dg.DailyPartitionsDefinition) -
         pool=WAREHOUSE_POOL,
         tags={"domain": entity.domain},
     )
-    def _raw_entity(context: dg.AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
+    def _raw_entity(
+        context: dg.AssetExecutionContext, crm: CrmSettingsResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         settings = crm.settings()
         window = _window(context)
-        with crm.connect() as con:
+        with warehouse.connect() as con:
             report = ingest_entity(
                 con, settings, entity.name, window, first_partition=_first_partition(context), run_id=context.run_id
             )
@@ -167,22 +167,16 @@ def _build_raw_asset(entity: Entity, partitions: dg.DailyPartitionsDefinition) -
     pool=WAREHOUSE_POOL,
     description="Per entity: rows read = rows in raw + rows in quarantine (what `crm audit` prints).",
 )
-def ingest_reconciliation(crm: CrmSettingsResource) -> dg.MaterializeResult:
-    with crm.connect() as con:
-        ensure_ledger(con)
-        for entity in ENTITIES.values():
-            ensure_entity_tables(con, entity)
-        create_reconciliation_view(con)
-        rows = con.execute(
-            "SELECT entity, rows_read, rows_in_raw, rows_in_quarantine, reconciled FROM ops.ingest_reconciliation"
-        ).fetchall()
-    unreconciled = [r[0] for r in rows if not r[4]]
+def ingest_reconciliation(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        rows = refresh_reconciliation(con)
+    unreconciled = [row["entity"] for row in rows if not row["reconciled"]]
     return dg.MaterializeResult(
         metadata={
             "entities": len(rows),
             "unreconciled": ", ".join(unreconciled) or "none",
-            "rows_in_raw": sum(r[2] for r in rows),
-            "rows_in_quarantine": sum(r[3] for r in rows),
+            "rows_in_raw": sum(row["rows_in_raw"] for row in rows),
+            "rows_in_quarantine": sum(row["rows_in_quarantine"] for row in rows),
         }
     )
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from pipelines.settings import Settings
+from crm.settings import Settings
 
 NIGHTLY_JOB = "nightly_build"
 

@@ -1,25 +1,23 @@
-"""Dagster wiring of serving: publish the snapshot last, then re-export the saved segments.
+"""Dagster wiring of serving (crm/serving): publish the snapshot last, then re-export the saved segments.
 
     every other asset of the definitions
       -> ["serving", "snapshot"]          read-only copy of the warehouse + pointer swap
       -> ["serving", "segment_exports"]   each saved segment to <data_dir>/exports with a manifest
 
-The snapshot depends on every other asset key (passed in by definitions.py), so it runs after
+The snapshot depends on every other asset key (passed in by pipelines/definitions.py), so it runs after
 the whole build and not at all when any step before it failed (Dagster skips a step whose
 upstream failed): the previous snapshot then stays current.
 """
+
 
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
-from dagster import AssetExecutionContext
-from dagster._core.events import DagsterEventType
 
-from pipelines.defs.serving.segments import export_segment_files, load_segments
-from pipelines.defs.serving.snapshots import CheckResult, RunRecord, current_snapshot, publish_snapshot
+from crm.serving.segments import export_saved_segments
+from crm.serving.snapshots import CheckResult, RunRecord, publish_snapshot
 from pipelines.resources import CrmSettingsResource
 
 SNAPSHOT = dg.AssetKey(["serving", "snapshot"])
@@ -37,7 +35,7 @@ def _metadata_json(metadata) -> str:
 def run_check_results(instance: dg.DagsterInstance, run_id: str) -> list[CheckResult]:
     """Every asset check evaluated in this run, as the Data health page lists them."""
     results = []
-    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.asset_check_evaluation_data
         results.append(CheckResult(
             asset_key=evaluation.asset_key.to_user_string(),
@@ -67,7 +65,7 @@ def build_serving_defs(upstream: Iterable[dg.AssetKey]) -> dg.Definitions:
 
     @dg.asset(key=SNAPSHOT, deps=upstream, group_name="serving", kinds={"duckdb"},
               description="Read-only copy of the finished warehouse that the app reads; the pointer moves atomically.")
-    def snapshot(context: AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
+    def snapshot(context: dg.AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
         settings = crm.settings()
         published = publish_snapshot(
             settings.warehouse_path,
@@ -85,23 +83,12 @@ def build_serving_defs(upstream: Iterable[dg.AssetKey]) -> dg.Definitions:
 
     @dg.asset(key=SEGMENT_EXPORTS, deps=[SNAPSHOT], group_name="serving", kinds={"duckdb", "parquet", "csv"},
               description="Each saved segment re-exported from the new snapshot, with a manifest and checksums.")
-    def segment_exports(context: AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
-        settings = crm.settings()
-        current = current_snapshot(settings.data_dir)
-        if current is None:
-            raise dg.Failure("no published snapshot to export segments from")
-        manifests, failures = [], []
-        with duckdb.connect(str(current.path), read_only=True) as con:
-            for definition in load_segments(settings.data_dir):
-                try:
-                    manifests.append(export_segment_files(con, definition, settings.data_dir, current.snapshot_id))
-                except (ValueError, duckdb.Error) as exc:
-                    # One broken definition must not stop the others from being refreshed.
-                    failures.append(f"{definition.name}: {exc}")
+    def segment_exports(crm: CrmSettingsResource) -> dg.MaterializeResult:
+        snapshot_id, manifests, failures = export_saved_segments(crm.settings().data_dir)
         if failures:
             raise dg.Failure(f"{len(failures)} saved segment(s) could not be exported: " + "; ".join(failures))
         return dg.MaterializeResult(metadata={
-            "snapshot_id": current.snapshot_id,
+            "snapshot_id": snapshot_id,
             "segments": len(manifests),
             "rows": dg.MetadataValue.json({m["segment"]: m["row_count"] for m in manifests}),
         })

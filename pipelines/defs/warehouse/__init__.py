@@ -1,1 +1,0 @@
-"""Warehouse: dbt project wiring and identity resolution (pure modules + assets.py for Dagster)."""

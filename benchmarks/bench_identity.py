@@ -1,7 +1,7 @@
 """Benchmark of the warehouse step: identity resolution + dbt build, wall time and peak memory.
 
     CRM_WAREHOUSE_PATH=/tmp/crm-bench/medium/warehouse/crm.duckdb \\
-        .venv/bin/python -m pipelines.defs.warehouse.bench --ground-truth /tmp/crm-bench/medium/ground_truth
+        .venv/bin/python benchmarks/bench_identity.py --ground-truth /tmp/crm-bench/medium/ground_truth
 
 Runs on a warehouse whose raw.* tables are already loaded (e.g. by
 ``benchmarks/bench_pipeline.py --scale medium --stages generate,ingest``). Each stage runs in its own
@@ -22,7 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.defs.warehouse.assets import DBT_PROJECT_DIR, dbt_executable, prepare_manifest, warehouse_path_from_env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from crm.settings import load_settings  # noqa: E402 (after the path: run as a script)
+from pipelines.defs.warehouse.assets import DBT_PROJECT_DIR, STEPS, dbt_executable, prepare_manifest  # noqa: E402
+
+
+def _warehouse() -> Path:
+    """The warehouse of the sources config (CRM_CONFIG; CRM_WAREHOUSE_PATH moves it)."""
+    return load_settings().warehouse_path
 
 
 def _measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
@@ -36,11 +44,9 @@ def _measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def _identity_stage() -> None:
-    import duckdb
+    from crm.identity.resolution import run_identity_resolution
 
-    from pipelines.defs.warehouse.identity import run_identity_resolution
-
-    con = duckdb.connect(str(warehouse_path_from_env()))
+    con = load_settings().connect_warehouse()
     try:
         summary = run_identity_resolution(con)
     finally:
@@ -58,11 +64,16 @@ def main() -> None:
         return
     prepare_manifest()
     dbt = dbt_executable()
+    target = ["--vars", json.dumps({"warehouse_path": str(_warehouse())})]
+
+    def dbt_step(name: str) -> list[str]:
+        select, exclude = STEPS[name]
+        return [dbt, "build", "--quiet", "--select", select, *(["--exclude", exclude] if exclude else []), *target]
+
     stages = [
-        ("dbt_staging", [dbt, "build", "--quiet", "--select", "path:models/staging resource_type:seed"], DBT_PROJECT_DIR),
-        ("identity", [sys.executable, "-m", "pipelines.defs.warehouse.bench", "--stage", "identity"], Path.cwd()),
-        ("dbt_warehouse", [dbt, "build", "--quiet", "--select", "path:models/intermediate path:models/marts"],
-         DBT_PROJECT_DIR),
+        ("dbt_staging", dbt_step("dbt_staging"), DBT_PROJECT_DIR),
+        ("identity", [sys.executable, __file__, "--stage", "identity"], Path.cwd()),
+        ("dbt_warehouse", dbt_step("dbt_warehouse"), DBT_PROJECT_DIR),
     ]
     results = []
     for name, cmd, cwd in stages:
@@ -70,16 +81,16 @@ def main() -> None:
         results.append({"stage": name, "wall_s": round(wall, 1), "peak_rss_mib": round(rss)})
         print(f"{name:14s} {wall:7.1f}s  {rss:8.0f} MiB", file=sys.stderr, flush=True)
     out = {
-        "warehouse": str(warehouse_path_from_env()),
+        "warehouse": str(_warehouse()),
         "stages": results,
         "identity_plus_dbt_s": round(sum(r["wall_s"] for r in results), 1),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
         "cpus": os.cpu_count(),
     }
     if args.ground_truth:
-        from pipelines.defs.warehouse.evaluation import evaluate_warehouse
+        from crm.identity.evaluation import evaluate_warehouse
 
-        out["identity_metrics"] = evaluate_warehouse(warehouse_path_from_env(), args.ground_truth).as_dict()
+        out["identity_metrics"] = evaluate_warehouse(_warehouse(), args.ground_truth).as_dict()
     print(json.dumps(out, indent=2))
 
 

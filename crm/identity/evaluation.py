@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
+from crm.warehouse import connect as connect_warehouse
 
 
 @dataclass
@@ -100,7 +101,7 @@ def truth_sql(ground_truth_dir: str | Path) -> str:
 
 def evaluate_warehouse(warehouse_path: str | Path, ground_truth_dir: str | Path) -> IdentityMetrics:
     """Compare identity.records in the warehouse with the ground truth's record_map.parquet."""
-    con = duckdb.connect(str(warehouse_path), read_only=True)
+    con = connect_warehouse(warehouse_path, read_only=True)
     try:
         return pairwise_metrics(
             con,

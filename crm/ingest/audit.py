@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import duckdb
 
-from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.defs.ingest.ledger import create_reconciliation_view, quarantine_reasons_sql
-from pipelines.defs.ingest.readers import list_drop_files
-from pipelines.settings import FileDropSource, Settings
+from crm.ingest.entities import ENTITIES
+from crm.ingest.ledger import create_reconciliation_view, quarantine_reasons_sql
+from crm.ingest.readers import list_drop_files
+from crm.settings import FileDropSource, Settings
 
 
 def read_audit(settings: Settings) -> dict:
@@ -15,7 +14,7 @@ def read_audit(settings: Settings) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"No warehouse at {path}.")
     # The view is recreated on every build; a write connection refreshes it if an entity is new.
-    with duckdb.connect(str(path)) as con:
+    with settings.connect_warehouse() as con:
         tables = {r[0] for r in con.execute(
             "SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
         if "ops.ingest_partition_counts" not in tables:

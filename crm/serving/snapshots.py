@@ -23,7 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.defs.serving.aggregates import write_aggregates
+from crm.serving.aggregates import write_aggregates
+from crm.warehouse import connect as connect_warehouse
 
 POINTER_NAME = "CURRENT.json"
 KEEP_SNAPSHOTS = 3
@@ -127,7 +128,7 @@ def _copy_warehouse(warehouse: Path, target: Path) -> None:
     """Checkpoint (so the file holds everything, no WAL), then copy the file."""
     if not warehouse.exists():
         raise SnapshotError(f"no warehouse to publish at {warehouse}")
-    with duckdb.connect(str(warehouse)) as con:
+    with connect_warehouse(warehouse) as con:
         con.execute("CHECKPOINT")
     wal = warehouse.with_name(warehouse.name + ".wal")
     if wal.exists() and wal.stat().st_size > 0:

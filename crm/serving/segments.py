@@ -344,11 +344,6 @@ def load_segments(data_dir: Path) -> list[SegmentDefinition]:
     return found
 
 
-def delete_segment(data_dir: Path, name: str) -> None:
-    stem = SegmentDefinition(name=name).file_stem()
-    (segments_dir(data_dir) / f"{stem}.json").unlink(missing_ok=True)
-
-
 def exports_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "exports"
 
@@ -393,3 +388,23 @@ def export_segment_files(con: duckdb.DuckDBPyConnection, definition: SegmentDefi
     temporary.write_text(json.dumps(manifest, indent=2, default=_json_default), encoding="utf-8")
     os.replace(temporary, manifest_path)
     return manifest
+
+
+def export_saved_segments(data_dir: Path) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """Re-export every saved segment from the current snapshot: (snapshot id, manifests, failures).
+
+    One broken definition must not stop the others from being refreshed: its failure is listed.
+    """
+    from crm.serving.snapshots import SnapshotError, current_snapshot
+
+    current = current_snapshot(data_dir)
+    if current is None:
+        raise SnapshotError("no published snapshot to export segments from")
+    manifests, failures = [], []
+    with duckdb.connect(str(current.path), read_only=True) as con:
+        for definition in load_segments(data_dir):
+            try:
+                manifests.append(export_segment_files(con, definition, data_dir, current.snapshot_id))
+            except (ValueError, duckdb.Error) as exc:
+                failures.append(f"{definition.name}: {exc}")
+    return current.snapshot_id, manifests, failures

@@ -12,9 +12,15 @@ from datetime import date, datetime, timezone
 
 import duckdb
 
-from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.defs.ingest.ledger import GROUPED_REASON_SQL, ensure_ledger, record_batch, stored_cursor
-from pipelines.defs.ingest.readers import (
+from crm.ingest.entities import ENTITIES
+from crm.ingest.ledger import (
+    GROUPED_REASON_SQL,
+    create_reconciliation_view,
+    ensure_ledger,
+    record_batch,
+    stored_cursor,
+)
+from crm.ingest.readers import (
     BATCH_TABLE,
     REJECTS_TABLE,
     ReadResult,
@@ -24,8 +30,8 @@ from pipelines.defs.ingest.readers import (
     read_paged_export,
     read_sql,
 )
-from pipelines.defs.ingest.validate import ensure_entity_tables, split_batch
-from pipelines.settings import FileDropSource, PagedExportSource, Settings, SqlSource
+from crm.ingest.validate import ensure_entity_tables, split_batch
+from crm.settings import FileDropSource, PagedExportSource, Settings, SqlSource
 
 
 @dataclass
@@ -120,3 +126,15 @@ def ingest_entity(
         rows_parsed=parsed, rows_loaded=loaded, rows_quarantined=quarantined, files_read=len(read.files),
         drift_warnings=read.drift_warnings, quarantine_reasons=reasons,
     )
+
+
+def refresh_reconciliation(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Make sure every entity's tables and the ledger exist, refresh ``ops.ingest_reconciliation`` and
+    return its rows (what `crm audit` prints): rows read = rows in raw + rows in quarantine."""
+    ensure_ledger(con)
+    for entity in ENTITIES.values():
+        ensure_entity_tables(con, entity)
+    create_reconciliation_view(con)
+    return con.sql(
+        "SELECT entity, rows_read, rows_in_raw, rows_in_quarantine, reconciled FROM ops.ingest_reconciliation"
+    ).pl().to_dicts()

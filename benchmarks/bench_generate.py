@@ -1,6 +1,6 @@
 """Time a generation and measure the peak memory of the whole process tree (the sales worker included).
 
-    python -m simulator.bench --customers 100000 --out /tmp/bench/sources
+    .venv/bin/python benchmarks/bench_generate.py --customers 100000 --out /tmp/bench/sources
 
 Prints when each stage starts, the total wall time, user+system CPU time, and the peak resident
 memory of this process plus its children, sampled from /proc (Linux). Not used by the pipeline.

@@ -5,7 +5,8 @@ connection. Every write of a step happens in one transaction, so a step that fai
 previous model registry and the previous scores as they were.
 
 Tables (contract with the dashboard): ``ml.model_registry``, ``ml.churn_calibration``,
-``ml.churn_drivers`` (training); ``marts.customer_scores``, ``marts.rep_actions``,
+``ml.churn_drivers`` (training); ``ml.customer_scores``, ``ml.rep_actions`` (which dbt serves as
+``marts.customer_scores`` and ``marts.rep_actions`` and joins into customer_360),
 ``ml.tier_benefits_cost``, ``ml.score_drift`` (scoring).
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -55,13 +55,6 @@ REGISTRY_COLUMNS = """
     metrics_json varchar, card_markdown varchar, backtest_roc_auc double, backtest_brier double"""
 
 
-def connect_warehouse(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """The warehouse with DuckDB's memory capped (CRM_DUCKDB_MEMORY_LIMIT, as ingestion): the feature
-    queries spill to disk instead of growing past the memory budget at a million customers."""
-    limit = os.environ.get("CRM_DUCKDB_MEMORY_LIMIT", "4GB")
-    return duckdb.connect(str(path), read_only=read_only, config={"memory_limit": limit})
-
-
 class NoPublishedModelError(RuntimeError):
     """Scoring was asked for, but no model has passed the gate yet."""
 
@@ -81,8 +74,26 @@ def check_history(con: duckdb.DuckDBPyConnection, as_of: date, horizon_days: int
         )
 
 
+# The score tables as dbt's marts read them (source `ml`); created empty before the first scoring
+# run so that customer_360 always builds, with null scores until a model is published.
+SCORE_TABLES = {
+    "ml.customer_scores": """
+        customer_id varchar, scored_as_of date, churn_probability double, churn_band varchar,
+        churn_reasons varchar, p_alive double, expected_purchases_90d double, expected_purchases_365d double,
+        expected_spend_per_order double, clv_12m double, loyalty_score double, loyalty_tier varchar,
+        benefits varchar, benefits_yearly_cost double, next_action varchar, action_priority integer,
+        action_reason varchar, value_at_stake double, model_version varchar""",
+    "ml.rep_actions": """
+        rep_id varchar, rep_name varchar, rank_in_book bigint, customer_id varchar, customer_name varchar,
+        next_action varchar, action_priority integer, value_at_stake double, reason varchar,
+        churn_probability double, clv_12m double, loyalty_tier varchar""",
+}
+
+
 def ensure_ml_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ml")
+    for table, columns in SCORE_TABLES.items():
+        con.execute(f"create table if not exists {table} ({columns})")
     con.execute(f"create table if not exists ml.model_registry ({REGISTRY_COLUMNS})")
     con.execute(
         "create table if not exists ml.churn_calibration (model_version varchar, decile integer, customers integer, "
@@ -319,13 +330,13 @@ class ScoringOutcome:
 
 def _previous_scores(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
     exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'customer_scores'"
+        "select count(*) from information_schema.tables where table_schema = 'ml' and table_name = 'customer_scores'"
     ).fetchall()[0][0]
     if not exists:
         return None
     return con.sql(
         "select customer_id, loyalty_tier as previous_tier, churn_probability as previous_churn_probability "
-        "from marts.customer_scores"
+        "from ml.customer_scores"
     ).pl()
 
 
@@ -418,9 +429,9 @@ def score_and_publish(
     }, schema={"model_version": pl.String, "scored_as_of": pl.Date, "feature": pl.String, "psi": pl.Float64})
     con.execute("begin")
     try:
-        con.execute("create schema if not exists marts")
-        _replace_table(con, "marts.customer_scores", scores.with_columns(pl.col("action_priority").cast(pl.Int32)))
-        _replace_table(con, "marts.rep_actions", book)
+        ensure_ml_schema(con)
+        _replace_table(con, "ml.customer_scores", scores.with_columns(pl.col("action_priority").cast(pl.Int32)))
+        _replace_table(con, "ml.rep_actions", book)
         _replace_table(con, "ml.tier_benefits_cost", tier_costs(scores))
         _replace_table(con, "ml.score_drift", drift_frame)
         con.execute("commit")

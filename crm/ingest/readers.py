@@ -27,8 +27,8 @@ import pyarrow as pa
 import polars as pl
 import sqlalchemy as sa
 
-from pipelines.defs.ingest.entities import Entity
-from pipelines.settings import EntityMapping, FileDropSource, PagedExportSource, SqlSource
+from crm.ingest.entities import Entity
+from crm.settings import EntityMapping, FileDropSource, PagedExportSource, SqlSource
 
 BATCH_TABLE = "_ingest_batch"
 REJECTS_TABLE = "_ingest_rejects"

@@ -15,8 +15,8 @@ from datetime import date
 
 import duckdb
 
-from pipelines.defs.ingest.entities import ENTITIES
-from pipelines.defs.ingest.readers import ReadResult, Window
+from crm.ingest.entities import ENTITIES
+from crm.ingest.readers import ReadResult, Window
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;

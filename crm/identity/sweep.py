@@ -13,9 +13,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines.defs.warehouse.clustering import PRIORITY_DETERMINISTIC, cluster_records
-from pipelines.defs.warehouse.evaluation import pairwise_metrics, truth_sql
-from pipelines.defs.warehouse.identity import (
+from crm.identity.clustering import PRIORITY_DETERMINISTIC, cluster_records
+from crm.identity.evaluation import pairwise_metrics, truth_sql
+from crm.identity.resolution import (
     IdentitySettings,
     deterministic_edges,
     load_overrides,
@@ -24,11 +24,12 @@ from pipelines.defs.warehouse.identity import (
     probabilistic_edges,
     resolve,
 )
-from pipelines.defs.warehouse.splink_matching import MatchSettings
+from crm.identity.matching import MatchSettings
+from crm.warehouse import connect as connect_warehouse
 
 
 def threshold_sweep(warehouse: str | Path, ground_truth_dir: str | Path, thresholds: list[float]) -> list[dict]:
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_warehouse(warehouse, read_only=True)
     try:
         records = prepare_records(load_source_records(con))
         overrides = load_overrides(con)
@@ -59,12 +60,12 @@ def train_from_warehouse(warehouse: str | Path, out_path: str | Path) -> dict:
     """Train the Splink model on a warehouse's records (staging views must exist) and save it.
 
     The shipped splink_model.json was trained this way on the simulated medium company:
-    ``python -m pipelines.defs.warehouse.identity_sweep train <warehouse.duckdb> <out.json>``.
+    ``python -m crm.identity.sweep train <warehouse.duckdb> <out.json>``.
     """
-    from pipelines.defs.warehouse.identity import build_profiles
-    from pipelines.defs.warehouse.splink_matching import train_model
+    from crm.identity.resolution import build_profiles
+    from crm.identity.matching import train_model
 
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_warehouse(warehouse, read_only=True)
     try:
         records = prepare_records(load_source_records(con))
     finally:
@@ -88,5 +89,5 @@ if __name__ == "__main__":
         ts = [float(t) for t in (sys.argv[4] if len(sys.argv) > 4 else "0.5,0.9,0.99").split(",")]
         print(json.dumps(threshold_sweep(sys.argv[2], sys.argv[3], ts), indent=2))
     else:
-        print("usage: python -m pipelines.defs.warehouse.identity_sweep train|sweep WAREHOUSE OUT|TRUTH [THRESHOLDS]")
+        print("usage: python -m crm.identity.sweep train|sweep WAREHOUSE OUT|TRUTH [THRESHOLDS]")
         sys.exit(2)

@@ -34,15 +34,15 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipelines.defs.warehouse import normalise as norm
-from pipelines.defs.warehouse.clustering import (
+from crm.identity import normalise as norm
+from crm.identity.clustering import (
     PRIORITY_DETERMINISTIC,
     PRIORITY_PROBABILISTIC,
     PRIORITY_STEWARD,
     cluster_records,
 )
-from pipelines.defs.warehouse.splink_matching import MatchSettings, load_model, predict_pairs
-from pipelines.defs.warehouse.stable_ids import assign_stable_ids, parse_customer_seq
+from crm.identity.matching import MatchSettings, load_model, predict_pairs
+from crm.identity.stable_ids import assign_stable_ids, parse_customer_seq
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,8 @@ SCHEMA = "identity"
 STAGING = "staging"
 SEEDS = "seeds"
 
-SOURCES = ("sales_contacts", "marketing_contacts", "support_tickets")
 # A phone shared by more records than this with different surnames is a switchboard, not a person.
 MAX_PHONE_GROUP_WITHOUT_NAMES = 20
-
-RULE_BY_PRIORITY = {PRIORITY_STEWARD: "steward", PRIORITY_PROBABILISTIC: "probabilistic"}
 
 
 @dataclass(frozen=True)
@@ -375,6 +372,25 @@ def ensure_identity_tables(con: duckdb.DuckDBPyConnection) -> None:
             deterministic_edges bigint, probabilistic_edges bigint, merges bigint, splits bigint,
             retired bigint, seconds double)"""
     )
+
+
+def steward_override_violations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """(action, left record, right record) of every steward decision the current clusters break:
+    a forced merge whose records have different customers, or a forced split whose records share one."""
+    return con.execute(
+        f"""
+        with o as (
+            select action, left_source || ':' || left_key as l, right_source || ':' || right_key as r
+            from {SCHEMA}.steward_overrides
+        )
+        select o.action, o.l, o.r
+        from o
+        join {SCHEMA}.records a on a.record_key = o.l
+        join {SCHEMA}.records b on b.record_key = o.r
+        where (o.action = 'merge' and a.customer_id <> b.customer_id)
+           or (o.action = 'split' and a.customer_id = b.customer_id)
+        """
+    ).fetchall()
 
 
 @dataclass

@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
-from pipelines.defs.ingest.readers import _page_header, list_drop_files, open_source_engine
-from pipelines.settings import FileDropSource, PagedExportSource, Settings, SqlSource
+from crm.ingest.readers import _page_header, list_drop_files, open_source_engine
+from crm.settings import FileDropSource, PagedExportSource, Settings, SqlSource
 
 FALLBACK_START = date(2020, 1, 1)
 

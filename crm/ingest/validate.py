@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.defs.ingest.entities import ENTITIES, LINEAGE_COLUMNS, Column, Entity
-from pipelines.defs.ingest.readers import BATCH_TABLE, REJECTS_TABLE, _lit, _q
+from crm.ingest.entities import ENTITIES, LINEAGE_COLUMNS, Column, Entity
+from crm.ingest.readers import BATCH_TABLE, REJECTS_TABLE, _lit, _q
 
 QUARANTINE_COLUMNS = (
     "_batch_id VARCHAR, _source VARCHAR, _source_location VARCHAR, _partition_date DATE, "

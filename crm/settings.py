@@ -1,32 +1,31 @@
 """Where everything lives and which sources feed the warehouse, read from one YAML file.
 
 The file is named by ``--config``, else ``CRM_CONFIG``, else ``config/sources.demo.yml`` (the
-simulated company). ``${VAR}`` and ``${VAR:-default}`` in it are filled from the environment, so
-one file serves the demo, the tests and a real deployment (credentials stay in the environment).
-Relative paths are resolved against the project root, not the working directory.
+simulated company); it is read by :func:`crm.config.read_yaml`, so ``${VAR}`` and
+``${VAR:-default}`` in it are filled from the environment. Relative paths are resolved against
+the project root, not the working directory. The scores' settings (config/scoring.yml, or the
+file the sources config or ``CRM_SCORING_CONFIG`` names) load through the same reader.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import duckdb
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.defs.ingest.entities import ENTITIES
+from crm import warehouse
+from crm.config import PROJECT_ROOT, ConfigError, env_path, read_yaml
+from crm.ingest.entities import ENTITIES
+from models_ml.scoring_config import ScoringConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "sources.demo.yml"
-# Innermost first, so a default may itself hold a ${VAR}: ${A:-${B:-x}/y}.
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
+DEFAULT_SCORING_CONFIG = PROJECT_ROOT / "config" / "scoring.yml"
 
-
-class ConfigError(ValueError):
-    """The sources config cannot be used; the message says which file and which key."""
+__all__ = ["PROJECT_ROOT", "ConfigError", "Settings", "load_settings", "load_scoring_config"]
 
 
 class _Strict(BaseModel):
@@ -86,8 +85,15 @@ class ScheduleSettings(_Strict):
 class Settings(_Strict):
     config_path: Path
     warehouse_path: Path
+    # DuckDB's memory cap for every connection to the warehouse (and dbt's): spill, never swap.
+    warehouse_memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT
+    warehouse_threads: int | None = None
     # Everything the project writes besides the warehouse: models, snapshots, exports, segments.
     data_dir: Path = Path("data")
+    # The scores' settings: horizon, bands, retraining, tiers, benefits, actions.
+    scoring_config: Path = DEFAULT_SCORING_CONFIG
+    # Only for the simulated company: the hidden truth that `crm evaluate` and the model card compare with.
+    ground_truth_dir: Path | None = None
     history_start: date | Literal["auto"] = "auto"
     schedule: ScheduleSettings = ScheduleSettings()
     quality: QualitySettings = QualitySettings()
@@ -129,22 +135,20 @@ class Settings(_Strict):
                 return source_name, source, source.entities[entity_name]
         return None
 
+    def connect_warehouse(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """The build warehouse, opened the one way the project opens it (:func:`crm.warehouse.connect`)."""
+        return warehouse.connect(self.warehouse_path, read_only=read_only, memory_limit=self.warehouse_memory_limit,
+                                 threads=self.warehouse_threads)
 
-def _interpolate(text: str, config_path: Path) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = os.environ.get(name)
-        if value is None or value == "":
-            if default is None:
-                raise ConfigError(f"{config_path}: environment variable {name} is not set and has no default")
-            return default
-        return value
+    @property
+    def dagster_home(self) -> Path:
+        """Dagster's instance folder (runs, event logs, schedules): under the data folder like everything else."""
+        return self.data_dir / "dagster"
 
-    while True:
-        filled = _ENV_PATTERN.sub(replace, text)
-        if filled == text:
-            return filled
-        text = filled
+    @property
+    def ground_truth(self) -> Path | None:
+        """The ground truth folder when it exists (the simulated company), else None."""
+        return self.ground_truth_dir if self.ground_truth_dir and self.ground_truth_dir.exists() else None
 
 
 def _resolve(path: Path) -> Path:
@@ -163,27 +167,51 @@ def _with_resolved_location(source: Source) -> Source:
 def config_path_from_env(explicit: str | Path | None = None) -> Path:
     if explicit:
         return Path(explicit).resolve()
-    env = os.environ.get("CRM_CONFIG")
-    return Path(env).resolve() if env else DEFAULT_CONFIG
+    return env_path("CRM_CONFIG", DEFAULT_CONFIG)
+
+
+# Settings a config file may leave out, with the environment variable that sets them instead.
+_ENVIRONMENT_DEFAULTS = {
+    "warehouse_path": ("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb"),
+    "data_dir": ("CRM_DATA_DIR", "data"),
+    "warehouse_memory_limit": ("CRM_DUCKDB_MEMORY_LIMIT", warehouse.DEFAULT_MEMORY_LIMIT),
+    "scoring_config": ("CRM_SCORING_CONFIG", str(DEFAULT_SCORING_CONFIG)),
+    "ground_truth_dir": ("CRM_GROUND_TRUTH_DIR", "data/ground_truth"),
+}
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
     config_path = config_path_from_env(path)
-    if not config_path.exists():
-        raise ConfigError(f"sources config not found: {config_path}")
-    try:
-        raw = yaml.safe_load(_interpolate(config_path.read_text(encoding="utf-8"), config_path)) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
-    raw.setdefault("warehouse_path", os.environ.get("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb"))
-    raw.setdefault("data_dir", os.environ.get("CRM_DATA_DIR", "data"))
+    raw = read_yaml(config_path, "sources config")
+    for key, (variable, default) in _ENVIRONMENT_DEFAULTS.items():
+        raw.setdefault(key, os.environ.get(variable) or default)
     try:
         settings = Settings(config_path=config_path, **raw)
     except ValueError as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
     sources = {name: _with_resolved_location(src) for name, src in settings.sources.items()}
-    return settings.model_copy(update={
+    return settings.model_copy(
+        update={
             "warehouse_path": _resolve(settings.warehouse_path),
             "data_dir": _resolve(settings.data_dir),
+            "scoring_config": _resolve(settings.scoring_config),
+            "ground_truth_dir": _resolve(settings.ground_truth_dir) if settings.ground_truth_dir else None,
             "sources": sources,
-        })
+        }
+    )
+
+
+def data_dir_from_env() -> Path:
+    """The data folder for readers that never load the sources config (the dashboard): CRM_DATA_DIR,
+    which `crm app` sets from the config it was given, else data/."""
+    return _resolve(Path(os.environ.get("CRM_DATA_DIR") or "data"))
+
+
+def load_scoring_config(path: str | Path | None = None) -> ScoringConfig:
+    """The scores' settings from ``path``, else ``CRM_SCORING_CONFIG``, else config/scoring.yml."""
+    config_path = Path(path).resolve() if path else env_path("CRM_SCORING_CONFIG", DEFAULT_SCORING_CONFIG)
+    raw = read_yaml(config_path, "scoring config")
+    try:
+        return ScoringConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from exc

@@ -8,16 +8,12 @@ which at-least-once sources legitimately break) only report.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 import pandas as pd
 
-from pipelines.defs.ingest.entities import Entity
-
-# No telemetry calls from a warehouse build, and no progress bars in the logs.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+from crm.ingest.entities import Entity
 
 # Above this many rows a batch is validated on a seeded random sample: the row rules in
 # validate.py already checked every row; the suite guards against those rules being wrong.

@@ -18,13 +18,14 @@ from models_ml.features import last_data_day
 from models_ml.forecast import forecast_value
 from models_ml.scoring_config import ScoringConfig
 from models_ml.value import customer_segments
-from pipelines.defs.scoring.service import model_params
+from crm.scoring.service import model_params
+from crm.warehouse import connect as connect_warehouse
 
 SCORERS = ("model", "baseline_recency", "baseline_bgnbd_p_alive", "known_rates_ceiling", "oracle")
 
 
 def evaluate_scores(warehouse: Path, config: ScoringConfig, ground_truth: Path | None) -> dict[str, Any]:
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = connect_warehouse(warehouse, read_only=True)
     try:
         as_of = last_data_day(con)
         if as_of is None:
