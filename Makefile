@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 
-.PHONY: install demo test build clean
+.PHONY: install demo test test-fast lint format build clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -27,6 +27,18 @@ build: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# The quick loop: unit tests only (no Dagster builds); `make test` is what CI runs.
+test-fast: install
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf data $(VENV) $(TOOLS) dbt_project/target

@@ -100,8 +100,9 @@ class SnapshotReader:
 
     @cached_property
     def tables(self) -> frozenset[str]:
-        return frozenset(r[0] for r in self.rows(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables"))
+        return frozenset(
+            r[0] for r in self.rows("SELECT table_schema || '.' || table_name FROM information_schema.tables")
+        )
 
     def has(self, table: str) -> bool:
         return table in self.tables
@@ -116,6 +117,7 @@ class SnapshotReader:
 
 
 # --- Overview -----------------------------------------------------------------------------------
+
 
 def as_of_date(reader: SnapshotReader) -> date:
     return reader.value("SELECT max(as_of_date) FROM marts.customer_360")
@@ -137,20 +139,28 @@ class Kpi:
 
 def overview_kpis(reader: SnapshotReader) -> list[Kpi]:
     """The last KPI_PERIOD_DAYS up to the as-of date against the same number of days before them."""
-    (active, active_before, revenue, revenue_before, orders, orders_before), = reader.rows(
+    ((active, active_before, revenue, revenue_before, orders, orders_before),) = reader.rows(
         "SELECT active_current, active_previous, revenue_current, revenue_previous, orders_current, "
-        "orders_previous FROM serving.order_kpis")
+        "orders_previous FROM serving.order_kpis"
+    )
     kpis = [
         Kpi("Active customers", active, active_before, "count"),
         Kpi("Revenue", revenue, revenue_before, "money"),
-        Kpi("Average order value", revenue / orders if orders else None,
-            revenue_before / orders_before if orders_before else None, "money"),
+        Kpi(
+            "Average order value",
+            revenue / orders if orders else None,
+            revenue_before / orders_before if orders_before else None,
+            "money",
+        ),
     ]
     if reader.has_scores:
         high_share, clv = reader.rows(
-            f"SELECT avg(CASE WHEN churn_band = 'high' THEN 1.0 ELSE 0.0 END), sum(clv_12m) FROM {SCORES}")[0]
-        kpis += [Kpi("Share at high churn risk", high_share, None, "share"),
-                 Kpi("Expected 12-month value", clv, None, "money")]
+            f"SELECT avg(CASE WHEN churn_band = 'high' THEN 1.0 ELSE 0.0 END), sum(clv_12m) FROM {SCORES}"
+        )[0]
+        kpis += [
+            Kpi("Share at high churn risk", high_share, None, "share"),
+            Kpi("Expected 12-month value", clv, None, "money"),
+        ]
     return kpis
 
 
@@ -161,7 +171,8 @@ def monthly_activity(reader: SnapshotReader) -> pl.DataFrame:
 def segment_sizes(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT coalesce(segment, 'Unscored') AS segment, count(*) AS customers, sum(monetary) AS revenue "
-        "FROM marts.customer_rfm GROUP BY ALL ORDER BY customers DESC")
+        "FROM marts.customer_rfm GROUP BY ALL ORDER BY customers DESC"
+    )
 
 
 def tier_sizes(reader: SnapshotReader) -> pl.DataFrame | None:
@@ -170,7 +181,8 @@ def tier_sizes(reader: SnapshotReader) -> pl.DataFrame | None:
     return reader.frame(
         f"SELECT loyalty_tier, count(*) AS customers, sum(benefits_yearly_cost) AS benefits_yearly_cost "
         f"FROM {SCORES} GROUP BY loyalty_tier "
-        f"ORDER BY list_position(['Bronze', 'Silver', 'Gold', 'Platinum'], loyalty_tier)")
+        f"ORDER BY list_position(['Bronze', 'Silver', 'Gold', 'Platinum'], loyalty_tier)"
+    )
 
 
 # --- Customers ----------------------------------------------------------------------------------
@@ -234,19 +246,27 @@ def customer_records(reader: SnapshotReader, customer_id: str) -> pl.DataFrame:
     return reader.frame(
         "SELECT source, source_key, first_name, last_name, email, phone_e164 AS phone, city, match_rule, "
         "round(match_probability, 3) AS match_probability FROM identity.records WHERE customer_id = ? "
-        "ORDER BY source, source_key", [customer_id])
+        "ORDER BY source, source_key",
+        [customer_id],
+    )
 
 
 TIMELINE_SOURCES = (
-    ("SELECT order_date AS happened_at, 'order' AS kind, status AS what, "
-     "'order ' || order_id || ' · ' || coalesce(channel, '') AS detail, total_amount AS amount "
-     "FROM marts.orders WHERE customer_id = ?"),
-    ("SELECT occurred_at AS happened_at, 'marketing' AS kind, event_type AS what, "
-     "'campaign ' || coalesce(campaign_id, '-') AS detail, nullif(conversion_value, 0) AS amount "
-     "FROM marts.marketing_events WHERE customer_id = ?"),
-    ("SELECT created_at AS happened_at, 'ticket' AS kind, status AS what, "
-     "coalesce(subject, '') || ' · ' || coalesce(priority, '') || coalesce(' · rated ' || satisfaction_score, '') "
-     "AS detail, NULL::DOUBLE AS amount FROM marts.support_tickets WHERE customer_id = ?"),
+    (
+        "SELECT order_date AS happened_at, 'order' AS kind, status AS what, "
+        "'order ' || order_id || ' · ' || coalesce(channel, '') AS detail, total_amount AS amount "
+        "FROM marts.orders WHERE customer_id = ?"
+    ),
+    (
+        "SELECT occurred_at AS happened_at, 'marketing' AS kind, event_type AS what, "
+        "'campaign ' || coalesce(campaign_id, '-') AS detail, nullif(conversion_value, 0) AS amount "
+        "FROM marts.marketing_events WHERE customer_id = ?"
+    ),
+    (
+        "SELECT created_at AS happened_at, 'ticket' AS kind, status AS what, "
+        "coalesce(subject, '') || ' · ' || coalesce(priority, '') || coalesce(' · rated ' || satisfaction_score, '') "
+        "AS detail, NULL::DOUBLE AS amount FROM marts.support_tickets WHERE customer_id = ?"
+    ),
 )
 
 
@@ -256,23 +276,30 @@ def customer_timeline(reader: SnapshotReader, customer_id: str, limit: int = 200
     Three queries, merged here: each is a point lookup on the snapshot's customer_id index, which
     DuckDB does not use once a UNION feeds a top-N (it scans 50M events instead).
     """
-    parts = [reader.frame(sql, [customer_id]).with_columns(pl.col("happened_at").cast(pl.Datetime("us")),
-                                                           pl.col("amount").cast(pl.Float64))
-             for sql in TIMELINE_SOURCES]
+    parts = [
+        reader.frame(sql, [customer_id]).with_columns(
+            pl.col("happened_at").cast(pl.Datetime("us")), pl.col("amount").cast(pl.Float64)
+        )
+        for sql in TIMELINE_SOURCES
+    ]
     return pl.concat(parts).sort("happened_at", descending=True, nulls_last=True).head(limit)
 
 
 # --- Segments -----------------------------------------------------------------------------------
 
+
 def rfm_grid(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT r_score, f_score, count(*) AS customers, sum(monetary) AS revenue "
-        "FROM marts.customer_rfm GROUP BY ALL ORDER BY r_score, f_score")
+        "FROM marts.customer_rfm GROUP BY ALL ORDER BY r_score, f_score"
+    )
 
 
 def rfm_snapshot_dates(reader: SnapshotReader) -> list[date]:
-    return [r[0] for r in reader.rows(
-        "SELECT DISTINCT snapshot_date FROM marts.customer_rfm_history ORDER BY snapshot_date")]
+    return [
+        r[0]
+        for r in reader.rows("SELECT DISTINCT snapshot_date FROM marts.customer_rfm_history ORDER BY snapshot_date")
+    ]
 
 
 def segment_migration(reader: SnapshotReader, from_date: date, to_date: date) -> pl.DataFrame:
@@ -293,10 +320,12 @@ def segment_migration(reader: SnapshotReader, from_date: date, to_date: date) ->
 def cohort_retention(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT cohort_month, months_since_acquisition, cohort_customers, active_customers, active_share "
-        "FROM marts.cohort_retention ORDER BY cohort_month, months_since_acquisition")
+        "FROM marts.cohort_retention ORDER BY cohort_month, months_since_acquisition"
+    )
 
 
 # --- Segment builder ----------------------------------------------------------------------------
+
 
 def filterable_columns(reader: SnapshotReader) -> dict[str, str]:
     cursor = reader.cursor()
@@ -313,9 +342,12 @@ def distinct_values(reader: SnapshotReader, column: str, limit: int = 200) -> li
     cursor = reader.cursor()
     try:
         universe = universe_sql(cursor)
-        return [r[0] for r in cursor.execute(
-            f'SELECT DISTINCT "{column}" FROM ({universe}) WHERE "{column}" IS NOT NULL ORDER BY 1 LIMIT ?',
-            [limit]).fetchall()]
+        return [
+            r[0]
+            for r in cursor.execute(
+                f'SELECT DISTINCT "{column}" FROM ({universe}) WHERE "{column}" IS NOT NULL ORDER BY 1 LIMIT ?', [limit]
+            ).fetchall()
+        ]
     finally:
         cursor.close()
 
@@ -349,6 +381,7 @@ def segment_rows(reader: SnapshotReader, definition: SegmentDefinition, limit: i
 
 # --- Churn & value ------------------------------------------------------------------------------
 
+
 def current_model(reader: SnapshotReader) -> dict[str, Any] | None:
     if not reader.has(MODEL_REGISTRY):
         return None
@@ -359,7 +392,8 @@ def current_model(reader: SnapshotReader) -> dict[str, Any] | None:
 def churn_distribution(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         f"SELECT least(floor(churn_probability * 20) / 20, 0.95) AS bucket, churn_band, count(*) AS customers "
-        f"FROM {SCORES} GROUP BY ALL ORDER BY bucket")
+        f"FROM {SCORES} GROUP BY ALL ORDER BY bucket"
+    )
 
 
 def _model_table(reader: SnapshotReader, table: str, order: str) -> pl.DataFrame | None:
@@ -386,7 +420,9 @@ def high_value_at_risk(reader: SnapshotReader, limit: int = 50) -> pl.DataFrame:
         FROM {SCORES} s JOIN marts.customer_360 c ON c.customer_id = s.customer_id
         WHERE s.churn_band = 'high'
         ORDER BY s.clv_12m DESC NULLS LAST, s.customer_id LIMIT ?
-        """, [limit])
+        """,
+        [limit],
+    )
 
 
 def clv_histogram(reader: SnapshotReader, bins: int = 40) -> pl.DataFrame:
@@ -395,12 +431,15 @@ def clv_histogram(reader: SnapshotReader, bins: int = 40) -> pl.DataFrame:
         f"""
         WITH top AS (SELECT greatest(quantile_cont(clv_12m, 0.99), 1e-9) AS value FROM {SCORES}),
         binned AS (
-            SELECT loyalty_tier, least(floor(greatest(clv_12m, 0) / (top.value / ?)), ? - 1) AS bin, top.value / ? AS width
+            SELECT loyalty_tier, least(floor(greatest(clv_12m, 0) / (top.value / ?)), ? - 1) AS bin,
+                   top.value / ? AS width
             FROM {SCORES}, top WHERE clv_12m IS NOT NULL
         )
         SELECT loyalty_tier, bin * width AS clv_from, (bin + 1) * width AS clv_to, count(*) AS customers
         FROM binned GROUP BY ALL ORDER BY clv_from
-        """, [bins, bins, bins])
+        """,
+        [bins, bins, bins],
+    )
 
 
 # --- Campaigns & support ------------------------------------------------------------------------
@@ -409,8 +448,7 @@ FUNNEL_STEPS = ("customers_sent", "customers_delivered", "customers_opened", "cu
 
 
 def campaigns(reader: SnapshotReader) -> pl.DataFrame:
-    return reader.frame(
-        "SELECT * FROM marts.campaign_performance ORDER BY launched_at DESC NULLS LAST, campaign_id")
+    return reader.frame("SELECT * FROM marts.campaign_performance ORDER BY launched_at DESC NULLS LAST, campaign_id")
 
 
 def conversion_by_segment(reader: SnapshotReader) -> pl.DataFrame:
@@ -426,7 +464,8 @@ def tickets_by_month(reader: SnapshotReader) -> pl.DataFrame:
                count(*) FILTER (WHERE satisfaction_score = 'good')
                    / nullif(count(*) FILTER (WHERE satisfaction_score IN ('good', 'bad')), 0) AS satisfied_share
         FROM marts.support_tickets GROUP BY ALL ORDER BY month
-        """)
+        """
+    )
 
 
 def satisfaction_vs_churn(reader: SnapshotReader) -> pl.DataFrame | None:
@@ -439,14 +478,18 @@ def satisfaction_vs_churn(reader: SnapshotReader) -> pl.DataFrame | None:
                avg(s.churn_probability) AS mean_churn_probability
         FROM marts.customer_360 c JOIN {SCORES} s ON s.customer_id = c.customer_id
         GROUP BY ALL ORDER BY last_satisfaction
-        """)
+        """
+    )
 
 
 # --- My book ------------------------------------------------------------------------------------
 
+
 def reps(reader: SnapshotReader) -> pl.DataFrame:
-    return reader.frame("SELECT rep_id, rep_name, region, book_size FROM marts.rep_performance "
-                        "WHERE rep_name IS NOT NULL ORDER BY rep_name")
+    return reader.frame(
+        "SELECT rep_id, rep_name, region, book_size FROM marts.rep_performance "
+        "WHERE rep_name IS NOT NULL ORDER BY rep_name"
+    )
 
 
 def rep_book(reader: SnapshotReader, rep_id: str) -> pl.DataFrame | None:
@@ -455,10 +498,12 @@ def rep_book(reader: SnapshotReader, rep_id: str) -> pl.DataFrame | None:
     return reader.frame(
         f"SELECT rank_in_book, customer_id, customer_name, next_action, reason, value_at_stake, churn_probability, "
         f"clv_12m, loyalty_tier, action_priority FROM {REP_ACTIONS} WHERE rep_id = ? ORDER BY rank_in_book",
-        [rep_id])
+        [rep_id],
+    )
 
 
 # --- Data health --------------------------------------------------------------------------------
+
 
 def recent_runs(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame("SELECT * FROM ops.recent_runs ORDER BY started_at DESC NULLS LAST")
@@ -470,7 +515,8 @@ def last_successful_run(reader: SnapshotReader) -> dict[str, Any] | None:
     runs = reader.frame(
         "SELECT *, coalesce(ended_at, started_at) AS finished_or_started_at FROM ops.recent_runs "
         "WHERE status = 'SUCCESS' OR run_id = ? ORDER BY status = 'SUCCESS' DESC, finished_or_started_at DESC LIMIT 1",
-        [reader.snapshot.run_id])
+        [reader.snapshot.run_id],
+    )
     return runs.row(0, named=True) if runs.height else None
 
 
@@ -480,7 +526,8 @@ def source_freshness(reader: SnapshotReader) -> pl.DataFrame | None:
         return None
     return reader.frame(
         "SELECT entity, last_partition, last_loaded_at, rows_read, rows_in_raw, rows_in_quarantine, "
-        "quarantine_share, reconciled FROM ops.ingest_reconciliation ORDER BY entity")
+        "quarantine_share, reconciled FROM ops.ingest_reconciliation ORDER BY entity"
+    )
 
 
 def quarantine_reasons(reader: SnapshotReader) -> pl.DataFrame:
@@ -494,7 +541,8 @@ def quarantine_reasons(reader: SnapshotReader) -> pl.DataFrame:
 def check_results(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT asset_key, check_name, passed, severity, description, evaluated_at "
-        "FROM ops.asset_check_results ORDER BY passed, severity, asset_key, check_name")
+        "FROM ops.asset_check_results ORDER BY passed, severity, asset_key, check_name"
+    )
 
 
 def identity_summary(reader: SnapshotReader) -> pl.DataFrame | None:
@@ -514,8 +562,23 @@ def widget_kind(duckdb_type: str) -> str:
     upper = duckdb_type.upper()
     if upper == "BOOLEAN":
         return "boolean"
-    if upper.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                         "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")):
+    if upper.startswith(
+        (
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "HUGEINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+            "FLOAT",
+            "DOUBLE",
+            "DECIMAL",
+            "REAL",
+        )
+    ):
         return "number"
     if upper.startswith(("DATE", "TIMESTAMP")):
         return "date"

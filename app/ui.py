@@ -78,5 +78,9 @@ def masked_record(record: dict[str, Any]) -> dict[str, Any]:
 
 def metric_row(kpis: list[data.Kpi]) -> None:
     for column, kpi in zip(st.columns(len(kpis)), kpis, strict=True):
-        column.metric(kpi.label, kpi_value(kpi.current, kpi.kind), change(kpi.change),
-                      help=None if kpi.previous is None else f"previous period: {kpi_value(kpi.previous, kpi.kind)}")
+        column.metric(
+            kpi.label,
+            kpi_value(kpi.current, kpi.kind),
+            change(kpi.change),
+            help=None if kpi.previous is None else f"previous period: {kpi_value(kpi.previous, kpi.kind)}",
+        )

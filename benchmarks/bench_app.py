@@ -33,8 +33,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PAGES = ("overview", "customers", "segments", "segment_builder", "churn_value", "campaigns_support", "my_book",
-         "data_health")
+PAGES = (
+    "overview",
+    "customers",
+    "segments",
+    "segment_builder",
+    "churn_value",
+    "campaigns_support",
+    "my_book",
+    "data_health",
+)
 EXPORT_ROWS = 100_000
 
 
@@ -90,6 +98,7 @@ def _first_renders(repeats: int) -> dict[str, float]:
     script = str(ROOT / "app" / "streamlit_app.py")
     results = {}
     for page in PAGES:
+
         def render(page: str = page) -> None:
             st.cache_data.clear()
             st.cache_resource.clear()
@@ -108,8 +117,10 @@ def _lookups(repeats: int) -> dict[str, float]:
     from app import data
 
     reader = data.SnapshotReader(data.find_snapshot())
-    rows = reader.rows("SELECT customer_id, email, phone, last_name FROM marts.customer_360 "
-                       "WHERE email IS NOT NULL AND phone IS NOT NULL USING SAMPLE 200 ROWS")
+    rows = reader.rows(
+        "SELECT customer_id, email, phone, last_name FROM marts.customer_360 "
+        "WHERE email IS NOT NULL AND phone IS NOT NULL USING SAMPLE 200 ROWS"
+    )
     picker = random.Random(7)
 
     def lookup(kind: str):
@@ -121,6 +132,7 @@ def _lookups(repeats: int) -> dict[str, float]:
             data.customer_card(reader, chosen)
             data.customer_timeline(reader, chosen)
             data.customer_records(reader, chosen)
+
         return run
 
     return {kind: round(_timed(lookup(kind), repeats * 4)[0], 3) for kind in ("id", "email", "phone", "name")}
@@ -133,15 +145,18 @@ def _export(repeats: int) -> dict[str, float]:
     reader = data.SnapshotReader(data.find_snapshot())
     customers = reader.value("SELECT count(*) FROM marts.customer_360")
     # The revenue above which ~100k customers lie: a realistic filter, not a LIMIT.
-    threshold = reader.value("SELECT quantile_disc(revenue_lifetime, ?) FROM marts.customer_360",
-                             [max(0.0, 1 - EXPORT_ROWS / customers)])
-    definition = SegmentDefinition(name="bench", conditions=[
-        Condition(column="revenue_lifetime", op=">=", value=float(threshold))])
+    threshold = reader.value(
+        "SELECT quantile_disc(revenue_lifetime, ?) FROM marts.customer_360", [max(0.0, 1 - EXPORT_ROWS / customers)]
+    )
+    definition = SegmentDefinition(
+        name="bench", conditions=[Condition(column="revenue_lifetime", op=">=", value=float(threshold))]
+    )
     matched, _ = data.segment_count(reader, definition)
     results = {"rows": matched}
     for file_format in ("CSV", "Parquet", "Excel"):
-        seconds, payload = _timed(lambda fmt=file_format: data.export_bytes(reader, definition, fmt, mask=True),
-                                  repeats)
+        seconds, payload = _timed(
+            lambda fmt=file_format: data.export_bytes(reader, definition, fmt, mask=True), repeats
+        )
         results[f"{file_format.lower()}_s"] = round(seconds, 3)
         results[f"{file_format.lower()}_bytes"] = len(payload)
     return results
@@ -152,8 +167,11 @@ def main() -> None:
     parser.add_argument("--built", type=Path, default=Path("/tmp/crm-bench/large-built"))
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compare-copy", action="store_true",
-                        help="also time DuckDB's COPY FROM DATABASE (the alternative to a file copy)")
+    parser.add_argument(
+        "--compare-copy",
+        action="store_true",
+        help="also time DuckDB's COPY FROM DATABASE (the alternative to a file copy)",
+    )
     args = parser.parse_args()
     import os
 

@@ -89,21 +89,24 @@ def main() -> None:
     x, t_x, T = simulate_bgnbd(TRUE_BG, T, rng)
     t_x = np.round(t_x)  # whole days, as summary_from_transactions produces with freq_days=1
     zbar = simulate_gamma_gamma(TRUE_GG, x, rng)
-    print(f"simulated {n:,} customers in {time.perf_counter() - t0:.2f} s "
-          f"({int((x > 0).sum()):,} repeat buyers, {int(x.sum()):,} repeat purchases)")
+    print(
+        f"simulated {n:,} customers in {time.perf_counter() - t0:.2f} s "
+        f"({int((x > 0).sum()):,} repeat buyers, {int(x.sum()):,} repeat purchases)"
+    )
 
     tx = transaction_log(x, t_x, T, rng)
     print(f"transaction log: {tx.height:,} rows; peak RSS so far {peak_rss_mb():,.0f} MB")
-    timed("summary_from_transactions", lambda: summary_from_transactions(
-        tx, "customer_id", "order_date", "amount", observation_end=END), R)
+    timed(
+        "summary_from_transactions",
+        lambda log=tx: summary_from_transactions(log, "customer_id", "order_date", "amount", observation_end=END),
+        R,
+    )
     del tx
 
     bg = timed("BG/NBD fit (all rows)", lambda: BetaGeoModel().fit(x, t_x, T), R)
     compressed = timed("compress_rfm (identical rows -> weights)", lambda: compress_rfm(x, t_x, T), R)
     xu, tu, Tu, w, _ = compressed
-    bg_w = timed(
-        f"BG/NBD fit (weighted, {xu.size:,} distinct rows)", lambda: BetaGeoModel().fit(xu, tu, Tu, w), R
-    )
+    bg_w = timed(f"BG/NBD fit (weighted, {xu.size:,} distinct rows)", lambda: BetaGeoModel().fit(xu, tu, Tu, w), R)
     gg = timed("Gamma-Gamma fit", lambda: GammaGammaModel().fit(x, zbar), R)
 
     bg_model, gg_model = BetaGeoModel(bg), GammaGammaModel(gg)
@@ -114,15 +117,26 @@ def main() -> None:
         return customer_lifetime_value(bg_model, gg_model, x, t_x, T, zbar, horizon_days=365)
 
     value = timed("scoring (P(alive), E[Y(365)], 12-month CLV)", score, R)
-    timed("12-month CLV, monthly discounting at 10%/yr", lambda: customer_lifetime_value(
-        bg_model, gg_model, x, t_x, T, zbar, horizon_days=365, discount_rate_annual=0.10), R)
+    timed(
+        "12-month CLV, monthly discounting at 10%/yr",
+        lambda: customer_lifetime_value(
+            bg_model, gg_model, x, t_x, T, zbar, horizon_days=365, discount_rate_annual=0.10
+        ),
+        R,
+    )
 
     print()
     print("BG/NBD   true   ", {k: round(getattr(TRUE_BG, k), 4) for k in ("r", "alpha", "a", "b")})
-    print("BG/NBD   fitted ", {k: round(getattr(bg, k), 4) for k in ("r", "alpha", "a", "b")},
-          f"LL={bg.log_likelihood:,.2f}")
-    print("BG/NBD   weighted", {k: round(getattr(bg_w, k), 4) for k in ("r", "alpha", "a", "b")},
-          f"LL={bg_w.log_likelihood:,.2f}")
+    print(
+        "BG/NBD   fitted ",
+        {k: round(getattr(bg, k), 4) for k in ("r", "alpha", "a", "b")},
+        f"LL={bg.log_likelihood:,.2f}",
+    )
+    print(
+        "BG/NBD   weighted",
+        {k: round(getattr(bg_w, k), 4) for k in ("r", "alpha", "a", "b")},
+        f"LL={bg_w.log_likelihood:,.2f}",
+    )
     print("Gamma-Gamma true  ", {k: round(getattr(TRUE_GG, k), 4) for k in ("p", "q", "gamma")})
     print("Gamma-Gamma fitted", {k: round(getattr(gg, k), 4) for k in ("p", "q", "gamma")})
     print(f"CLV: mean {value.mean():.2f}, median {np.median(value):.2f}, min {value.min():.2f}")

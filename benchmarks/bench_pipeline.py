@@ -51,8 +51,11 @@ def _stage(name: str, workdir: Path, customers: int) -> None:
     if name == "generate":
         from simulator import SimulationConfig, generate
 
-        generate(SimulationConfig(customers=customers, seed=1, start=START, days=DAYS, out=sources,
-                                  truth_out=workdir / "ground_truth"))
+        generate(
+            SimulationConfig(
+                customers=customers, seed=1, start=START, days=DAYS, out=sources, truth_out=workdir / "ground_truth"
+            )
+        )
         return
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     warehouse.unlink(missing_ok=True)
@@ -118,8 +121,17 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / f"pipeline_{args.scale}.json").write_text(
-        json.dumps({"scale": args.scale, "customers": customers, "days": DAYS, "stages": results,
-                    "source_rows": counts, "cpus": os.cpu_count()}, indent=2)
+        json.dumps(
+            {
+                "scale": args.scale,
+                "customers": customers,
+                "days": DAYS,
+                "stages": results,
+                "source_rows": counts,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
     )
 
 

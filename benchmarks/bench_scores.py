@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _one_run(warehouse: Path, models: Path) -> dict:
-    from models_ml.features import build_features, last_data_day
-    from crm.settings import load_scoring_config
     from crm.scoring.service import connect_warehouse, score_and_publish, train_and_register
+    from crm.settings import load_scoring_config
+    from models_ml.features import build_features, last_data_day
 
     config = load_scoring_config()
     con = connect_warehouse(warehouse)
@@ -82,24 +82,37 @@ def main() -> None:
         shutil.copyfile(args.built / "warehouse" / "crm.duckdb", workdir / "crm.duckdb")
         runs = []
         for i in range(args.repeats):
-            out = subprocess.run([sys.executable, __file__, "--child", str(workdir)], capture_output=True, text=True,
-                                 check=False, cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(workdir)],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=ROOT,
+            )
             if out.returncode != 0:
                 raise SystemExit(f"run {i + 1} failed:\n{out.stderr[-3000:]}")
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     summary = {k: statistics.median(r[k] for r in runs) for k in ("features_s", "training_s", "scoring_s", "total_s")}
-    summary.update(peak_rss_mib=max(r["peak_rss_mib"] for r in runs), repeats=len(runs), built=str(args.built),
-                   **{k: runs[0][k] for k in ("customers", "scored", "feature_rows", "backtest_roc_auc", "training_rows")})
+    summary.update(
+        peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
+        repeats=len(runs),
+        built=str(args.built),
+        **{k: runs[0][k] for k in ("customers", "scored", "feature_rows", "backtest_roc_auc", "training_rows")},
+    )
     print(f"{'stage':<12}{'median s':>10}")
     for stage in ("features", "training", "scoring", "total"):
         print(f"{stage:<12}{summary[stage + '_s']:>10.1f}")
-    print(f"peak memory {summary['peak_rss_mib']:.0f} MiB; customers {summary['customers']:,}, "
-          f"scored {summary['scored']:,}; training rows {summary['training_rows']:,}; repeats {len(runs)}")
+    print(
+        f"peak memory {summary['peak_rss_mib']:.0f} MiB; customers {summary['customers']:,}, "
+        f"scored {summary['scored']:,}; training rows {summary['training_rows']:,}; repeats {len(runs)}"
+    )
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"scores_{summary['customers']}.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+    (results / f"scores_{summary['customers']}.json").write_text(
+        json.dumps({"summary": summary, "runs": runs}, indent=2)
+    )
 
 
 if __name__ == "__main__":

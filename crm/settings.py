@@ -125,7 +125,8 @@ class Settings(_Strict):
                 missing = [m for m in missing if not (entity_name == "sales_orders" and m == "order_id")]
                 if missing:
                     raise ValueError(
-                        f"source '{source_name}', entity '{entity_name}': required canonical columns {missing} are not mapped"
+                        f"source '{source_name}', entity '{entity_name}': required canonical columns {missing} "
+                        "are not mapped"
                     )
         return sources
 
@@ -137,8 +138,12 @@ class Settings(_Strict):
 
     def connect_warehouse(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """The build warehouse, opened the one way the project opens it (:func:`crm.warehouse.connect`)."""
-        return warehouse.connect(self.warehouse_path, read_only=read_only, memory_limit=self.warehouse_memory_limit,
-                                 threads=self.warehouse_threads)
+        return warehouse.connect(
+            self.warehouse_path,
+            read_only=read_only,
+            memory_limit=self.warehouse_memory_limit,
+            threads=self.warehouse_threads,
+        )
 
     @property
     def dagster_home(self) -> Path:

@@ -17,8 +17,16 @@ from models_ml.scoring_config import ActionRule, ActionSettings
 __all__ = ["ACTION_FIELDS", "action_reasons", "assign_actions", "rep_book"]
 
 ACTION_FIELDS = (
-    "churn_band", "churn_probability", "risk_rising", "value_percentile", "loyalty_tier",
-    "points_to_next_tier", "last_rating_bad", "orders_90d", "recency_days", "p_alive",
+    "churn_band",
+    "churn_probability",
+    "risk_rising",
+    "value_percentile",
+    "loyalty_tier",
+    "points_to_next_tier",
+    "last_rating_bad",
+    "orders_90d",
+    "recency_days",
+    "p_alive",
 )
 _COMPARISON = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
 
@@ -52,13 +60,15 @@ def assign_actions(frame: pl.DataFrame, settings: ActionSettings) -> pl.DataFram
         for field, expected in rule.when.items():
             cond = cond & _condition(field, expected, rule)
         rule_index = pl.when(cond).then(pl.lit(i)).otherwise(rule_index if rule_index is not None else pl.lit(None))
-    rules = pl.DataFrame({
-        "action_rule": list(range(len(settings.rules))),
-        "next_action": [r.action for r in settings.rules],
-        "action_priority": [r.priority for r in settings.rules],
-        "_risk": [r.value_at_stake == "risk" for r in settings.rules],
-        "_uplift": [r.uplift for r in settings.rules],
-    }).with_columns(pl.col("action_rule").cast(pl.Int32), pl.col("action_priority").cast(pl.Int32))
+    rules = pl.DataFrame(
+        {
+            "action_rule": list(range(len(settings.rules))),
+            "next_action": [r.action for r in settings.rules],
+            "action_priority": [r.priority for r in settings.rules],
+            "_risk": [r.value_at_stake == "risk" for r in settings.rules],
+            "_uplift": [r.uplift for r in settings.rules],
+        }
+    ).with_columns(pl.col("action_rule").cast(pl.Int32), pl.col("action_priority").cast(pl.Int32))
     value = pl.col("clv_12m").fill_null(0)
     return (
         frame.with_columns(rule_index.cast(pl.Int32).alias("action_rule"))
@@ -79,12 +89,23 @@ def rep_book(scores: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     """
     book = scores.join(customers, on="customer_id", how="inner").filter(pl.col("rep_id").is_not_null())
     return (
-        book.sort(["rep_id", "value_at_stake", "action_priority", "customer_id"], descending=[False, True, False, False])
+        book.sort(
+            ["rep_id", "value_at_stake", "action_priority", "customer_id"], descending=[False, True, False, False]
+        )
         .with_columns(pl.int_range(1, pl.len() + 1).over("rep_id").cast(pl.Int32).alias("rank_in_book"))
         .select(
-            "rep_id", "rep_name", "rank_in_book", "customer_id", "customer_name", "next_action",
-            "action_priority", "value_at_stake", pl.col("action_reason").alias("reason"),
-            "churn_probability", "clv_12m", "loyalty_tier",
+            "rep_id",
+            "rep_name",
+            "rank_in_book",
+            "customer_id",
+            "customer_name",
+            "next_action",
+            "action_priority",
+            "value_at_stake",
+            pl.col("action_reason").alias("reason"),
+            "churn_probability",
+            "clv_12m",
+            "loyalty_tier",
         )
     )
 
@@ -100,13 +121,28 @@ def action_reasons(frame: pl.DataFrame, settings: ActionSettings) -> pl.Series:
     )
     pct = (pl.col("churn_probability") * 100).round(0).cast(pl.Int64).cast(pl.String)
     growth = (
-        pl.when(pl.col("points_to_next_tier").is_not_null() & (pl.col("points_to_next_tier") <= 5)
-                & pl.col("next_tier").is_not_null())
-        .then(pl.format("{} loyalty points to {} ({})", pl.col("points_to_next_tier").round(1),
-                        pl.col("next_tier"), pl.col("next_tier_benefits")))
+        pl.when(
+            pl.col("points_to_next_tier").is_not_null()
+            & (pl.col("points_to_next_tier") <= 5)
+            & pl.col("next_tier").is_not_null()
+        )
+        .then(
+            pl.format(
+                "{} loyalty points to {} ({})",
+                pl.col("points_to_next_tier").round(1),
+                pl.col("next_tier"),
+                pl.col("next_tier_benefits"),
+            )
+        )
         .when(pl.col("orders_90d") >= 1)
-        .then(pl.format("{} orders in the last 90 days; churn risk {}%; 12-month value {}",
-                        pl.col("orders_90d").cast(pl.Int64), pct, pl.col("clv_12m").round(0).cast(pl.Int64)))
+        .then(
+            pl.format(
+                "{} orders in the last 90 days; churn risk {}%; 12-month value {}",
+                pl.col("orders_90d").cast(pl.Int64),
+                pct,
+                pl.col("clv_12m").round(0).cast(pl.Int64),
+            )
+        )
         .otherwise(pl.format("churn risk {}%; 12-month value {}", pct, pl.col("clv_12m").round(0).cast(pl.Int64)))
     )
     return frame.select(

@@ -30,9 +30,7 @@ def cdnow_file(name: str = "CDNOW_sample.txt") -> Path:
     try:
         files = importlib.metadata.files("lifetimes")
     except importlib.metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(
-            "the 'lifetimes' distribution (which ships the CDNOW data) is not installed"
-        ) from exc
+        raise FileNotFoundError("the 'lifetimes' distribution (which ships the CDNOW data) is not installed") from exc
     for f in files or []:
         if f.name == name and f.parent.name == "datasets":
             path = Path(str(f.locate()))

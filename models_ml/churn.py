@@ -15,7 +15,7 @@
   with the customer's own values (:func:`explain`); reasons are joined by '; ', so none holds one.
   Nothing is invented: a group that lowers the risk is never given as a reason.
 
-No Dagster imports; the Dagster assets in ``pipelines/defs/scoring`` call these functions.
+No Dagster imports; the scoring service (``crm/scoring``) calls these functions.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ PARALLEL_MIN_ROWS = 100_000
 
 def _threads(n_rows: int) -> threadpool_limits:
     return threadpool_limits(limits=1 if n_rows < PARALLEL_MIN_ROWS else None, user_api="openmp")
+
+
 MIN_TRAINING_ROWS = 200
 BAND_ORDER = ("low", "medium", "high")
 _FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
@@ -94,8 +96,10 @@ class ChurnModelParams:
 def _n(name: str, scale: float = 1.0) -> pl.Expr:
     """A feature as a whole number in words: "unknown" when missing."""
     value = pl.col(name).cast(pl.Float64) * scale
-    return pl.when(value.is_null() | value.is_nan()).then(pl.lit("unknown")).otherwise(
-        value.round(0).cast(pl.Int64, strict=False).cast(pl.String)
+    return (
+        pl.when(value.is_null() | value.is_nan())
+        .then(pl.lit("unknown"))
+        .otherwise(value.round(0).cast(pl.Int64, strict=False).cast(pl.String))
     )
 
 
@@ -111,25 +115,34 @@ _RECENCY = (
 _TREND = (
     pl.when(pl.col("orders_90d") == pl.col("orders_prev_90d"))
     .then(pl.format("{} orders in the last 90 days, as in the 90 before", _n("orders_90d")))
-    .otherwise(pl.format(
-        "orders {} from {} to {} (90 days before vs last 90 days)",
-        pl.when(pl.col("orders_90d") < pl.col("orders_prev_90d")).then(pl.lit("fell")).otherwise(pl.lit("rose")),
-        _n("orders_prev_90d"), _n("orders_90d"),
-    ))
+    .otherwise(
+        pl.format(
+            "orders {} from {} to {} (90 days before vs last 90 days)",
+            pl.when(pl.col("orders_90d") < pl.col("orders_prev_90d")).then(pl.lit("fell")).otherwise(pl.lit("rose")),
+            _n("orders_prev_90d"),
+            _n("orders_90d"),
+        )
+    )
 )
 _ENGAGEMENT = (
     pl.when((pl.col("opens_90d") + pl.col("clicks_90d")) > 0)
     .then(pl.format("{} marketing emails opened and {} clicked in 90 days", _n("opens_90d"), _n("clicks_90d")))
     .when(_missing("days_since_engagement"))
     .then(pl.lit("never opened or clicked a marketing email"))
-    .otherwise(pl.format("no marketing email opened or clicked in 90 days (last {} days ago)",
-                         _n("days_since_engagement")))
+    .otherwise(
+        pl.format("no marketing email opened or clicked in 90 days (last {} days ago)", _n("days_since_engagement"))
+    )
 )
 _RESOLUTION = (
     pl.when(_missing("median_resolution_hours"))
     .then(pl.lit("no support ticket resolved yet"))
-    .otherwise(pl.format("{} tickets took over 5 days, median resolution {} hours",
-                         _n("slow_tickets_lifetime"), _n("median_resolution_hours")))
+    .otherwise(
+        pl.format(
+            "{} tickets took over 5 days, median resolution {} hours",
+            _n("slow_tickets_lifetime"),
+            _n("median_resolution_hours"),
+        )
+    )
 )
 
 
@@ -149,31 +162,61 @@ class ReasonGroup:
 
 REASON_GROUPS: tuple[ReasonGroup, ...] = (
     ReasonGroup("recency", ("recency_days", "usual_gap_days", "recency_vs_usual_gap"), _RECENCY),
-    ReasonGroup("frequency", ("orders_lifetime", "orders_365d"),
-                pl.format("{} orders in the last 365 days ({} in all)", _n("orders_365d"), _n("orders_lifetime"))),
+    ReasonGroup(
+        "frequency",
+        ("orders_lifetime", "orders_365d"),
+        pl.format("{} orders in the last 365 days ({} in all)", _n("orders_365d"), _n("orders_lifetime")),
+    ),
     ReasonGroup("trend", ("orders_90d", "orders_prev_90d", "order_trend_90d"), _TREND),
-    ReasonGroup("value", ("average_order_value", "revenue_365d"),
-                pl.format("average order {}, revenue {} in 365 days", _n("average_order_value"), _n("revenue_365d"))),
-    ReasonGroup("returns", ("returns_365d", "cancellations_365d"),
-                pl.format("{} returned and {} cancelled orders in 365 days", _n("returns_365d"), _n("cancellations_365d"))),
-    ReasonGroup("discounts", ("discount_order_share", "average_discount_pct"),
-                pl.format("{}% of orders with a discount (average {}%)", _n("discount_order_share", 100),
-                          _n("average_discount_pct"))),
+    ReasonGroup(
+        "value",
+        ("average_order_value", "revenue_365d"),
+        pl.format("average order {}, revenue {} in 365 days", _n("average_order_value"), _n("revenue_365d")),
+    ),
+    ReasonGroup(
+        "returns",
+        ("returns_365d", "cancellations_365d"),
+        pl.format("{} returned and {} cancelled orders in 365 days", _n("returns_365d"), _n("cancellations_365d")),
+    ),
+    ReasonGroup(
+        "discounts",
+        ("discount_order_share", "average_discount_pct"),
+        pl.format(
+            "{}% of orders with a discount (average {}%)", _n("discount_order_share", 100), _n("average_discount_pct")
+        ),
+    ),
     ReasonGroup("engagement", ("opens_90d", "clicks_90d", "engagement_decayed", "days_since_engagement"), _ENGAGEMENT),
-    ReasonGroup("unsubscribed", ("is_unsubscribed",),
-                pl.when(pl.col("is_unsubscribed") > 0).then(pl.lit("unsubscribed from marketing"))
-                .otherwise(pl.lit("still subscribed to marketing"))),
-    ReasonGroup("support_ratings", ("bad_ratings_90d", "bad_ratings_lifetime", "good_ratings_lifetime"),
-                pl.format("{} bad support ratings in 90 days ({} bad, {} good in all)", _n("bad_ratings_90d"),
-                          _n("bad_ratings_lifetime"), _n("good_ratings_lifetime"))),
-    ReasonGroup("support_load", ("tickets_90d", "tickets_lifetime", "open_tickets"),
-                pl.format("{} support tickets in 90 days, {} still open", _n("tickets_90d"), _n("open_tickets"))),
+    ReasonGroup(
+        "unsubscribed",
+        ("is_unsubscribed",),
+        pl.when(pl.col("is_unsubscribed") > 0)
+        .then(pl.lit("unsubscribed from marketing"))
+        .otherwise(pl.lit("still subscribed to marketing")),
+    ),
+    ReasonGroup(
+        "support_ratings",
+        ("bad_ratings_90d", "bad_ratings_lifetime", "good_ratings_lifetime"),
+        pl.format(
+            "{} bad support ratings in 90 days ({} bad, {} good in all)",
+            _n("bad_ratings_90d"),
+            _n("bad_ratings_lifetime"),
+            _n("good_ratings_lifetime"),
+        ),
+    ),
+    ReasonGroup(
+        "support_load",
+        ("tickets_90d", "tickets_lifetime", "open_tickets"),
+        pl.format("{} support tickets in 90 days, {} still open", _n("tickets_90d"), _n("open_tickets")),
+    ),
     ReasonGroup("resolution", ("median_resolution_hours", "slow_tickets_lifetime"), _RESOLUTION),
     ReasonGroup("tenure", ("tenure_days",), pl.format("customer for {} days", _n("tenure_days"))),
-    ReasonGroup("account", ("is_b2b", "payment_terms_days"),
-                pl.when(pl.col("is_b2b") > 0)
-                .then(pl.format("business account with {}-day payment terms", _n("payment_terms_days")))
-                .otherwise(pl.lit("consumer (B2C) customer"))),
+    ReasonGroup(
+        "account",
+        ("is_b2b", "payment_terms_days"),
+        pl.when(pl.col("is_b2b") > 0)
+        .then(pl.format("business account with {}-day payment terms", _n("payment_terms_days")))
+        .otherwise(pl.lit("consumer (B2C) customer")),
+    ),
 )
 #: Below this increase of the churn probability a group is not worth naming as a reason.
 MIN_REASON_CONTRIBUTION = 0.01
@@ -433,8 +476,11 @@ def calibration_by_decile(y: np.ndarray, probability: np.ndarray) -> pl.DataFram
     return (
         pl.DataFrame({"decile": decile.astype(np.int32), "p": probability, "y": np.asarray(y, dtype=float)})
         .group_by("decile")
-        .agg(pl.len().cast(pl.Int32).alias("customers"), pl.col("p").mean().alias("mean_predicted"),
-             pl.col("y").mean().alias("observed_rate"))
+        .agg(
+            pl.len().cast(pl.Int32).alias("customers"),
+            pl.col("p").mean().alias("mean_predicted"),
+            pl.col("y").mean().alias("observed_rate"),
+        )
         .sort("decile")
     )
 

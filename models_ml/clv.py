@@ -139,9 +139,7 @@ def _validate_rfm(
             if arr.ndim != 1:
                 raise InvalidInputError(f"{name} must be one-dimensional, got shape {arr.shape}")
         if not (len(x) == len(t_x) == len(TT)):
-            raise InvalidInputError(
-                f"frequency, recency and T differ in length: {len(x)}, {len(t_x)}, {len(TT)}"
-            )
+            raise InvalidInputError(f"frequency, recency and T differ in length: {len(x)}, {len(t_x)}, {len(TT)}")
     for name, arr in (("frequency", x), ("recency", t_x), ("T", TT)):
         n_neg = int((arr < 0).sum())
         if n_neg:
@@ -220,6 +218,36 @@ def compress_rfm(
 # ----------------------------------------------------------------------------------------------
 
 
+def _day_and_amount(
+    transactions: pl.DataFrame, customer_col: str, date_col: str, amount_col: str | None
+) -> tuple[pl.Expr, pl.Expr]:
+    """The purchase day and amount expressions, after checking the columns a summary needs."""
+    needed = [customer_col, date_col] + ([amount_col] if amount_col else [])
+    missing = [c for c in needed if c not in transactions.columns]
+    if missing:
+        raise InvalidInputError(f"transactions lack column(s) {missing}; have {transactions.columns}")
+    for col in needed:
+        n_null = transactions.get_column(col).null_count()
+        if n_null:
+            raise InvalidInputError(f"column {col!r} has {n_null} null value(s)")
+    dtype = transactions.schema[date_col]
+    if dtype == pl.Date:
+        day = pl.col(date_col)
+    elif isinstance(dtype, pl.Datetime):
+        day = pl.col(date_col).dt.date()
+    else:
+        raise InvalidInputError(f"column {date_col!r} must be Date or Datetime, got {dtype}")
+    if amount_col is None:
+        return day, pl.lit(0.0)
+    if not transactions.schema[amount_col].is_numeric():
+        raise InvalidInputError(f"column {amount_col!r} must be numeric, got {transactions.schema[amount_col]}")
+    amount = pl.col(amount_col).cast(pl.Float64)
+    n_nan = transactions.select(amount.is_nan().sum()).item()
+    if n_nan:
+        raise InvalidInputError(f"column {amount_col!r} has {n_nan} NaN value(s)")
+    return day, amount
+
+
 def summary_from_transactions(
     transactions: pl.DataFrame,
     customer_col: str,
@@ -248,32 +276,7 @@ def summary_from_transactions(
         raise InvalidInputError(f"freq_days must be a positive number, got {freq_days!r}")
     if isinstance(observation_end, datetime):
         observation_end = observation_end.date()
-    needed = [customer_col, date_col] + ([amount_col] if amount_col else [])
-    missing = [c for c in needed if c not in transactions.columns]
-    if missing:
-        raise InvalidInputError(f"transactions lack column(s) {missing}; have {transactions.columns}")
-    for col in needed:
-        n_null = transactions.get_column(col).null_count()
-        if n_null:
-            raise InvalidInputError(f"column {col!r} has {n_null} null value(s)")
-    dtype = transactions.schema[date_col]
-    if dtype == pl.Date:
-        day = pl.col(date_col)
-    elif isinstance(dtype, pl.Datetime):
-        day = pl.col(date_col).dt.date()
-    else:
-        raise InvalidInputError(f"column {date_col!r} must be Date or Datetime, got {dtype}")
-    if amount_col is not None:
-        if not transactions.schema[amount_col].is_numeric():
-            raise InvalidInputError(
-                f"column {amount_col!r} must be numeric, got {transactions.schema[amount_col]}"
-            )
-        amount = pl.col(amount_col).cast(pl.Float64)
-        n_nan = transactions.select(amount.is_nan().sum()).item()
-        if n_nan:
-            raise InvalidInputError(f"column {amount_col!r} has {n_nan} NaN value(s)")
-    else:
-        amount = pl.lit(0.0)
+    day, amount = _day_and_amount(transactions, customer_col, date_col, amount_col)
 
     daily = (
         transactions.lazy()
@@ -354,8 +357,8 @@ def _maximise(
             f, g = fun_and_grad(theta)
     if not np.isfinite(f) or not np.isfinite(g).all():
         raise ModelFitError(f"{model}: log-likelihood is not finite at the optimiser's end point")
-    values = {n: float(f"{np.exp(t):.6g}") for n, t in zip(names, theta)}
-    runaway = [n for n, t in zip(names, theta) if abs(t) >= PLAUSIBLE_LOG_PARAM]
+    values = {n: float(f"{np.exp(t):.6g}") for n, t in zip(names, theta, strict=True)}
+    runaway = [n for n, t in zip(names, theta, strict=True) if abs(t) >= PLAUSIBLE_LOG_PARAM]
     if runaway:
         raise ModelFitError(
             f"{model}: no finite maximum-likelihood estimate, parameter(s) {runaway} ran off to a degenerate "
@@ -536,10 +539,7 @@ def _bgnbd_expected_if_alive(p: BetaGeoParams, t: FloatArray, x: FloatArray, T: 
     # Removable singularities: a = 1 (0/0 in the prefactor) and a + b + x - 1 = 0 (2F1 pole with c = 0).
     # Average symmetric perturbations: the error is O(delta^2) and the cancellation error ~eps/delta.
     delta = 1e-4
-    if abs(a - 1.0) < delta:
-        alive = 0.5 * (core(1.0 - delta, b) + core(1.0 + delta, b))
-    else:
-        alive = core(a, b)
+    alive = 0.5 * (core(1.0 - delta, b) + core(1.0 + delta, b)) if abs(a - 1.0) < delta else core(a, b)
     near_pole = np.abs(a + b + x - 1.0) < delta
     if near_pole.any():
         shifted = 0.5 * (core(a, b - delta) + core(a, b + delta)) if b > delta else core(a, b + delta)
@@ -595,16 +595,17 @@ class BetaGeoModel:
             raise ModelFitError(f"BG/NBD: {n:g} customers, need at least {self.min_customers}")
         n_repeat = float(w[x > 0].sum())
         if n_repeat == 0:
-            raise ModelFitError(
-                "BG/NBD: no customer made a repeat purchase; purchase rates are not identified"
-            )
+            raise ModelFitError("BG/NBD: no customer made a repeat purchase; purchase rates are not identified")
         if float(np.dot(w, TT)) <= 0:
             raise ModelFitError("BG/NBD: every customer has T = 0 (no observation time)")
         nll = _BetaGeoLikelihood(x, t_x, TT, w)
         rate = float(np.dot(w, x) / np.dot(w, TT))  # crude purchase rate per time unit
         theta0 = np.log([1.0, 1.0 / max(rate, 1e-6), 1.0, 2.0])
         theta, f, n_iter = _maximise(
-            nll, theta0, ("r", "alpha", "a", "b"), "BG/NBD",
+            nll,
+            theta0,
+            ("r", "alpha", "a", "b"),
+            "BG/NBD",
             "r, alpha -> inf: purchase rates show no heterogeneity; a -> 0 or b -> inf: no sign of dropout",
         )
         r, alpha, a, b = (float(v) for v in np.exp(theta))
@@ -627,9 +628,7 @@ class BetaGeoModel:
         x, t_x, TT = _validate_rfm(frequency, recency, T, broadcast=True)
         return _bgnbd_p_alive(self._require_params(), x, t_x, TT)
 
-    def expected_purchases(
-        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> FloatArray:
+    def expected_purchases(self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
         """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` time units -- eq. (10)."""
         tt = _as_float_array("t", t)
         if (tt < 0).any():
@@ -670,9 +669,7 @@ class GammaGammaParams:
         for name in ("p", "q", "gamma"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
-                raise InvalidInputError(
-                    f"Gamma-Gamma parameter {name} must be positive and finite, got {v!r}"
-                )
+                raise InvalidInputError(f"Gamma-Gamma parameter {name} must be positive and finite, got {v!r}")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -779,25 +776,23 @@ class GammaGammaModel:
         if n < self.min_customers:
             raise ModelFitError(f"Gamma-Gamma: {n:g} repeat buyers, need at least {self.min_customers}")
         if np.ptp(m) == 0:
-            raise ModelFitError(
-                "Gamma-Gamma: every repeat buyer has the same monetary_value; no spread to fit"
-            )
+            raise ModelFitError("Gamma-Gamma: every repeat buyer has the same monetary_value; no spread to fit")
         nll = _GammaGammaLikelihood(x, m, w)
         mean_m = float(np.dot(w, m) / n)
         theta0 = np.log([2.0, 3.0, mean_m])  # p gamma / (q - 1) = mean spend
         theta, f, n_iter = _maximise(
-            nll, theta0, ("p", "q", "gamma"), "Gamma-Gamma",
-            "q, gamma -> inf: customers' mean spends vary no more than chance; "
-            "p -> inf: no spread within customers",
+            nll,
+            theta0,
+            ("p", "q", "gamma"),
+            "Gamma-Gamma",
+            "q, gamma -> inf: customers' mean spends vary no more than chance; p -> inf: no spread within customers",
         )
         p, q, g = (float(v) for v in np.exp(theta))
         self.n_iter = n_iter
         self.params = GammaGammaParams(p=p, q=q, gamma=g, log_likelihood=-f * n, n=n)
         return self.params
 
-    def conditional_expected_average_profit(
-        self, frequency: ArrayLike, monetary_value: ArrayLike
-    ) -> FloatArray:
+    def conditional_expected_average_profit(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
         """E[Z | x, zbar] = (q-1)/(px+q-1) * p gamma/(q-1) + px/(px+q-1) * zbar.
 
         A weighted mean of the population mean and the customer's own mean; customers with x = 0 get

@@ -34,7 +34,14 @@ from models_ml.churn import (
 from models_ml.features import build_features, churn_labels
 from models_ml.value import bgnbd_p_alive, order_log, rfm_summary
 
-__all__ = ["Backtest", "customer_persons", "known_rates_scores", "oracle_scores", "revenue_forecast_check", "run_backtest"]
+__all__ = [
+    "Backtest",
+    "customer_persons",
+    "known_rates_scores",
+    "oracle_scores",
+    "revenue_forecast_check",
+    "run_backtest",
+]
 
 
 @dataclass
@@ -64,10 +71,15 @@ def run_backtest(
         churn_labels(con, eval_cutoff, horizon_days, schema=schema), on="customer_id", how="inner"
     )
     summary = rfm_summary(order_log(con, eval_cutoff, schema=schema), eval_cutoff)
-    frame = evaluate.select("customer_id", "churned", "recency_days").with_columns(
-        churn_probability=pl.Series(model.predict(evaluate))
-    ).join(bgnbd_p_alive(summary).select("customer_id", (1 - pl.col("p_alive")).alias("bgnbd_churn")),
-           on="customer_id", how="left")
+    frame = (
+        evaluate.select("customer_id", "churned", "recency_days")
+        .with_columns(churn_probability=pl.Series(model.predict(evaluate)))
+        .join(
+            bgnbd_p_alive(summary).select("customer_id", (1 - pl.col("p_alive")).alias("bgnbd_churn")),
+            on="customer_id",
+            how="left",
+        )
+    )
     y = frame["churned"].to_numpy()
     bt = Backtest(as_of, horizon_days, train_cutoff, eval_cutoff, model, frame, labelled_eval_features=evaluate)
     bt.metrics["model"] = classification_metrics(y, frame["churn_probability"].to_numpy())
@@ -93,11 +105,11 @@ def customer_persons(con: duckdb.DuckDBPyConnection, ground_truth: Path) -> pl.D
     ).pl()
 
 
-def oracle_scores(
-    con: duckdb.DuckDBPyConnection, ground_truth: Path, cutoff: date, horizon_days: int
-) -> pl.DataFrame:
+def oracle_scores(con: duckdb.DuckDBPyConnection, ground_truth: Path, cutoff: date, horizon_days: int) -> pl.DataFrame:
     """customer_id, oracle_churn = P(no order in the H days after cutoff | true latent state)."""
-    persons = pl.read_parquet(ground_truth / "persons.parquet", columns=["person_id", "purchase_rate", "true_dropout_at"])
+    persons = pl.read_parquet(
+        ground_truth / "persons.parquet", columns=["person_id", "purchase_rate", "true_dropout_at"]
+    )
     cutoff_end = np.datetime64(cutoff + timedelta(days=1), "ms")
     persons = persons.with_columns(
         p_no_order=pl.when(pl.col("true_dropout_at").is_not_null() & (pl.col("true_dropout_at") < cutoff_end))

@@ -221,11 +221,10 @@ def churn_labels(
     end = cutoff + timedelta(days=horizon_days)
     last = last_data_day(con, schema=schema)
     if last is None or last < end:
-        raise ValueError(
-            f"churn labels for cut-off {cutoff} need orders up to {end}; {schema}.orders ends on {last}"
-        )
-    return con.sql(
-        f"""
+        raise ValueError(f"churn labels for cut-off {cutoff} need orders up to {end}; {schema}.orders ends on {last}")
+    return (
+        con.sql(
+            f"""
         select customer_id,
             case when max(case when order_day > $c and order_day <= $end then 1 else 0 end) = 1
                 then 0 else 1 end as churned
@@ -235,8 +234,11 @@ def churn_labels(
         having min(order_day) <= $c
         order by customer_id
         """,
-        params={"c": cutoff, "end": end},
-    ).pl().with_columns(pl.col("churned").cast(pl.Int8))
+            params={"c": cutoff, "end": end},
+        )
+        .pl()
+        .with_columns(pl.col("churned").cast(pl.Int8))
+    )
 
 
 def last_data_day(con: duckdb.DuckDBPyConnection, *, schema: str = "marts") -> date | None:

@@ -37,8 +37,14 @@ from threadpoolctl import threadpool_limits
 from models_ml.features import NUMERIC_FEATURES, build_features
 from models_ml.value import value_as_of
 
-__all__ = ["FORECAST_METHODS", "ForecastCorrection", "ForecastResult", "fit_forecast_correction", "forecast_value",
-           "revenue_between"]
+__all__ = [
+    "FORECAST_METHODS",
+    "ForecastCorrection",
+    "ForecastResult",
+    "fit_forecast_correction",
+    "forecast_value",
+    "revenue_between",
+]
 
 FORECAST_METHODS = ("bgnbd", "supervised_correction")
 HORIZON_DAYS = 365
@@ -98,8 +104,9 @@ def fit_forecast_correction(
     cutoff = as_of - timedelta(days=HORIZON_DAYS)
     first = con.execute("select min(order_day) from marts.orders where customer_id is not null").fetchall()[0][0]
     if first is None or first >= cutoff:
-        return (f"the history starts {first}: a 365-day correction needs orders before {cutoff} "
-                f"(one year before {as_of})")
+        return (
+            f"the history starts {first}: a 365-day correction needs orders before {cutoff} (one year before {as_of})"
+        )
     _, past_value = value_as_of(con, cutoff, segments)
     train = (
         build_features(con, cutoff)
@@ -116,8 +123,15 @@ def fit_forecast_correction(
     # A feature nobody has a value for (no marketing events, no tickets yet) cannot be binned.
     features = tuple(c for c in MODEL_FEATURES if train[c].cast(pl.Float64).fill_nan(None).null_count() < train.height)
     model = HistGradientBoostingRegressor(
-        loss="poisson", learning_rate=0.1, max_iter=150, min_samples_leaf=100, l2_regularization=1.0,
-        early_stopping=True, validation_fraction=0.2, n_iter_no_change=10, random_state=seed,
+        loss="poisson",
+        learning_rate=0.1,
+        max_iter=150,
+        min_samples_leaf=100,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=10,
+        random_state=seed,
     )
     with threadpool_limits(limits=1, user_api="openmp"):
         model.fit(train.select(features).to_numpy(), actual)
@@ -148,13 +162,21 @@ def forecast_value(
     features = features if features is not None else build_features(con, as_of)
     frame = value.join(features, on="customer_id", how="left")
     corrected = frame.select(value.columns).with_columns(
-        clv_12m=pl.Series(np.maximum(correction.predict_revenue(frame), 0.0)))
+        clv_12m=pl.Series(np.maximum(correction.predict_revenue(frame), 0.0))
+    )
     total = float(corrected["clv_12m"].sum())
     if not np.isfinite(total) or abs(total - bgnbd_total) > MAX_TOTAL_SHIFT * bgnbd_total:
-        return ForecastResult(value, "bgnbd", f"fell back to BG/NBD x Gamma-Gamma: the correction learned at "
-                              f"{correction.train_cutoff} forecasts {total:,.0f} against BG/NBD's {bgnbd_total:,.0f} "
-                              f"(more than {MAX_TOTAL_SHIFT:.0%} apart: it extrapolates)", bgnbd_total)
+        return ForecastResult(
+            value,
+            "bgnbd",
+            f"fell back to BG/NBD x Gamma-Gamma: the correction learned at "
+            f"{correction.train_cutoff} forecasts {total:,.0f} against BG/NBD's {bgnbd_total:,.0f} "
+            f"(more than {MAX_TOTAL_SHIFT:.0%} apart: it extrapolates)",
+            bgnbd_total,
+        )
     past_ratio = correction.past_actual / correction.past_expected if correction.past_expected else float("nan")
-    note = (f"BG/NBD x Gamma-Gamma corrected by a Poisson booster learned at {correction.train_cutoff} on "
-            f"{correction.training_rows:,} customers (their past year: actual / BG/NBD-expected = {past_ratio:.3f})")
+    note = (
+        f"BG/NBD x Gamma-Gamma corrected by a Poisson booster learned at {correction.train_cutoff} on "
+        f"{correction.training_rows:,} customers (their past year: actual / BG/NBD-expected = {past_ratio:.3f})"
+    )
     return ForecastResult(corrected, "supervised_correction", note, bgnbd_total, correction)

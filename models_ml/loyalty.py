@@ -35,8 +35,11 @@ def loyalty_scores(frame: pl.DataFrame, settings: LoyaltySettings) -> pl.Series:
     total = sum(w.values())
     components = frame.select(
         value=(_pct_rank(pl.col("clv_12m").fill_null(0)) + _pct_rank(pl.col("revenue_365d").fill_null(0))) / 2,
-        engagement=(_pct_rank(pl.col("engagement_decayed").fill_null(0))
-                    + _pct_rank(-pl.col("recency_days").fill_null(pl.col("recency_days").max()))) / 2,
+        engagement=(
+            _pct_rank(pl.col("engagement_decayed").fill_null(0))
+            + _pct_rank(-pl.col("recency_days").fill_null(pl.col("recency_days").max()))
+        )
+        / 2,
         satisfaction=(
             (pl.col("good_ratings_lifetime").fill_null(0) + 1.5)
             / (pl.col("good_ratings_lifetime").fill_null(0) + pl.col("bad_ratings_lifetime").fill_null(0) + 2)
@@ -105,20 +108,23 @@ def with_benefits(frame: pl.DataFrame, settings: BenefitSettings) -> pl.DataFram
     rows = []
     for tier in TIERS:
         b = settings.tiers[tier]
-        rows.append({
-            "loyalty_tier": tier,
-            "benefits": benefits_text(b),
-            "_discount": b.discount_pct / 100,
-            "_shipping": settings.shipping_cost_per_order if b.free_shipping else 0.0,
-            "_deferral": settings.cost_of_capital_annual * b.payment_deferral_days / 365,
-            "_support": settings.priority_support_cost_per_year if b.priority_support else 0.0,
-        })
+        rows.append(
+            {
+                "loyalty_tier": tier,
+                "benefits": benefits_text(b),
+                "_discount": b.discount_pct / 100,
+                "_shipping": settings.shipping_cost_per_order if b.free_shipping else 0.0,
+                "_deferral": settings.cost_of_capital_annual * b.payment_deferral_days / 365,
+                "_support": settings.priority_support_cost_per_year if b.priority_support else 0.0,
+            }
+        )
     policy = pl.DataFrame(rows)
     out = frame.join(policy, on="loyalty_tier", how="left")
     value = pl.col("clv_12m").fill_null(0)
     orders = pl.col("expected_purchases_365d").fill_null(0)
     return out.with_columns(
-        benefits_yearly_cost=value * (pl.col("_discount") + pl.col("_deferral")) + orders * pl.col("_shipping")
+        benefits_yearly_cost=value * (pl.col("_discount") + pl.col("_deferral"))
+        + orders * pl.col("_shipping")
         + pl.col("_support")
     ).drop("_discount", "_shipping", "_deferral", "_support")
 

@@ -34,8 +34,16 @@ from models_ml.clv import (
     summary_from_transactions,
 )
 
-__all__ = ["ValueModels", "bgnbd_p_alive", "customer_segments", "fit_value_models", "order_log", "predict_value",
-           "rfm_summary", "value_as_of"]
+__all__ = [
+    "ValueModels",
+    "bgnbd_p_alive",
+    "customer_segments",
+    "fit_value_models",
+    "order_log",
+    "predict_value",
+    "rfm_summary",
+    "value_as_of",
+]
 
 
 #: A segment needs this many repeat buyers for its own spend model.
@@ -95,7 +103,9 @@ def fit_value_models(summary: pl.DataFrame, cutoff: date, segments: pl.DataFrame
     gg_params = GammaGammaModel().fit(repeat["frequency"], repeat["monetary_value"])
     per_segment = {}
     if segments is not None:
-        repeat = repeat.join(segments, on="customer_id", how="left").with_columns(pl.col("segment").fill_null("Unknown"))
+        repeat = repeat.join(segments, on="customer_id", how="left").with_columns(
+            pl.col("segment").fill_null("Unknown")
+        )
         for (segment,), rows in repeat.group_by("segment"):
             if rows.height >= MIN_SEGMENT_REPEAT_BUYERS:
                 per_segment[segment] = GammaGammaModel().fit(rows["frequency"], rows["monetary_value"])
@@ -152,8 +162,9 @@ def predict_value(models: ValueModels, summary: pl.DataFrame, segments: pl.DataF
     )
 
 
-def value_as_of(con: duckdb.DuckDBPyConnection, cutoff: date,
-                segments: pl.DataFrame | None = None) -> tuple[ValueModels, pl.DataFrame]:
+def value_as_of(
+    con: duckdb.DuckDBPyConnection, cutoff: date, segments: pl.DataFrame | None = None
+) -> tuple[ValueModels, pl.DataFrame]:
     """Fit BG/NBD x Gamma-Gamma on the orders on or before ``cutoff`` and predict every customer's value."""
     summary = rfm_summary(order_log(con, cutoff), cutoff)
     models = fit_value_models(summary, cutoff, segments)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from crm.settings import PROJECT_ROOT, Settings
 from pipelines.definitions import build_definitions
 from pipelines.defs.orchestration.schedules import NIGHTLY_JOB
-from crm.settings import PROJECT_ROOT, Settings
+
 
 def _relax_sqlite_durability() -> None:
     """Let this process's SQLite writes skip fsync (Dagster's run and event storage).
@@ -90,7 +91,9 @@ def _progress_logger(on_step: Callable[[str, str], None]) -> dg.LoggerDefinition
     return progress
 
 
-def _partition_range(partitions: dg.PartitionsDefinition, start: date | None, end: date | None) -> tuple[str, str] | None:
+def _partition_range(
+    partitions: dg.PartitionsDefinition, start: date | None, end: date | None
+) -> tuple[str, str] | None:
     keys = partitions.get_partition_keys()
     if not keys:
         return None

@@ -1,12 +1,12 @@
 """The `crm` command: generate the simulated company, build the warehouse, audit it, serve it.
 
-    crm generate [--customers N --seed S --start DATE --days D --out DIR]
-    crm build    [--config FILE --start DATE --end DATE]
-    crm audit    [--json]
-    crm demo     (generate the small company if absent, build, then serve the dashboard)
-    crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
-    crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
-    crm evaluate identity [--json]   (identity matching vs the simulator's ground truth)
+crm generate [--customers N --seed S --start DATE --days D --out DIR]
+crm build    [--config FILE --start DATE --end DATE]
+crm audit    [--json]
+crm demo     (generate the small company if absent, build, then serve the dashboard)
+crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
+crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
+crm evaluate identity [--json]   (identity matching vs the simulator's ground truth)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -28,14 +28,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.commands.evaluate import evaluate_app
 from crm.settings import DEFAULT_CONFIG, PROJECT_ROOT, ConfigError, Settings, load_settings
+from pipelines.commands.evaluate import evaluate_app
 
 # Single-run backfill policies are "beta" in Dagster 1.13; the project depends on them on purpose.
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-app = typer.Typer(help="Analytical CRM warehouse: sources -> DuckDB -> customer 360 -> scores -> people.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Analytical CRM warehouse: sources -> DuckDB -> customer 360 -> scores -> people.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
@@ -74,11 +77,16 @@ def generate(
     truth_out: Path = typer.Option(None, help="Where the ground truth is written (default: next to --out)."),
 ) -> None:
     """Write the simulated company: a sales database, marketing file drops, a support export, and the truth."""
-    from simulator import SimulationConfig, generate as simulate
+    from simulator import SimulationConfig
+    from simulator import generate as simulate
 
     first_day = date.fromisoformat(start) if start else date.today() - timedelta(days=days)
     config = SimulationConfig(
-        customers=customers, seed=seed, start=first_day, days=days, out=out.resolve(),
+        customers=customers,
+        seed=seed,
+        start=first_day,
+        days=days,
+        out=out.resolve(),
         truth_out=(truth_out or out.resolve().parent / "ground_truth").resolve(),
     )
     with _progress(sys.stdout) as progress:
@@ -102,8 +110,14 @@ def generate(
 
 
 def _progress(screen) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(file=screen, width=console.width), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(file=screen, width=console.width),
+        transient=False,
+    )
 
 
 @app.command()
@@ -123,7 +137,7 @@ def _run_build(settings, start: str | None, end: str | None):
     from pipelines.build import run_build
 
     started = time.monotonic()
-    log_path = settings.data_dir / "logs" / f"build-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.log"
+    log_path = settings.data_dir / "logs" / f"build-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     screen = sys.stdout
     with log_path.open("w", encoding="utf-8") as log, _progress(screen) as progress:
@@ -150,11 +164,15 @@ def _run_build(settings, start: str | None, end: str | None):
     elapsed = time.monotonic() - started
     window = f"{outcome.partition_range[0]}..{outcome.partition_range[1]}" if outcome.partition_range else "none"
     if outcome.success:
-        console.print(f"[green]Build succeeded[/green] in {elapsed:.1f}s: {outcome.assets_materialized} assets, "
-                      f"days {window}, warehouse {settings.warehouse_path} (run {outcome.run_id[:8]})")
+        console.print(
+            f"[green]Build succeeded[/green] in {elapsed:.1f}s: {outcome.assets_materialized} assets, "
+            f"days {window}, warehouse {settings.warehouse_path} (run {outcome.run_id[:8]})"
+        )
     else:
-        err.print(f"[red]Build failed[/red] after {elapsed:.1f}s (run {outcome.run_id[:8]}, days {window}). "
-                  "The last good warehouse tables are unchanged for every step that failed.")
+        err.print(
+            f"[red]Build failed[/red] after {elapsed:.1f}s (run {outcome.run_id[:8]}, days {window}). "
+            "The last good warehouse tables are unchanged for every step that failed."
+        )
         for failure in outcome.failures:
             err.print(f"  [red]x[/red] {failure}")
         for check in outcome.failed_checks:
@@ -166,7 +184,9 @@ def _run_build(settings, start: str | None, end: str | None):
 
 
 @app.command()
-def audit(config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def audit(
+    config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
+) -> None:
     """Rows read = rows in raw + rows in quarantine, per source entity; and why rows were quarantined."""
     from crm.ingest.audit import read_audit
 
@@ -179,12 +199,26 @@ def audit(config: Path = ConfigOption, as_json: bool = typer.Option(False, "--js
     if as_json:
         print(json.dumps(report, default=str, indent=2))
     else:
-        table = Table("entity", "rows read", "in raw", "in quarantine", "share", "reconciled", "last day",
-                      title=f"Ingestion reconciliation ({settings.warehouse_path})")
+        table = Table(
+            "entity",
+            "rows read",
+            "in raw",
+            "in quarantine",
+            "share",
+            "reconciled",
+            "last day",
+            title=f"Ingestion reconciliation ({settings.warehouse_path})",
+        )
         for row in report["entities"]:
-            table.add_row(row["entity"], f"{row['rows_read']:,}", f"{row['rows_in_raw']:,}",
-                          f"{row['rows_in_quarantine']:,}", f"{(row['quarantine_share'] or 0):.2%}",
-                          "[green]yes[/green]" if row["reconciled"] else "[red]NO[/red]", str(row["last_partition"] or "-"))
+            table.add_row(
+                row["entity"],
+                f"{row['rows_read']:,}",
+                f"{row['rows_in_raw']:,}",
+                f"{row['rows_in_quarantine']:,}",
+                f"{(row['quarantine_share'] or 0):.2%}",
+                "[green]yes[/green]" if row["reconciled"] else "[red]NO[/red]",
+                str(row["last_partition"] or "-"),
+            )
         console.print(table)
         reasons = Table("entity", "reason", "rows", title="Quarantine reasons")
         for row in report["quarantine_reasons"]:
@@ -216,16 +250,36 @@ def demo(
 
 
 def _serve_dagster(settings: Settings, port: int) -> None:
-    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "pipelines.definitions",
-               "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-m",
+        "pipelines.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     console.print(f"[bold]Dagster UI (asset graph, checks, runs, nightly schedule):[/bold] http://127.0.0.1:{port}")
     _run_until_stopped(command, _server_environment(settings))
 
 
 def _serve_dashboard(settings: Settings, port: int, host: str = "127.0.0.1") -> None:
-    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "streamlit_app.py"),
-               "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PROJECT_ROOT / "app" / "streamlit_app.py"),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     console.print(f"[bold]Dashboard (reads the latest published snapshot):[/bold] http://{host}:{port}")
     _run_until_stopped(command, _server_environment(settings))
 
@@ -260,8 +314,11 @@ def dev(config: Path = ConfigOption, port: int = typer.Option(3000, help="Port f
 
 
 @app.command("app")
-def serve_app(config: Path = ConfigOption, port: int = typer.Option(8501, help="Port for the dashboard."),
-              host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for everyone).")) -> None:
+def serve_app(
+    config: Path = ConfigOption,
+    port: int = typer.Option(8501, help="Port for the dashboard."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for everyone)."),
+) -> None:
     """Serve the Streamlit dashboard on the latest published snapshot (`crm build` publishes one)."""
     _serve_dashboard(_settings_or_exit(config), port, host)
 

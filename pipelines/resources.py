@@ -40,8 +40,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
-        return cls(path=str(settings.warehouse_path), memory_limit=settings.warehouse_memory_limit,
-                   threads=settings.warehouse_threads)
+        return cls(
+            path=str(settings.warehouse_path),
+            memory_limit=settings.warehouse_memory_limit,
+            threads=settings.warehouse_threads,
+        )
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -70,8 +73,11 @@ class ScoringResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringResource:
         truth = settings.ground_truth
-        return cls(models_dir=str(settings.data_dir / "models"), config_path=str(settings.scoring_config),
-                   ground_truth_dir=str(truth) if truth else "")
+        return cls(
+            models_dir=str(settings.data_dir / "models"),
+            config_path=str(settings.scoring_config),
+            ground_truth_dir=str(truth) if truth else "",
+        )
 
     def ground_truth(self) -> Path | None:
         return Path(self.ground_truth_dir) if self.ground_truth_dir else None

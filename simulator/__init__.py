@@ -6,7 +6,7 @@
 See docs/sources.md for the contract the files follow and simulator/behaviour.py for the process.
 """
 
-from simulator.config import SimulationConfig
 from simulator.build import generate
+from simulator.config import SimulationConfig
 
 __all__ = ["SimulationConfig", "generate"]

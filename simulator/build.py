@@ -102,9 +102,14 @@ def _generate_into(cfg: SimulationConfig, out: Path, truth_dir: Path, progress: 
     s_contacts = sales.build_contacts(cfg, persons)
     job = sales.SalesJob(cfg, out / ".sales-work", out / SALES_DB)
     job.start(
-        persons, pop.accounts, pop.reps, s_contacts,
+        persons,
+        pop.accounts,
+        pop.reps,
+        s_contacts,
         {
-            "person": purchases["person"][vis], "t": purchases["t"][vis], "amount": purchases["amount"][vis],
+            "person": purchases["person"][vis],
+            "t": purchases["t"][vis],
+            "amount": purchases["amount"][vis],
             "campaign_discount": campaign_discount,
         },
     )
@@ -138,8 +143,23 @@ def _generate_into(cfg: SimulationConfig, out: Path, truth_dir: Path, progress: 
         folder: len(list((out / folder).glob("*")))
         for folder in (marketing.CAMPAIGNS_DIR, marketing.CONTACTS_DIR, marketing.EVENTS_DIR, support.EXPORT_DIR)
     }
-    report = _truth(cfg, truth_dir, persons, dropout_t, future, n_visible_orders, s_contacts, mk, tix, log, counts,
-                    files, event_stats, mk_change, sup_change)
+    report = _truth(
+        cfg,
+        truth_dir,
+        persons,
+        dropout_t,
+        future,
+        n_visible_orders,
+        s_contacts,
+        mk,
+        tix,
+        log,
+        counts,
+        files,
+        event_stats,
+        mk_change,
+        sup_change,
+    )
     progress("ground truth", 1, 1)
     return report
 
@@ -153,9 +173,16 @@ def _simulate_purchases(cfg, persons: pl.DataFrame, mk: marketing.Marketing, pro
     for chunk_no, (lo, hi) in enumerate(parts_chunks):
         parts.append(
             behaviour.simulate_chunk(
-                rng_for(cfg.seed, "purchases", chunk_no), cfg, season, lo,
-                cols["purchase_rate"][lo:hi], cols["dropout_prob"][lo:hi], cols["spend_shape"][lo:hi],
-                cols["spend_scale"][lo:hi], cols["t0"][lo:hi], mk.clicks,
+                rng_for(cfg.seed, "purchases", chunk_no),
+                cfg,
+                season,
+                lo,
+                cols["purchase_rate"][lo:hi],
+                cols["dropout_prob"][lo:hi],
+                cols["spend_shape"][lo:hi],
+                cols["spend_scale"][lo:hi],
+                cols["t0"][lo:hi],
+                mk.clicks,
             )
         )
         progress("purchases", chunk_no + 1, len(parts_chunks))
@@ -165,18 +192,45 @@ def _simulate_purchases(cfg, persons: pl.DataFrame, mk: marketing.Marketing, pro
     return purchases, dropout_t, tickets
 
 
-def _truth(cfg, truth_dir, persons, dropout_t, future, n_visible_orders, s_contacts, mk, tix, log, counts, files,
-           event_stats, mk_change, sup_change):
+def _truth(
+    cfg,
+    truth_dir,
+    persons,
+    dropout_t,
+    future,
+    n_visible_orders,
+    s_contacts,
+    mk,
+    tix,
+    log,
+    counts,
+    files,
+    event_stats,
+    mk_change,
+    sup_change,
+):
     visible_end = cfg.visible_end_s
     vis_contacts = mk.contacts.filter(pl.col("signup_t") < visible_end)
     record_map = pl.concat(
         [
-            s_contacts.select(source=pl.lit("sales_contacts"), source_key=pl.col("contact_id").cast(pl.String),
-                              person_idx="person_idx", email_kind="email_kind"),
-            vis_contacts.select(source=pl.lit("marketing_contacts"), source_key="email",
-                                person_idx="person_idx", email_kind="email_kind"),
-            tix.select(source=pl.lit("support_tickets"), source_key=pl.col("ticket_id").cast(pl.String),
-                       person_idx="person", email_kind="email_kind"),
+            s_contacts.select(
+                source=pl.lit("sales_contacts"),
+                source_key=pl.col("contact_id").cast(pl.String),
+                person_idx="person_idx",
+                email_kind="email_kind",
+            ),
+            vis_contacts.select(
+                source=pl.lit("marketing_contacts"),
+                source_key="email",
+                person_idx="person_idx",
+                email_kind="email_kind",
+            ),
+            tix.select(
+                source=pl.lit("support_tickets"),
+                source_key=pl.col("ticket_id").cast(pl.String),
+                person_idx="person",
+                email_kind="email_kind",
+            ),
         ]
     ).with_columns(
         normalised_key=pl.when(pl.col("source") == "marketing_contacts")
@@ -251,6 +305,13 @@ def _truth(cfg, truth_dir, persons, dropout_t, future, n_visible_orders, s_conta
             "persons_alive_at_end_share": round(float(alive_at_end), 4),
         },
     }
-    truth.write_truth(truth_dir, cfg, truth.persons_frame(cfg, persons, dropout_t), record_map.drop("person_idx"),
-                      future, malformed, report)
+    truth.write_truth(
+        truth_dir,
+        cfg,
+        truth.persons_frame(cfg, persons, dropout_t),
+        record_map.drop("person_idx"),
+        future,
+        malformed,
+        report,
+    )
     return report

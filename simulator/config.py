@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ class SimulationConfig:
 
     @property
     def start_epoch_s(self) -> int:
-        return int(datetime(self.start.year, self.start.month, self.start.day, tzinfo=timezone.utc).timestamp())
+        return int(datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC).timestamp())
 
 
 def rng_for(seed: int, *path: str | int) -> np.random.Generator:
@@ -89,11 +89,7 @@ def chunks(n: int, size: int = PERSON_CHUNK) -> list[tuple[int, int]]:
 def ts_expr(col: str | pl.Expr, cfg: SimulationConfig) -> pl.Expr:
     """Simulated seconds -> 'YYYY-MM-DD HH:MM:SS' text (null stays null)."""
     e = pl.col(col) if isinstance(col, str) else col
-    return (
-        ((e.cast(pl.Int64) + cfg.start_epoch_s) * 1000)
-        .cast(pl.Datetime("ms"))
-        .dt.strftime("%Y-%m-%d %H:%M:%S")
-    )
+    return ((e.cast(pl.Int64) + cfg.start_epoch_s) * 1000).cast(pl.Datetime("ms")).dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
 _TIME_OF_DAY: pl.Series | None = None

@@ -54,15 +54,28 @@ EVENT_BLOCK_DAYS = 30
 EVENT_TYPES = ("sent", "delivered", "open", "click", "unsubscribe", "bounce", "conversion")
 SENT, DELIVERED, OPEN, CLICK, UNSUB, BOUNCE, CONVERSION = range(7)
 MISSPELT = {
-    "sent": "send", "delivered": "delivred", "open": "opened", "click": "clicked",
-    "unsubscribe": "unsub", "bounce": "bounced", "conversion": "purchase",
+    "sent": "send",
+    "delivered": "delivred",
+    "open": "opened",
+    "click": "clicked",
+    "unsubscribe": "unsub",
+    "bounce": "bounced",
+    "conversion": "purchase",
 }
 DEVICES = ("mobile", "desktop", "tablet")
 EVENTS_DIR, CONTACTS_DIR, CAMPAIGNS_DIR = "marketing/events", "marketing/contacts", "marketing/campaigns"
 EVENT_COLUMNS = ["event_id", "email", "campaign_id", "event_type", "event_ts", "revenue"]
 CONTACT_COLUMNS = [
-    "Email", "First Name", "Last Name", "Phone", "Email Opt In", "Email Opt In Date", "SMS Opt In",
-    "SMS Opt In Date", "Unsubscribed Date", "Last Modified",
+    "Email",
+    "First Name",
+    "Last Name",
+    "Phone",
+    "Email Opt In",
+    "Email Opt In Date",
+    "SMS Opt In",
+    "SMS Opt In Date",
+    "Unsubscribed Date",
+    "Last Modified",
 ]
 MARKETING_MESS = RecordMess(phone_missing=0.0)
 
@@ -78,9 +91,7 @@ class Marketing:
 
     def sends_of_block(self, b: int) -> dict[str, np.ndarray]:
         cols = [k for k in self.sends[0] if k != "_bounds"]
-        return {
-            k: np.concatenate([p[k][p["_bounds"][b] : p["_bounds"][b + 1]] for p in self.sends]) for k in cols
-        }
+        return {k: np.concatenate([p[k][p["_bounds"][b] : p["_bounds"][b + 1]] for p in self.sends]) for k in cols}
 
 
 def build_contacts(cfg: SimulationConfig, persons: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
@@ -230,8 +241,14 @@ def simulate_engagement(
         clicks_parts.append((c_person[contact[has_click]], click_t[has_click], camp[has_click]))
         keep = ok & (sent < visible_end)
         part = {
-            "contact": contact[keep], "campaign": camp[keep], "sent": sent[keep], "bounce": bounce[keep],
-            "delivered": delivered[keep], "open_t": open_t[keep], "click_t": click_t[keep], "unsub_t": unsub_col[keep],
+            "contact": contact[keep],
+            "campaign": camp[keep],
+            "sent": sent[keep],
+            "bounce": bounce[keep],
+            "delivered": delivered[keep],
+            "open_t": open_t[keep],
+            "click_t": click_t[keep],
+            "unsub_t": unsub_col[keep],
         }
         # Writers walk the sends in blocks of launch days: group each part by block now (a stable
         # radix sort on a small integer), so a block is a slice of every part.
@@ -361,7 +378,7 @@ def _write_contacts(cfg: SimulationConfig, out: Path, mk: Marketing, log: mess.M
     changes = (
         c.select("contact_idx", pl.concat_list(change_cols).alias("t"))
         .explode("t")
-        .filter((pl.col("t") < cfg.visible_end_s))
+        .filter(pl.col("t") < cfg.visible_end_s)
         .join(c, on="contact_idx", how="left")
         .filter(pl.col("t") >= pl.col("signup_t"))
         .with_columns(day=pl.col("t") // DAY)
@@ -426,8 +443,13 @@ def _write_contacts(cfg: SimulationConfig, out: Path, mk: Marketing, log: mess.M
         + ".csv:"
         + pl.col("line").cast(pl.String)
     )
-    log.add("marketing", "marketing_contacts", loc["location"], loc["kind"],
-            loc["kind"].replace_strict({mess.BAD_DATE: "Last Modified"}, default=None, return_dtype=pl.String))
+    log.add(
+        "marketing",
+        "marketing_contacts",
+        loc["location"],
+        loc["kind"],
+        loc["kind"].replace_strict({mess.BAD_DATE: "Last Modified"}, default=None, return_dtype=pl.String),
+    )
     return rows.height
 
 
@@ -484,8 +506,9 @@ def _file_order(ev: dict[str, np.ndarray]) -> np.ndarray:
     return np.argsort(key)
 
 
-def _write_event_files(cfg, out, ev: dict[str, np.ndarray], emails, campaign_ids, schema_change_day, day_names, rng,
-                       log, stats) -> None:
+def _write_event_files(
+    cfg, out, ev: dict[str, np.ndarray], emails, campaign_ids, schema_change_day, day_names, rng, log, stats
+) -> None:
     """A block of complete drop days -> one CSV per day, rows in time order."""
     n = len(ev["ts"])
     if n == 0:
@@ -500,7 +523,9 @@ def _write_event_files(cfg, out, ev: dict[str, np.ndarray], emails, campaign_ids
     line = np.arange(n) - np.repeat(first_row, np.diff(bounds)) + 2  # header is line 1
 
     idx, kind = mess.pick(
-        rng, n, MALFORMED_EVENTS,
+        rng,
+        n,
+        MALFORMED_EVENTS,
         (mess.BAD_DATE, mess.UNKNOWN_VALUE, mess.MISSING_REQUIRED, mess.NON_NUMERIC, mess.BROKEN_CSV_LINE),
         (3, 3, 2, 1, 2),
     )
@@ -542,12 +567,18 @@ def _write_event_files(cfg, out, ev: dict[str, np.ndarray], emails, campaign_ids
         if sel.any():
             fixed = bad.filter(pl.Series(sel)).with_columns(value.alias(col))[col]  # literals broadcast
             text = text.with_columns(text[col].clone().scatter(idx[sel], fixed))
-    field_of = {mess.BAD_DATE: "event_ts", mess.UNKNOWN_VALUE: "event_type", mess.MISSING_REQUIRED: "email",
-                mess.NON_NUMERIC: "revenue"}
+    field_of = {
+        mess.BAD_DATE: "event_ts",
+        mess.UNKNOWN_VALUE: "event_type",
+        mess.MISSING_REQUIRED: "email",
+        mess.NON_NUMERIC: "revenue",
+    }
     log.add(
-        "marketing", "marketing_events",
-        [f"{EVENTS_DIR}/events_{day_names[d]}.csv:{ln}" for d, ln in zip(file_day[idx], line[idx])],
-        kind, [field_of.get(k) for k in kind],
+        "marketing",
+        "marketing_events",
+        [f"{EVENTS_DIR}/events_{day_names[d]}.csv:{ln}" for d, ln in zip(file_day[idx], line[idx], strict=True)],
+        kind,
+        [field_of.get(k) for k in kind],
     )
 
     # From the schema change day on, files carry the trailing device column.

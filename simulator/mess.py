@@ -23,6 +23,7 @@ BROKEN_CSV_LINE = "broken_csv_line"
 WRONG_ENCODING = "wrong_encoding"
 BROKEN_JSON = "broken_json"
 
+
 @dataclass
 class MalformedLog:
     rows: list[pl.DataFrame] = field(default_factory=list)

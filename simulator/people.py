@@ -176,26 +176,30 @@ def build_population(cfg: SimulationConfig) -> Population:
     # --- companies (B2B accounts); B2C accounts are named after their person further down --------
     m = n_b2b_acc
     style = rng.integers(0, 3, m)
-    company = pl.DataFrame(
-        {
-            "account_idx": np.arange(m, dtype=np.int64),
-            "style": style,
-            "w1": _pick(COMPANY_WORDS, rng.integers(0, len(COMPANY_WORDS), m)),
-            "trade": _pick(COMPANY_TRADES, rng.integers(0, len(COMPANY_TRADES), m)),
-            "sur1": _pick(last_names, _weighted(rng, last_w, m)),
-            "sur2": _pick(last_names, _weighted(rng, last_w, m)),
-            "suffix": _pick(COMPANY_SUFFIXES, rng.integers(0, len(COMPANY_SUFFIXES), m)),
-            "mailbox": _pick(SHARED_MAILBOXES, rng.integers(0, len(SHARED_MAILBOXES), m)),
-        }
-    ).with_columns(
-        base_name=pl.when(pl.col("style") == 0)
-        .then(pl.col("w1") + " " + pl.col("trade"))
-        .when(pl.col("style") == 1)
-        .then(pl.col("sur1") + " " + pl.col("trade"))
-        .otherwise(pl.col("sur1") + " & " + pl.col("sur2")),
-    ).with_columns(
-        slug=pl.col("base_name").replace(ACCENT_FOLD).str.to_lowercase().str.replace_all("[^a-z]", ""),
-        _suffix=pl.lit(COMPANY_DOMAIN_SUFFIX),
+    company = (
+        pl.DataFrame(
+            {
+                "account_idx": np.arange(m, dtype=np.int64),
+                "style": style,
+                "w1": _pick(COMPANY_WORDS, rng.integers(0, len(COMPANY_WORDS), m)),
+                "trade": _pick(COMPANY_TRADES, rng.integers(0, len(COMPANY_TRADES), m)),
+                "sur1": _pick(last_names, _weighted(rng, last_w, m)),
+                "sur2": _pick(last_names, _weighted(rng, last_w, m)),
+                "suffix": _pick(COMPANY_SUFFIXES, rng.integers(0, len(COMPANY_SUFFIXES), m)),
+                "mailbox": _pick(SHARED_MAILBOXES, rng.integers(0, len(SHARED_MAILBOXES), m)),
+            }
+        )
+        .with_columns(
+            base_name=pl.when(pl.col("style") == 0)
+            .then(pl.col("w1") + " " + pl.col("trade"))
+            .when(pl.col("style") == 1)
+            .then(pl.col("sur1") + " " + pl.col("trade"))
+            .otherwise(pl.col("sur1") + " & " + pl.col("sur2")),
+        )
+        .with_columns(
+            slug=pl.col("base_name").replace(ACCENT_FOLD).str.to_lowercase().str.replace_all("[^a-z]", ""),
+            _suffix=pl.lit(COMPANY_DOMAIN_SUFFIX),
+        )
     )
     # Same-named companies get numbered domains (harperlogistics2.example.com).
     slug_rank = company.select(pl.int_range(pl.len()).over("slug")).to_series()
@@ -210,20 +214,17 @@ def build_population(cfg: SimulationConfig) -> Population:
         "company_name",
         shared_mailbox=pl.col("mailbox") + "@" + pl.col("company_domain"),
     )
-    accounts = (
-        pl.DataFrame(
-            {
-                "account_idx": np.arange(n_acc, dtype=np.int64),
-                "segment": _pick(("B2C", "B2B"), acc_is_b2b.astype(np.int64)),
-                "city": _pick([c[0] for c in CITIES], acc_city),
-                "region": _pick(regions, acc_region),
-                "postcode": postcode.to_series(),
-                "owner_rep_idx": acc_owner.astype(np.int64),
-                "payment_terms_days": acc_terms.astype(np.int64),
-            }
-        )
-        .join(company, on="account_idx", how="left", maintain_order="left")
-    )
+    accounts = pl.DataFrame(
+        {
+            "account_idx": np.arange(n_acc, dtype=np.int64),
+            "segment": _pick(("B2C", "B2B"), acc_is_b2b.astype(np.int64)),
+            "city": _pick([c[0] for c in CITIES], acc_city),
+            "region": _pick(regions, acc_region),
+            "postcode": postcode.to_series(),
+            "owner_rep_idx": acc_owner.astype(np.int64),
+            "payment_terms_days": acc_terms.astype(np.int64),
+        }
+    ).join(company, on="account_idx", how="left", maintain_order="left")
 
     # --- persons ----------------------------------------------------------------------------------
     is_b2b = acc_is_b2b[person_account]
@@ -304,16 +305,20 @@ def _add_phones(persons: pl.DataFrame) -> pl.DataFrame:
         .str.zfill(pl.col("local_len") - 1),
         eight=pl.col("mobile_eight").cast(pl.String).str.zfill(8),
     )
-    return df.with_columns(
-        phone_area=pl.when(pl.col("landline"))
-        .then(pl.col("area_code"))
-        .otherwise(pl.lit("07") + pl.col("mobile_second") + pl.col("eight").str.slice(0, 2)),
-        phone_local=pl.when(pl.col("landline"))
-        .then(pl.col("lead") + pl.col("land_digits"))
-        .otherwise(pl.col("eight").str.slice(2)),
-    ).with_columns(
-        phone_e164=pl.lit("+44") + pl.col("phone_area").str.slice(1) + pl.col("phone_local"),
-    ).drop("area_code", "lead", "local_len", "land_rank", "land_digits", "eight", "mobile_second", "mobile_eight")
+    return (
+        df.with_columns(
+            phone_area=pl.when(pl.col("landline"))
+            .then(pl.col("area_code"))
+            .otherwise(pl.lit("07") + pl.col("mobile_second") + pl.col("eight").str.slice(0, 2)),
+            phone_local=pl.when(pl.col("landline"))
+            .then(pl.col("lead") + pl.col("land_digits"))
+            .otherwise(pl.col("eight").str.slice(2)),
+        )
+        .with_columns(
+            phone_e164=pl.lit("+44") + pl.col("phone_area").str.slice(1) + pl.col("phone_local"),
+        )
+        .drop("area_code", "lead", "local_len", "land_rank", "land_digits", "eight", "mobile_second", "mobile_eight")
+    )
 
 
 def _add_emails(persons: pl.DataFrame) -> pl.DataFrame:
@@ -340,8 +345,17 @@ def _add_emails(persons: pl.DataFrame) -> pl.DataFrame:
     df = df.with_columns(email=_unique_addresses(df, "_local", "_domain"))
     df = df.with_columns(alt_email=_unique_addresses(df, "_alt_local", "alt_domain"))
     return df.drop(
-        "_fn", "_ln", "_local", "_domain", "_alt_local", "pattern", "yy", "b2c_domain", "alt_domain",
-        "alt_num", "alt_style",
+        "_fn",
+        "_ln",
+        "_local",
+        "_domain",
+        "_alt_local",
+        "pattern",
+        "yy",
+        "b2c_domain",
+        "alt_domain",
+        "alt_num",
+        "alt_style",
     )
 
 
@@ -415,8 +429,17 @@ def render_records(
     """
     n = len(person_idx)
     base = persons.select(
-        "person_idx", "first_name", "last_name", "email", "alt_email", "shared_mailbox", "uses_shared",
-        "phone_area", "phone_local", "city", "postcode",
+        "person_idx",
+        "first_name",
+        "last_name",
+        "email",
+        "alt_email",
+        "shared_mailbox",
+        "uses_shared",
+        "phone_area",
+        "phone_local",
+        "city",
+        "postcode",
     )[person_idx]
 
     u = rng.random(n)

@@ -180,14 +180,14 @@ def _products(rng, cfg: SimulationConfig) -> pl.DataFrame:
     cat = rng.integers(0, len(PRODUCT_CATEGORIES), N_PRODUCTS)
     noun_i = rng.integers(0, 5, N_PRODUCTS)
     adj = np.array(PRODUCT_ADJECTIVES)[rng.integers(0, len(PRODUCT_ADJECTIVES), N_PRODUCTS)]
-    nouns = np.array([PRODUCT_NOUNS[PRODUCT_CATEGORIES[c]][i] for c, i in zip(cat, noun_i)])
+    nouns = np.array([PRODUCT_NOUNS[PRODUCT_CATEGORIES[c]][i] for c, i in zip(cat, noun_i, strict=True)])
     price = np.round(np.exp(rng.normal(3.6, 1.1, N_PRODUCTS)), 0) - 0.01
     price = np.maximum(price, 1.99)
     created = np.arange(N_PRODUCTS, dtype=np.int64) * 30
     return pl.DataFrame(
         {
             "id": np.arange(1, N_PRODUCTS + 1, dtype=np.int64),
-            "name": [f"{a} {b} {i:03d}" for a, b, i in zip(adj, nouns, range(1, N_PRODUCTS + 1))],
+            "name": [f"{a} {b} {i:03d}" for a, b, i in zip(adj, nouns, range(1, N_PRODUCTS + 1), strict=True)],
             "category": np.array(PRODUCT_CATEGORIES)[cat],
             "list_price": price,
             "created_t": created,
@@ -247,14 +247,20 @@ def _opportunities(rng, cfg: SimulationConfig, acc: pl.DataFrame) -> tuple[pl.Da
         .join(last, left_on="id", right_on="opportunity_id", how="left")
         .sort("id")
         .select(
-            "id", "account_id", "owner_rep_id", "stage", "amount",
+            "id",
+            "account_id",
+            "owner_rep_id",
+            "stage",
+            "amount",
             stage_changed_at=ts_expr("changed_t", cfg),
             created_at=ts_expr("created_t", cfg),
             updated_at=ts_expr("changed_t", cfg),
         )
     )
     history = hist.select(
-        "id", "opportunity_id", "stage",
+        "id",
+        "opportunity_id",
+        "stage",
         entered_at=ts_expr("entered_t", cfg),
         created_at=ts_expr("entered_t", cfg),
         updated_at=ts_expr("entered_t", cfg),
@@ -351,9 +357,17 @@ def _order_block(rng, cfg, lk: dict[str, np.ndarray], block: dict[str, np.ndarra
     order_id = np.arange(first_id, first_id + m, dtype=np.int64)
     orders = pl.DataFrame(
         {
-            "id": order_id, "contact_id": contact_id, "account_id": lk["account_id"][acc_idx], "t": t,
-            "status": status, "channel": channel, "discount_pct": discount, "payment_terms_days": lk["terms"][acc_idx],
-            "owner_rep_id": lk["rep"][acc_idx], "total_amount": total, "updated_t": updated,
+            "id": order_id,
+            "contact_id": contact_id,
+            "account_id": lk["account_id"][acc_idx],
+            "t": t,
+            "status": status,
+            "channel": channel,
+            "discount_pct": discount,
+            "payment_terms_days": lk["terms"][acc_idx],
+            "owner_rep_id": lk["rep"][acc_idx],
+            "total_amount": total,
+            "updated_t": updated,
         }
     )
     lines = pl.DataFrame(
@@ -406,11 +420,15 @@ def _break(rng, df: pl.DataFrame, entity: str, table: str, breaks: dict, log) ->
 def _orders_frame(cfg, o: pl.DataFrame) -> pl.DataFrame:
     created = ts_text(o["t"], cfg)
     return o.select(
-        "id", "contact_id", "account_id",
+        "id",
+        "contact_id",
+        "account_id",
         ordered_at=created,
         status=pl.Series(STATUSES).gather(o["status"]),
         channel=pl.Series(CHANNELS).gather(o["channel"]),
-        discount_pct="discount_pct", payment_terms_days="payment_terms_days", owner_rep_id="owner_rep_id",
+        discount_pct="discount_pct",
+        payment_terms_days="payment_terms_days",
+        owner_rep_id="owner_rep_id",
         total_amount="total_amount",
         created_at=created,
         updated_at=ts_text(o["updated_t"], cfg),
@@ -449,10 +467,10 @@ def write_sqlite(path: Path, batches: Iterable[tuple[str, pl.DataFrame, Patches]
                 columns = {c: part[c].to_list() for c in part.columns}
                 for column, (rows, values) in patches.items():
                     target = columns[column]
-                    for r, v in zip(rows, values):
+                    for r, v in zip(rows, values, strict=True):
                         if offset <= r < offset + INSERT_BATCH:
                             target[r - offset] = v
-                con.executemany(sql, zip(*columns.values()))
+                con.executemany(sql, zip(*columns.values(), strict=True))
             counts[name] += frame.height
         for name in INDEXES:
             con.execute(f"CREATE INDEX ix_{name}_updated_at ON {name} (updated_at)")
@@ -481,8 +499,14 @@ class SalesJob:
         cfg = self.cfg
         (self.work / "config.json").write_text(
             json.dumps(
-                {"customers": cfg.customers, "seed": cfg.seed, "start": cfg.start.isoformat(), "days": cfg.days,
-                 "horizon_days": cfg.horizon_days, "out": str(cfg.out)}
+                {
+                    "customers": cfg.customers,
+                    "seed": cfg.seed,
+                    "start": cfg.start.isoformat(),
+                    "days": cfg.days,
+                    "horizon_days": cfg.horizon_days,
+                    "out": str(cfg.out),
+                }
             )
         )
         persons.select("account_idx").write_ipc(self.work / "persons.arrow")
@@ -498,7 +522,9 @@ class SalesJob:
         with open(self.work / "stderr.txt", "wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "simulator.sales_worker", str(self.work), str(self.db_path)],
-                stdout=subprocess.DEVNULL, stderr=err, env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
             )
 
     def wait(self) -> tuple[dict[str, int], pl.DataFrame]:
@@ -517,8 +543,12 @@ class SalesJob:
 
 
 ENTITY_COUNT_KEY = {
-    "sales_reps": "sales_reps", "accounts": "sales_accounts", "contacts": "sales_contacts",
-    "products": "sales_products", "opportunities": "sales_opportunities",
-    "opportunity_stage_history": "sales_opportunity_stage_history", "orders": "sales_orders",
+    "sales_reps": "sales_reps",
+    "accounts": "sales_accounts",
+    "contacts": "sales_contacts",
+    "products": "sales_products",
+    "opportunities": "sales_opportunities",
+    "opportunity_stage_history": "sales_opportunity_stage_history",
+    "orders": "sales_orders",
     "order_lines": "sales_order_lines",
 }

@@ -17,8 +17,12 @@ from simulator.sales import ENTITY_COUNT_KEY, table_batches, write_sqlite
 def run(work: Path, db_path: Path) -> None:
     c = json.loads((work / "config.json").read_text())
     cfg = SimulationConfig(
-        customers=c["customers"], seed=c["seed"], start=date.fromisoformat(c["start"]), days=c["days"],
-        horizon_days=c["horizon_days"], out=Path(c["out"]),
+        customers=c["customers"],
+        seed=c["seed"],
+        start=date.fromisoformat(c["start"]),
+        days=c["days"],
+        horizon_days=c["horizon_days"],
+        out=Path(c["out"]),
     )
     read = lambda name: pl.read_ipc(work / f"{name}.arrow")  # noqa: E731
     orders_in = {k: v.to_numpy() for k, v in read("orders_in").to_dict().items()}

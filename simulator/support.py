@@ -43,7 +43,11 @@ def visible_tickets(cfg: SimulationConfig, tickets: dict[str, np.ndarray], perso
 def _versions(cfg: SimulationConfig, t: pl.DataFrame) -> pl.DataFrame:
     """One row per (ticket, day it changed): its last change that day; ordered as the export is."""
     steps = [
-        ("created", NEW), ("opened", OPEN), ("pending", PENDING), ("solved", SOLVED), ("rating_t", SOLVED),
+        ("created", NEW),
+        ("opened", OPEN),
+        ("pending", PENDING),
+        ("solved", SOLVED),
+        ("rating_t", SOLVED),
         ("closed", CLOSED),
     ]
     ev = pl.concat(
@@ -66,8 +70,21 @@ def _versions(cfg: SimulationConfig, t: pl.DataFrame) -> pl.DataFrame:
 
 
 BLOCK_DAYS = 30  # pages rendered together: bounds memory at large scale
-ATTRIBUTES = ("ticket_id", "first_name", "last_name", "req_email", "req_phone", "via", "priority", "subject",
-              "comment", "created", "solved", "rating_t", "score")
+ATTRIBUTES = (
+    "ticket_id",
+    "first_name",
+    "last_name",
+    "req_email",
+    "req_phone",
+    "via",
+    "priority",
+    "subject",
+    "comment",
+    "created",
+    "solved",
+    "rating_t",
+    "score",
+)
 
 
 def write_support(
@@ -77,7 +94,9 @@ def write_support(
     v = _versions(cfg, t)
     n = v.height
     idx, kind = mess.pick(
-        rng, n, MALFORMED,
+        rng,
+        n,
+        MALFORMED,
         (mess.BAD_DATE, mess.UNKNOWN_VALUE, mess.MISSING_REQUIRED, mess.BROKEN_JSON, mess.WRONG_ENCODING),
         (3, 3, 2, 2, 1),
     )
@@ -130,8 +149,13 @@ def write_support(
                     edits[line] = "latin1"
                 locations.append(f"{name}:{line}")
                 loc_kinds.append(mess.UNKNOWN_VALUE if kk.startswith("unknown_") else kk)
-                fields.append(FIELD_OF.get(kk) if kk != "unknown_priority" else
-                              "urgency" if d >= schema_change_day else "priority")
+                fields.append(
+                    FIELD_OF.get(kk)
+                    if kk != "unknown_priority"
+                    else "urgency"
+                    if d >= schema_change_day
+                    else "priority"
+                )
             (out / name).write_bytes(mess.splice_lines(buf, edits))
         if progress:
             progress("support pages", min(b0 + BLOCK_DAYS, cfg.days), cfg.days)

@@ -16,6 +16,17 @@ import pytest
 
 from crm.settings import DEFAULT_CONFIG, Settings, load_settings
 
+# Tests in these folders build a warehouse through Dagster (or read the shared build): `make test-fast`
+# (pytest -m "not slow") leaves them out for a quick loop; `make test` runs everything.
+SLOW_FOLDERS = ("integration", "app", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
+
+
 SMALL_COMPANY = dict(customers=2_000, seed=11, start=date(2024, 1, 1), days=150)
 
 
@@ -83,9 +94,8 @@ class BuiltCompany:
 @pytest.fixture(scope="session")
 def built_company(tmp_path_factory) -> BuiltCompany:
     """The year-long company generated and built once; tests read its warehouse, never write it."""
-    from simulator import SimulationConfig, generate
-
     from pipelines.build import run_build
+    from simulator import SimulationConfig, generate
 
     root = tmp_path_factory.mktemp("built_company")
     generate(SimulationConfig(out=root / "sources", truth_out=root / "ground_truth", **BUILT_COMPANY))

@@ -7,8 +7,11 @@ from app.format import count, money, share
 
 st.title("Customers")
 reader = ui.reader()
-text = st.text_input("Search by name, email, phone or customer id", key="customer_search",
-                     placeholder="e.g. Smith, jane@, 7700 900, C000123")
+text = st.text_input(
+    "Search by name, email, phone or customer id",
+    key="customer_search",
+    placeholder="e.g. Smith, jane@, 7700 900, C000123",
+)
 if not text.strip():
     st.caption("Type at least part of a name, an email, a phone number or a customer id.")
     st.stop()
@@ -17,12 +20,16 @@ matches = data.search_customers(reader, text)
 if matches.height == 0:
     st.warning(f"No customer matches “{text}”.")
     st.stop()
-st.caption(f"{count(matches.height)} match{'es' if matches.height != 1 else ''}"
-           + (" (first 25 shown)" if matches.height == 25 else ""))
+st.caption(
+    f"{count(matches.height)} match{'es' if matches.height != 1 else ''}"
+    + (" (first 25 shown)" if matches.height == 25 else "")
+)
 st.dataframe(ui.masked(matches), hide_index=True)
 
-labels = {row["customer_id"]: f"{row['full_name'] or '(no name)'} · {row['customer_id']}"
-          for row in matches.iter_rows(named=True)}
+labels = {
+    row["customer_id"]: f"{row['full_name'] or '(no name)'} · {row['customer_id']}"
+    for row in matches.iter_rows(named=True)
+}
 customer_id = st.selectbox("Customer", list(labels), format_func=labels.get, key="customer_pick")
 card = data.customer_card(reader, customer_id)
 if card is None:
@@ -46,10 +53,14 @@ with who:
     st.markdown(f"- owner: {card['owner_rep_name'] or 'unassigned'}")
 with consent:
     st.markdown("**Consent**")
-    st.markdown(f"- email: {'yes' if card['email_consent'] else 'no'}"
-                + (f" (since {card['email_consent_at']:%Y-%m-%d})" if card["email_consent_at"] else ""))
-    st.markdown(f"- sms: {'yes' if card['sms_consent'] else 'no'}"
-                + (f" (since {card['sms_consent_at']:%Y-%m-%d})" if card["sms_consent_at"] else ""))
+    st.markdown(
+        f"- email: {'yes' if card['email_consent'] else 'no'}"
+        + (f" (since {card['email_consent_at']:%Y-%m-%d})" if card["email_consent_at"] else "")
+    )
+    st.markdown(
+        f"- sms: {'yes' if card['sms_consent'] else 'no'}"
+        + (f" (since {card['sms_consent_at']:%Y-%m-%d})" if card["sms_consent_at"] else "")
+    )
     st.markdown(f"- unsubscribed: {'yes' if card['is_unsubscribed'] else 'no'}")
     st.markdown("**Support**")
     st.markdown(f"- tickets: {count(card['tickets_lifetime'])} ({count(card['open_tickets'])} open)")
@@ -74,5 +85,11 @@ timeline = data.customer_timeline(reader, customer_id)
 if timeline.height == 0:
     st.caption("Nothing recorded for this customer yet.")
 else:
-    st.dataframe(timeline, hide_index=True, column_config={
-        "amount": st.column_config.NumberColumn(format="£%.2f"), "happened_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    st.dataframe(
+        timeline,
+        hide_index=True,
+        column_config={
+            "amount": st.column_config.NumberColumn(format="£%.2f"),
+            "happened_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
+    )

@@ -8,8 +8,19 @@ import streamlit as st
 from app import data, ui
 from app.format import count
 
-SUGGESTED = ["rfm_segment", "loyalty_tier", "churn_band", "segment", "city", "owner_rep_name", "clv_12m",
-             "days_since_last_order", "revenue_lifetime", "email_consent", "sms_consent"]
+SUGGESTED = [
+    "rfm_segment",
+    "loyalty_tier",
+    "churn_band",
+    "segment",
+    "city",
+    "owner_rep_name",
+    "clv_12m",
+    "days_since_last_order",
+    "revenue_lifetime",
+    "email_consent",
+    "sms_consent",
+]
 
 st.title("Segment builder & export")
 reader = ui.reader()
@@ -54,8 +65,11 @@ def initial(key: str, value) -> dict:
 start_from = st.selectbox("Start from", ["(new segment)", *saved], key="segment_start", on_change=load_saved_segment)
 base = saved.get(start_from)
 chosen = st.multiselect(
-    "Filter on", sorted(columns), key="filter_columns",
-    placeholder="choose columns: " + ", ".join(c for c in SUGGESTED if c in columns)[:120])
+    "Filter on",
+    sorted(columns),
+    key="filter_columns",
+    placeholder="choose columns: " + ", ".join(c for c in SUGGESTED if c in columns)[:120],
+)
 
 conditions: list[data.Condition] = []
 for column in chosen:
@@ -84,8 +98,11 @@ for column in chosen:
         clamp(key, low, high)
         picked = st.date_input(column, min_value=low, max_value=high, key=key, **initial(key, (low, high)))
         if isinstance(picked, tuple | list) and len(picked) == 2:
-            upper = datetime.combine(picked[1], datetime.max.time()) if columns[column].startswith("TIMESTAMP") \
+            upper = (
+                datetime.combine(picked[1], datetime.max.time())
+                if columns[column].startswith("TIMESTAMP")
                 else picked[1]
+            )
             conditions.append(data.Condition(column=column, op="between", value=[picked[0], upper]))
     else:
         options = ui.query(data.distinct_values, column)
@@ -96,9 +113,13 @@ for column in chosen:
         if picked:
             conditions.append(data.Condition(column=column, op="in", value=picked))
 
-channel_label = st.radio("Export for", list(CHANNEL_LABELS.values()), horizontal=True,
-                         key="segment_channel",
-                         help="A channel export leaves out everyone without consent for that channel.")
+channel_label = st.radio(
+    "Export for",
+    list(CHANNEL_LABELS.values()),
+    horizontal=True,
+    key="segment_channel",
+    help="A channel export leaves out everyone without consent for that channel.",
+)
 channel = next(key for key, label in CHANNEL_LABELS.items() if label == channel_label)
 definition = data.SegmentDefinition(name=start_from if base else "segment", conditions=conditions, channel=channel)
 
@@ -110,24 +131,36 @@ except data.SegmentError as exc:
 left, right = st.columns(2)
 left.metric("Customers in segment", count(matched - excluded))
 if channel:
-    right.metric(f"Left out: no {channel} consent", count(excluded),
-                 help=f"{count(matched)} match the filters; {count(excluded)} of them cannot be contacted by {channel}.")
+    right.metric(
+        f"Left out: no {channel} consent",
+        count(excluded),
+        help=f"{count(matched)} match the filters; {count(excluded)} of them cannot be contacted by {channel}.",
+    )
 
 preview = data.segment_rows(reader, definition, limit=100).rows
 st.dataframe(ui.masked(data.pl.from_arrow(preview)), hide_index=True)
-st.caption(f"First {min(100, preview.num_rows)} rows shown."
-           + ("" if ui.show_pii() else " Emails and phones are masked, in the downloads too; switch them on in the sidebar."))
+st.caption(
+    f"First {min(100, preview.num_rows)} rows shown."
+    + ("" if ui.show_pii() else " Emails and phones are masked, in the downloads too; switch them on in the sidebar.")
+)
 
 stem = f"segment_{date.today():%Y%m%d}"
 mask = not ui.show_pii()
 for column, (label, (suffix, mime)) in zip(st.columns(3), data.EXPORT_FORMATS.items(), strict=True):
     column.download_button(
-        f"Download {label}", key=f"download_{label}", file_name=stem + suffix, mime=mime,
-        data=lambda fmt=label: data.export_bytes(reader, definition, fmt, mask=mask), on_click="ignore")
+        f"Download {label}",
+        key=f"download_{label}",
+        file_name=stem + suffix,
+        mime=mime,
+        data=lambda fmt=label: data.export_bytes(reader, definition, fmt, mask=mask),
+        on_click="ignore",
+    )
 
 st.subheader("Save this segment")
-st.caption(f"Saved segments live in {data.data_dir() / 'segments'} (outside the warehouse) and are re-exported "
-           f"every night to {data.exports_dir(data.data_dir())} with a manifest.")
+st.caption(
+    f"Saved segments live in {data.data_dir() / 'segments'} (outside the warehouse) and are re-exported "
+    f"every night to {data.exports_dir(data.data_dir())} with a manifest."
+)
 name = st.text_input("Name", key="segment_name")
 if st.button("Save segment", key="segment_save", disabled=not name.strip()):
     try:
@@ -143,7 +176,14 @@ if saved:
     for segment in saved.values():
         manifest_path = data.exports_dir(data.data_dir()) / f"{segment.file_stem()}.manifest.json"
         manifest = data.read_json(manifest_path)
-        rows.append({"segment": segment.name, "channel": segment.channel or "–", "conditions": len(segment.conditions),
-                     "last export rows": manifest.get("row_count"), "from snapshot": manifest.get("snapshot_id"),
-                     "exported at": manifest.get("exported_at")})
+        rows.append(
+            {
+                "segment": segment.name,
+                "channel": segment.channel or "–",
+                "conditions": len(segment.conditions),
+                "last export rows": manifest.get("row_count"),
+                "from snapshot": manifest.get("snapshot_id"),
+                "exported at": manifest.get("exported_at"),
+            }
+        )
     st.dataframe(rows, hide_index=True)

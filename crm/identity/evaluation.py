@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
+
 from crm.warehouse import connect as connect_warehouse
 
 
@@ -64,9 +65,9 @@ def pairwise_metrics(con: duckdb.DuckDBPyConnection, found_sql: str, truth_sql: 
             (select count(*) from _eval_joined),
             (select count(*) from by_person),
             (select count(*) from by_customer),
-            (select {_pairs('n')} from by_person),
-            (select {_pairs('n')} from by_customer),
-            (select {_pairs('n')} from by_both)
+            (select {_pairs("n")} from by_person),
+            (select {_pairs("n")} from by_customer),
+            (select {_pairs("n")} from by_both)
         """
     ).fetchall()[0]
     n, true_customers, found_customers, true_pairs, found_pairs, tp = (int(v) for v in row)

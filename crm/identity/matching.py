@@ -139,8 +139,9 @@ def _comparisons() -> list:
                 # One comparison for postcode, mail domain and city: colleagues share all three, so
                 # they must not count three times. Term frequencies on the domain: a shared company
                 # domain says more than a shared webmail one.
-                cll.ExactMatchLevel("email_domain").configure(tf_adjustment_column="email_domain",
-                                                              tf_adjustment_weight=1.0),
+                cll.ExactMatchLevel("email_domain").configure(
+                    tf_adjustment_column="email_domain", tf_adjustment_weight=1.0
+                ),
                 cll.ExactMatchLevel("city_key"),
                 cll.ElseLevel(),
             ],
@@ -249,9 +250,7 @@ def predict_pairs(profiles: pl.DataFrame, model: dict, threshold: float) -> pl.D
     """Scored candidate pairs at or above ``threshold``: (profile_id_l, profile_id_r, match_probability)."""
     from splink import Linker
 
-    empty = pl.DataFrame(
-        schema={"profile_id_l": pl.Int64, "profile_id_r": pl.Int64, "match_probability": pl.Float64}
-    )
+    empty = pl.DataFrame(schema={"profile_id_l": pl.Int64, "profile_id_r": pl.Int64, "match_probability": pl.Float64})
     if profiles.height < 2:
         return empty
     con, _, df = _register(profiles)

@@ -25,8 +25,25 @@ _NAME_NOISE = re.compile(r"[^a-z' -]")
 
 # Role accounts shared by many people: an equal address is no proof of one person.
 ROLE_EMAIL_LOCAL_PARTS = frozenset(
-    {"info", "sales", "admin", "office", "contact", "support", "hello", "accounts", "billing", "team",
-     "enquiries", "noreply", "no-reply", "mail", "orders", "service", "help"}
+    {
+        "info",
+        "sales",
+        "admin",
+        "office",
+        "contact",
+        "support",
+        "hello",
+        "accounts",
+        "billing",
+        "team",
+        "enquiries",
+        "noreply",
+        "no-reply",
+        "mail",
+        "orders",
+        "service",
+        "help",
+    }
 )
 
 
@@ -45,7 +62,7 @@ def normalise_email(value: str | None) -> str | None:
         return None
     text = text.lower()
     if text.startswith("mailto:"):
-        text = text[len("mailto:"):]
+        text = text[len("mailto:") :]
     text = text.strip("<>").strip()
     return text if _EMAIL.match(text) else None
 
@@ -186,18 +203,67 @@ def phones_to_e164(values: pl.Series, region: str = DEFAULT_PHONE_REGION) -> pl.
 
 # Common English nicknames -> the formal first name (generic reference data, lower-case keys).
 NICKNAMES: dict[str, str] = {
-    "abby": "abigail", "alex": "alexander", "andy": "andrew", "ben": "benjamin", "beth": "elizabeth",
-    "becky": "rebecca", "bill": "william", "billy": "william", "bob": "robert", "bobby": "robert",
-    "charlie": "charles", "chris": "christopher", "dan": "daniel", "danny": "daniel", "dave": "david",
-    "debbie": "deborah", "ed": "edward", "eddie": "edward", "fred": "frederick", "greg": "gregory",
-    "jim": "james", "jimmy": "james", "jamie": "james", "jen": "jennifer", "jenny": "jennifer",
-    "jess": "jessica", "joe": "joseph", "jon": "jonathan", "josh": "joshua", "kate": "katherine",
-    "katie": "katherine", "kathy": "katherine", "liz": "elizabeth", "lizzie": "elizabeth", "matt": "matthew",
-    "mike": "michael", "mick": "michael", "nat": "natalie", "nick": "nicholas", "ollie": "oliver",
-    "pat": "patricia", "pete": "peter", "rich": "richard", "rick": "richard", "rob": "robert",
-    "sam": "samuel", "steve": "stephen", "sue": "susan", "ted": "edward", "tim": "timothy", "tom": "thomas",
-    "tommy": "thomas", "tony": "anthony", "vicky": "victoria", "will": "william", "zach": "zachary",
-    "mandy": "amanda", "maggie": "margaret", "meg": "margaret", "sophie": "sophia", "harry": "harry",
+    "abby": "abigail",
+    "alex": "alexander",
+    "andy": "andrew",
+    "ben": "benjamin",
+    "beth": "elizabeth",
+    "becky": "rebecca",
+    "bill": "william",
+    "billy": "william",
+    "bob": "robert",
+    "bobby": "robert",
+    "charlie": "charles",
+    "chris": "christopher",
+    "dan": "daniel",
+    "danny": "daniel",
+    "dave": "david",
+    "debbie": "deborah",
+    "ed": "edward",
+    "eddie": "edward",
+    "fred": "frederick",
+    "greg": "gregory",
+    "jim": "james",
+    "jimmy": "james",
+    "jamie": "james",
+    "jen": "jennifer",
+    "jenny": "jennifer",
+    "jess": "jessica",
+    "joe": "joseph",
+    "jon": "jonathan",
+    "josh": "joshua",
+    "kate": "katherine",
+    "katie": "katherine",
+    "kathy": "katherine",
+    "liz": "elizabeth",
+    "lizzie": "elizabeth",
+    "matt": "matthew",
+    "mike": "michael",
+    "mick": "michael",
+    "nat": "natalie",
+    "nick": "nicholas",
+    "ollie": "oliver",
+    "pat": "patricia",
+    "pete": "peter",
+    "rich": "richard",
+    "rick": "richard",
+    "rob": "robert",
+    "sam": "samuel",
+    "steve": "stephen",
+    "sue": "susan",
+    "ted": "edward",
+    "tim": "timothy",
+    "tom": "thomas",
+    "tommy": "thomas",
+    "tony": "anthony",
+    "vicky": "victoria",
+    "will": "william",
+    "zach": "zachary",
+    "mandy": "amanda",
+    "maggie": "margaret",
+    "meg": "margaret",
+    "sophie": "sophia",
+    "harry": "harry",
 }
 
 
@@ -249,11 +315,13 @@ def email_features(email: pl.Expr) -> dict[str, pl.Expr]:
     domain = valid.str.split("@").list.last()
     return {
         "email": valid,
-        "email_local": pl.when(local_untagged.str.replace_all(".", "", literal=True) != "")
-        .then(local_untagged.str.replace_all(".", "", literal=True)),
+        "email_local": pl.when(local_untagged.str.replace_all(".", "", literal=True) != "").then(
+            local_untagged.str.replace_all(".", "", literal=True)
+        ),
         "email_domain": pl.when(domain != "").then(domain),
-        "email_local_letters": pl.when(local_untagged.str.replace_all("[^a-z]", "") != "")
-        .then(local_untagged.str.replace_all("[^a-z]", "")),
+        "email_local_letters": pl.when(local_untagged.str.replace_all("[^a-z]", "") != "").then(
+            local_untagged.str.replace_all("[^a-z]", "")
+        ),
         "email_signature": valid.str.replace_all("[a-z]", ""),
         "email_match": pl.when(~local.is_in(list(ROLE_EMAIL_LOCAL_PARTS))).then(valid),
     }

@@ -24,11 +24,12 @@ audit), ``runs`` (one row per run), ``steward_overrides`` (created empty for peo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -152,8 +153,9 @@ def load_source_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def _map(series: pl.Series, fn, dtype=pl.Utf8) -> pl.Series:
     """Apply a scalar function once per distinct value."""
     uniques = series.drop_nulls().unique()
-    lookup = pl.DataFrame({"v": uniques, "out": [fn(v) for v in uniques.to_list()]},
-                          schema={"v": series.dtype, "out": dtype})
+    lookup = pl.DataFrame(
+        {"v": uniques, "out": [fn(v) for v in uniques.to_list()]}, schema={"v": series.dtype, "out": dtype}
+    )
     return pl.DataFrame({"v": series}).join(lookup, on="v", how="left", maintain_order="left")["out"]
 
 
@@ -211,6 +213,7 @@ def prepare_records(raw: pl.DataFrame, phone_region: str = norm.DEFAULT_PHONE_RE
 # 2. deterministic links
 # --------------------------------------------------------------------------------------------
 
+
 def _star_edges(groups: pl.DataFrame, key: list[str], rule: str) -> pl.DataFrame:
     """Connect every record of a group to the group's smallest record."""
     return (
@@ -222,10 +225,9 @@ def _star_edges(groups: pl.DataFrame, key: list[str], rule: str) -> pl.DataFrame
 
 def deterministic_edges(records: pl.DataFrame) -> pl.DataFrame:
     """Edges (a, b, rule) from equal emails and equal phones (with the surname guard)."""
-    with_email = records.filter(
-        pl.col("email").is_not_null()
-        & pl.col("email_match").is_not_null()
-    ).select("record_id", "email")
+    with_email = records.filter(pl.col("email").is_not_null() & pl.col("email_match").is_not_null()).select(
+        "record_id", "email"
+    )
     email_edges = _star_edges(with_email, ["email"], "email")
 
     phones = records.filter(pl.col("phone_e164").is_not_null()).select("record_id", "phone_e164", "last_name_key")
@@ -256,8 +258,16 @@ def deterministic_edges(records: pl.DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 PROFILE_COLUMNS = ["first_name_key", "last_name_key", "email", "phone_e164", "city_key", "postcode_key"]
-DERIVED_MATCH_COLUMNS = ["email_local", "first_initial", "first_name_canon", "email_domain", "email_local_letters",
-                         "email_signature", "email_match", "phone_match"]
+DERIVED_MATCH_COLUMNS = [
+    "email_local",
+    "first_initial",
+    "first_name_canon",
+    "email_domain",
+    "email_local_letters",
+    "email_signature",
+    "email_match",
+    "phone_match",
+]
 
 
 def build_profiles(records: pl.DataFrame, det_labels: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -272,16 +282,16 @@ def build_profiles(records: pl.DataFrame, det_labels: np.ndarray) -> tuple[pl.Da
     keys = ["det_cluster", *PROFILE_COLUMNS]
     profiles = (
         df.group_by(keys)
-        .agg(pl.col("record_id").min().alias("profile_id"),
-             *(pl.col(c).first() for c in DERIVED_MATCH_COLUMNS))
+        .agg(pl.col("record_id").min().alias("profile_id"), *(pl.col(c).first() for c in DERIVED_MATCH_COLUMNS))
         .sort("profile_id")
     )
     members = df.join(profiles.select(*keys, pl.col("profile_id")), on=keys, how="inner", nulls_equal=True)
     return profiles, members.select("record_id", "profile_id")
 
 
-def probabilistic_edges(records: pl.DataFrame, det_labels: np.ndarray, settings: MatchSettings,
-                        threshold: float | None = None) -> pl.DataFrame:
+def probabilistic_edges(
+    records: pl.DataFrame, det_labels: np.ndarray, settings: MatchSettings, threshold: float | None = None
+) -> pl.DataFrame:
     """Edges (a, b, match_probability) between records of different deterministic clusters."""
     empty = pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "match_probability": pl.Float64})
     model = load_model(settings.model_path)
@@ -317,20 +327,26 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
     )
 
 
+OVERRIDE_TABLES = ((SCHEMA, "steward_overrides"), (SCHEMA, "steward_decisions"), (SEEDS, "identity_overrides"))
+
+
 def load_overrides(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Steward overrides from the seed (seeds.identity_overrides) and the table people edit
-    (identity.steward_overrides); either may be missing."""
+    """Steward overrides from the seed (seeds.identity_overrides), the table people edit
+    (identity.steward_overrides) and the dashboard's decisions (identity.steward_decisions, see
+    :mod:`crm.identity.steward`); any of them may be missing."""
     parts = [
         "select cast(action as varchar) as action, cast(left_source as varchar) as left_source, "
         "cast(left_key as varchar) as left_key, cast(right_source as varchar) as right_source, "
         f"cast(right_key as varchar) as right_key from {schema}.{table}"
-        for schema, table in ((SCHEMA, "steward_overrides"), (SEEDS, "identity_overrides"))
+        for schema, table in OVERRIDE_TABLES
         if _table_exists(con, schema, table)
     ]
     if not parts:
-        parts = ["select cast(null as varchar) as action, cast(null as varchar) as left_source, "
-                 "cast(null as varchar) as left_key, cast(null as varchar) as right_source, "
-                 "cast(null as varchar) as right_key where false"]
+        parts = [
+            "select cast(null as varchar) as action, cast(null as varchar) as left_source, "
+            "cast(null as varchar) as left_key, cast(null as varchar) as right_source, "
+            "cast(null as varchar) as right_key where false"
+        ]
     return query_pl(con, " union all ".join(parts)).with_columns(
         pl.col("action").str.strip_chars().str.to_lowercase(),
         (pl.col("left_source").str.strip_chars() + ":" + pl.col("left_key").str.strip_chars()).alias("left"),
@@ -342,9 +358,11 @@ def load_overrides(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 # 5. the run
 # --------------------------------------------------------------------------------------------
 
+
 def ensure_identity_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(f"create table if not exists {SCHEMA}.steward_overrides ({_OVERRIDE_COLUMNS})")
+    con.execute(f"create table if not exists {SCHEMA}.steward_decisions ({_OVERRIDE_COLUMNS})")
     con.execute(
         f"""create table if not exists {SCHEMA}.customer_ids (
             customer_id varchar primary key, created_run_id varchar, created_at timestamp,
@@ -382,6 +400,9 @@ def steward_override_violations(con: duckdb.DuckDBPyConnection) -> list[tuple[st
         with o as (
             select action, left_source || ':' || left_key as l, right_source || ':' || right_key as r
             from {SCHEMA}.steward_overrides
+            union all
+            select action, left_source || ':' || left_key, right_source || ':' || right_key
+            from {SCHEMA}.steward_decisions
         )
         select o.action, o.l, o.r
         from o
@@ -432,7 +453,7 @@ def resolve(
     timings["probabilistic"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    key_to_id = dict(zip(records["record_key"].to_list(), records["record_id"].to_list()))
+    key_to_id = dict(zip(records["record_key"].to_list(), records["record_id"].to_list(), strict=True))
     merges: list[tuple[int, int]] = []
     splits: list[tuple[int, int]] = []
     ignored = 0
@@ -443,13 +464,19 @@ def resolve(
                 ignored += 1
                 continue
             (merges if action == "merge" else splits).append((a, b))
-    src = np.concatenate([det["a"].to_numpy(), prob_edges["a"].to_numpy(), np.array([m[0] for m in merges], dtype=np.int64)])
-    dst = np.concatenate([det["b"].to_numpy(), prob_edges["b"].to_numpy(), np.array([m[1] for m in merges], dtype=np.int64)])
-    pri = np.concatenate([
-        np.full(det.height, PRIORITY_DETERMINISTIC),
-        np.full(prob_edges.height, PRIORITY_PROBABILISTIC),
-        np.full(len(merges), PRIORITY_STEWARD),
-    ])
+    src = np.concatenate(
+        [det["a"].to_numpy(), prob_edges["a"].to_numpy(), np.array([m[0] for m in merges], dtype=np.int64)]
+    )
+    dst = np.concatenate(
+        [det["b"].to_numpy(), prob_edges["b"].to_numpy(), np.array([m[1] for m in merges], dtype=np.int64)]
+    )
+    pri = np.concatenate(
+        [
+            np.full(det.height, PRIORITY_DETERMINISTIC),
+            np.full(prob_edges.height, PRIORITY_PROBABILISTIC),
+            np.full(len(merges), PRIORITY_STEWARD),
+        ]
+    )
     weight = np.concatenate([np.ones(det.height), prob_edges["match_probability"].to_numpy(), np.ones(len(merges))])
     result = cluster_records(n, src, dst, pri, weight, cannot_link=splits)
     skipped_merges = sum(1 for _, _, p in result.skipped_edges if p == PRIORITY_STEWARD)
@@ -458,22 +485,32 @@ def resolve(
     labels = result.labels
 
     # how each record joined its cluster: its strongest edge inside the final cluster
-    edges = pl.DataFrame({"a": src, "b": dst, "priority": pri, "weight": weight,
-                          "rule": [*det["rule"].to_list(), *(["probabilistic"] * prob_edges.height),
-                                   *(["steward"] * len(merges))]},
-                         schema={"a": pl.Int64, "b": pl.Int64, "priority": pl.Int64, "weight": pl.Float64,
-                                 "rule": pl.Utf8})
+    edges = pl.DataFrame(
+        {
+            "a": src,
+            "b": dst,
+            "priority": pri,
+            "weight": weight,
+            "rule": [*det["rule"].to_list(), *(["probabilistic"] * prob_edges.height), *(["steward"] * len(merges))],
+        },
+        schema={"a": pl.Int64, "b": pl.Int64, "priority": pl.Int64, "weight": pl.Float64, "rule": pl.Utf8},
+    )
     lab = pl.Series(labels)
     edges = edges.filter(lab.gather(edges["a"]) == lab.gather(edges["b"])) if edges.height else edges
-    ends = pl.concat([edges.select(pl.col("a").alias("record_id"), "priority", "weight", "rule"),
-                      edges.select(pl.col("b").alias("record_id"), "priority", "weight", "rule")])
+    ends = pl.concat(
+        [
+            edges.select(pl.col("a").alias("record_id"), "priority", "weight", "rule"),
+            edges.select(pl.col("b").alias("record_id"), "priority", "weight", "rule"),
+        ]
+    )
     best = (
         ends.sort(["record_id", "priority", "weight"], descending=[False, False, True])
         .group_by("record_id", maintain_order=True)
         .first()
     )
     prob_max = (
-        ends.filter(pl.col("rule") == "probabilistic").group_by("record_id")
+        ends.filter(pl.col("rule") == "probabilistic")
+        .group_by("record_id")
         .agg(pl.col("weight").max().alias("match_probability"))
     )
     out = (
@@ -494,22 +531,35 @@ def resolve(
     )
 
 
+def _replace_steward_decisions(con: duckdb.DuckDBPyConnection, decisions: pl.DataFrame) -> None:
+    """The dashboard's decisions (crm.identity.steward) as this run applies them."""
+    con.register("_decisions", decisions.to_arrow())
+    try:
+        con.execute(f"delete from {SCHEMA}.steward_decisions")
+        con.execute(f"insert into {SCHEMA}.steward_decisions by name select * from _decisions")
+    finally:
+        con.unregister("_decisions")
+
+
 def run_identity_resolution(
     con: duckdb.DuckDBPyConnection,
     settings: IdentitySettings | None = None,
     *,
     run_id: str | None = None,
     now: datetime | None = None,
+    steward_decisions: pl.DataFrame | None = None,
 ) -> IdentityRunSummary:
     """Resolve identities in the warehouse behind ``con`` and write the identity.* tables."""
     settings = settings or IdentitySettings()
     run_id = run_id or uuid.uuid4().hex[:12]
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     con.execute("set enable_progress_bar = false")
     ensure_identity_tables(con)
+    if steward_decisions is not None:
+        _replace_steward_decisions(con, steward_decisions)
     t = time.perf_counter()
     records = prepare_records(load_source_records(con), settings.phone_region)
     timings["load_normalise"] = time.perf_counter() - t
@@ -527,10 +577,22 @@ def run_identity_resolution(
 
     t = time.perf_counter()
     final = out.select(
-        "record_key", "source", "source_key", "customer_id", "email", "phone_e164", "first_name", "last_name",
-        "city", "postcode", "record_created_at", "record_updated_at", "match_rule",
+        "record_key",
+        "source",
+        "source_key",
+        "customer_id",
+        "email",
+        "phone_e164",
+        "first_name",
+        "last_name",
+        "city",
+        "postcode",
+        "record_created_at",
+        "record_updated_at",
+        "match_rule",
         pl.col("match_probability").cast(pl.Float64),
-        pl.lit(now).cast(pl.Datetime("us")).alias("resolved_at"), pl.lit(run_id).alias("run_id"),
+        pl.lit(now).cast(pl.Datetime("us")).alias("resolved_at"),
+        pl.lit(run_id).alias("run_id"),
     )
     key_of = resolution.records.select("record_id", "record_key")
     pairs = (
@@ -544,8 +606,10 @@ def run_identity_resolution(
     changes = ids.changes.select(
         pl.lit(run_id).alias("run_id"), pl.lit(now).cast(pl.Datetime("us")).alias("changed_at"), pl.all()
     )
-    retired = changes.filter(pl.col("change_type") != "split").group_by("customer_id").agg(
-        pl.col("related_customer_id").first().alias("superseded_by")
+    retired = (
+        changes.filter(pl.col("change_type") != "split")
+        .group_by("customer_id")
+        .agg(pl.col("related_customer_id").first().alias("superseded_by"))
     )
     counts = {k: changes.filter(pl.col("change_type") == k).height for k in ("merge", "split", "retire")}
     con.execute("begin transaction")
@@ -573,9 +637,19 @@ def run_identity_resolution(
         customers = ids.assignments.height
         con.execute(
             f"insert into {SCHEMA}.runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, now, final.height, customers, new_ids.height, resolution.det_edges.height,
-             resolution.prob_edges.height, counts["merge"], counts["split"], counts["retire"],
-             time.perf_counter() - started],
+            [
+                run_id,
+                now,
+                final.height,
+                customers,
+                new_ids.height,
+                resolution.det_edges.height,
+                resolution.prob_edges.height,
+                counts["merge"],
+                counts["split"],
+                counts["retire"],
+                time.perf_counter() - started,
+            ],
         )
         con.execute("commit")
     except Exception:
@@ -583,10 +657,8 @@ def run_identity_resolution(
         raise
     finally:
         for name in ("_final", "_pairs", "_new_ids", "_retired", "_changes"):
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-            except Exception:  # noqa: BLE001 - best effort cleanup
-                pass
     timings["write"] = time.perf_counter() - t
     return IdentityRunSummary(
         run_id=run_id,

@@ -25,7 +25,7 @@ def format_customer_id(seq: int) -> str:
 
 
 def parse_customer_seq(customer_id: str) -> int:
-    return int(customer_id[len(ID_PREFIX):])
+    return int(customer_id[len(ID_PREFIX) :])
 
 
 @dataclass
@@ -54,21 +54,19 @@ def assign_stable_ids(current: pl.DataFrame, previous: pl.DataFrame, next_seq: i
     current = current.select("record_key", pl.col("cluster").cast(pl.Int64))
     previous = previous.select("record_key", pl.col("customer_id").cast(pl.Utf8))
     overlap = (
-        current.join(previous, on="record_key", how="inner")
-        .group_by("cluster", "customer_id")
-        .agg(pl.len().alias("n"))
+        current.join(previous, on="record_key", how="inner").group_by("cluster", "customer_id").agg(pl.len().alias("n"))
     )
     # 1:1 cases (the vast majority) are settled without a loop
     ids_per_cluster = overlap.group_by("cluster").agg(pl.len().alias("ids_in_cluster"))
     clusters_per_id = overlap.group_by("customer_id").agg(pl.len().alias("clusters_of_id"))
     overlap = overlap.join(ids_per_cluster, on="cluster").join(clusters_per_id, on="customer_id")
     simple = overlap.filter((pl.col("ids_in_cluster") == 1) & (pl.col("clusters_of_id") == 1))
-    assigned: dict[int, str] = dict(zip(simple["cluster"].to_list(), simple["customer_id"].to_list()))
+    assigned: dict[int, str] = dict(zip(simple["cluster"].to_list(), simple["customer_id"].to_list(), strict=True))
     used: set[str] = set(simple["customer_id"].to_list())
     contested = overlap.filter(~((pl.col("ids_in_cluster") == 1) & (pl.col("clusters_of_id") == 1))).sort(
         ["n", "customer_id", "cluster"], descending=[True, False, False]
     )
-    for cluster, customer_id in zip(contested["cluster"].to_list(), contested["customer_id"].to_list()):
+    for cluster, customer_id in zip(contested["cluster"].to_list(), contested["customer_id"].to_list(), strict=True):
         if cluster in assigned or customer_id in used:
             continue
         assigned[cluster] = customer_id
@@ -98,7 +96,9 @@ def assign_stable_ids(current: pl.DataFrame, previous: pl.DataFrame, next_seq: i
     )
     kept = set(assignments["customer_id"].to_list())
     changes = moves.select(
-        pl.when(pl.col("customer_id").is_in(list(kept))).then(pl.lit("split")).otherwise(pl.lit("merge"))
+        pl.when(pl.col("customer_id").is_in(list(kept)))
+        .then(pl.lit("split"))
+        .otherwise(pl.lit("merge"))
         .alias("change_type"),
         pl.col("customer_id"),
         pl.col("new_id").alias("related_customer_id"),
@@ -110,8 +110,12 @@ def assign_stable_ids(current: pl.DataFrame, previous: pl.DataFrame, next_seq: i
             [
                 changes,
                 pl.DataFrame(
-                    {"change_type": ["retire"] * len(vanished), "customer_id": vanished,
-                     "related_customer_id": [None] * len(vanished), "records_moved": [0] * len(vanished)},
+                    {
+                        "change_type": ["retire"] * len(vanished),
+                        "customer_id": vanished,
+                        "related_customer_id": [None] * len(vanished),
+                        "records_moved": [0] * len(vanished),
+                    },
                     schema=_CHANGE_SCHEMA,
                 ),
             ]

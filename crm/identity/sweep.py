@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 
 from crm.identity.clustering import PRIORITY_DETERMINISTIC, cluster_records
 from crm.identity.evaluation import pairwise_metrics, truth_sql
+from crm.identity.matching import MatchSettings
 from crm.identity.resolution import (
     IdentitySettings,
     deterministic_edges,
@@ -24,7 +24,6 @@ from crm.identity.resolution import (
     probabilistic_edges,
     resolve,
 )
-from crm.identity.matching import MatchSettings
 from crm.warehouse import connect as connect_warehouse
 
 
@@ -49,8 +48,13 @@ def threshold_sweep(warehouse: str | Path, ground_truth_dir: str | Path, thresho
             con.register("_sweep_found", found.to_arrow())
             m = pairwise_metrics(con, "select * from _sweep_found", truth_sql(ground_truth_dir))
             con.unregister("_sweep_found")
-            rows.append({"threshold": threshold, "probabilistic_edges": res.prob_edges.height,
-                         **{k: v for k, v in m.as_dict().items()}})
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "probabilistic_edges": res.prob_edges.height,
+                    **{k: v for k, v in m.as_dict().items()},
+                }
+            )
         return rows
     finally:
         con.close()
@@ -62,8 +66,8 @@ def train_from_warehouse(warehouse: str | Path, out_path: str | Path) -> dict:
     The shipped splink_model.json was trained this way on the simulated medium company:
     ``python -m crm.identity.sweep train <warehouse.duckdb> <out.json>``.
     """
-    from crm.identity.resolution import build_profiles
     from crm.identity.matching import train_model
+    from crm.identity.resolution import build_profiles
 
     con = connect_warehouse(warehouse, read_only=True)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from crm.ingest.entities import ENTITIES
 from crm.ingest.ledger import create_reconciliation_view, quarantine_reasons_sql
 from crm.ingest.readers import list_drop_files
@@ -15,16 +14,16 @@ def read_audit(settings: Settings) -> dict:
         raise FileNotFoundError(f"No warehouse at {path}.")
     # The view is recreated on every build; a write connection refreshes it if an entity is new.
     with settings.connect_warehouse() as con:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            r[0]
+            for r in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()
+        }
         if "ops.ingest_partition_counts" not in tables:
             raise FileNotFoundError(f"The warehouse at {path} has no ingestion ledger yet.")
         if all(f"raw.{e}" in tables and f"quarantine.{e}" in tables for e in ENTITIES):
             create_reconciliation_view(con)
         entities = con.sql("SELECT * FROM ops.ingest_reconciliation").pl().to_dicts()
-        reasons = con.sql(
-            quarantine_reasons_sql([e for e in ENTITIES if f"quarantine.{e}" in tables])
-        ).pl().to_dicts()
+        reasons = con.sql(quarantine_reasons_sql([e for e in ENTITIES if f"quarantine.{e}" in tables])).pl().to_dicts()
         loaded = {(r[0], r[1]) for r in con.execute("SELECT entity, path FROM ops.loaded_files").fetchall()}
     not_loaded = []
     for source in settings.sources.values():

@@ -51,7 +51,9 @@ def build_suite(entity: Entity):
     expectations = gx.expectations
     suite = gx.ExpectationSuite(name=f"raw_{entity.name}")
     suite.add_expectation(
-        expectations.ExpectTableColumnsToMatchSet(column_set=entity.column_names, exact_match=False, severity="critical")
+        expectations.ExpectTableColumnsToMatchSet(
+            column_set=entity.column_names, exact_match=False, severity="critical"
+        )
     )
     for column in entity.columns:
         if column.required:
@@ -60,7 +62,9 @@ def build_suite(entity: Entity):
             allowed = list(column.accepted_values) + [v.lower() for v in column.accepted_values]
             allowed += [v.upper() for v in column.accepted_values] + [v.title() for v in column.accepted_values]
             suite.add_expectation(
-                expectations.ExpectColumnValuesToBeInSet(column=column.name, value_set=sorted(set(allowed)), severity="critical")
+                expectations.ExpectColumnValuesToBeInSet(
+                    column=column.name, value_set=sorted(set(allowed)), severity="critical"
+                )
             )
         if column.min_value is not None or column.max_value is not None:
             suite.add_expectation(

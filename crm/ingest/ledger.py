@@ -65,7 +65,8 @@ def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE OR REPLACE VIEW ops.ingest_reconciliation AS "
         "WITH ledger AS (SELECT entity, sum(rows_read) AS rows_read, max(partition_date) AS last_partition, "
-        "               count(DISTINCT partition_date) AS partitions FROM ops.ingest_partition_counts GROUP BY entity), "
+        "               count(DISTINCT partition_date) AS partitions "
+        "               FROM ops.ingest_partition_counts GROUP BY entity), "
         f"counted AS ({counted}) "
         "SELECT c.entity, coalesce(l.rows_read, 0) AS rows_read, c.rows_in_raw, c.rows_in_quarantine, "
         "       coalesce(l.rows_read, 0) = c.rows_in_raw + c.rows_in_quarantine AS reconciled, "
@@ -120,9 +121,19 @@ def record_batch(
         "INSERT INTO ops.ingest_batches VALUES ($batch, $entity, $source, $run, $start, $end, $read, $loaded, "
         "$quarantined, $files, $warnings, $started, $finished)",
         {
-            "batch": batch_id, "entity": entity, "source": source, "run": run_id, "start": window.start,
-            "end": window.end, "read": read.rows_read, "loaded": loaded, "quarantined": quarantined,
-            "files": len(read.files), "warnings": read.drift_warnings, "started": started_at, "finished": finished_at,
+            "batch": batch_id,
+            "entity": entity,
+            "source": source,
+            "run": run_id,
+            "start": window.start,
+            "end": window.end,
+            "read": read.rows_read,
+            "loaded": loaded,
+            "quarantined": quarantined,
+            "files": len(read.files),
+            "warnings": read.drift_warnings,
+            "started": started_at,
+            "finished": finished_at,
         },
     )
     if read.files:
@@ -147,7 +158,10 @@ def record_batch(
             "cursor_date = greatest(excluded.cursor_date, ops.source_state.cursor_date), "
             "updated_at = excluded.updated_at",
             {
-                "entity": entity, "watermark": read.watermark, "cursor": read.cursor,
-                "cursor_date": read.cursor_date, "now": finished_at,
+                "entity": entity,
+                "watermark": read.watermark,
+                "cursor": read.cursor,
+                "cursor_date": read.cursor_date,
+                "now": finished_at,
             },
         )

@@ -12,9 +12,9 @@ Typing and row rules are the validator's job (validate.py); readers keep every v
 from __future__ import annotations
 
 import csv
-import re
 import hashlib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -23,8 +23,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import orjson
-import pyarrow as pa
 import polars as pl
+import pyarrow as pa
 import sqlalchemy as sa
 
 from crm.ingest.entities import Entity
@@ -118,7 +118,8 @@ def resolve_columns(
         else:
             chosen[canonical] = None
             warnings.append(
-                f"source '{source_name}', {where}: column '{wanted}' (canonical '{entity.name}.{canonical}') is missing; "
+                f"source '{source_name}', {where}: column '{wanted}' (canonical '{entity.name}.{canonical}') "
+                "is missing; "
                 "loaded as empty"
             )
     known = set(mapping.columns.values()) | set(mapping.renames) | set(mapping.ignore_columns)
@@ -143,14 +144,17 @@ def read_sql(
     """Rows whose ``updated_at`` falls in the window: the watermark is the window's upper bound."""
     if "updated_at" not in mapping.columns or mapping.table is None:
         raise SchemaDriftError(
-            f"source '{source_name}', entity '{entity.name}': a SQL entity needs `table` and an `updated_at` column mapping"
+            f"source '{source_name}', entity '{entity.name}': a SQL entity needs `table` and an `updated_at` "
+            "column mapping"
         )
     engine = open_source_engine(source_name, source)
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             if not inspector.has_table(mapping.table):
-                raise SchemaDriftError(f"source '{source_name}': table '{mapping.table}' does not exist ({_safe_url(source.url)})")
+                raise SchemaDriftError(
+                    f"source '{source_name}': table '{mapping.table}' does not exist ({_safe_url(source.url)})"
+                )
             table_columns = [c["name"] for c in inspector.get_columns(mapping.table)]
             chosen, warnings = resolve_columns(table_columns, mapping, entity, source_name, f"table '{mapping.table}'")
             prep = engine.dialect.identifier_preparer
@@ -200,8 +204,9 @@ def _insert_sql_rows(con, arrow_source, chosen, entity: Entity, source_name: str
         con.unregister("_sql_rows")
 
 
-def _insert_sqlite_rows(con, database: str, query: str, chosen, entity: Entity, source_name: str,
-                        mapping: EntityMapping) -> int:
+def _insert_sqlite_rows(
+    con, database: str, query: str, chosen, entity: Entity, source_name: str, mapping: EntityMapping
+) -> int:
     """SQLite through ADBC: Arrow batches stream from the C driver into DuckDB, no Python rows."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
@@ -278,13 +283,20 @@ def read_file_drop(
         header = _csv_header(data, source.delimiter)
         _, warnings = resolve_columns(header, mapping, entity, source_name, f"file '{relative}'")
         result.drift_warnings.extend(warnings)
-        drop = _DropFile(path, relative, day, hashlib.sha256(data).hexdigest(), len(data),
-                         _miscounted_lines(data, source.delimiter, len(header)))
+        drop = _DropFile(
+            path,
+            relative,
+            day,
+            hashlib.sha256(data).hexdigest(),
+            len(data),
+            _miscounted_lines(data, source.delimiter, len(header)),
+        )
         by_header.setdefault(tuple(header), []).append(drop)
     for header, files in by_header.items():
         chosen, _ = resolve_columns(list(header), mapping, entity, source_name, f"file '{files[0].relative}'")
-        rows_by_file = _load_csv_files(con, source_name, source, entity, mapping, list(header), chosen, files,
-                                       window, undated_day)
+        rows_by_file = _load_csv_files(
+            con, source_name, source, entity, mapping, list(header), chosen, files, window, undated_day
+        )
         for drop in files:
             rows = rows_by_file.get(drop.relative, 0)
             result.rows_read += rows
@@ -326,10 +338,12 @@ def _number_parsed_lines(con: duckdb.DuckDBPyConnection, files: list[_DropFile])
         numbers = np.setdiff1d(np.arange(2, count + len(skipped) + 2, dtype=np.int64), skipped, assume_unique=True)
         lines.append(numbers)
         flags.append(np.isin(numbers, np.asarray([m[0] for m in drop.miscounted], dtype=np.int64)))
-    table = pa.table({
-        "line": np.concatenate(lines) if lines else np.empty(0, dtype=np.int64),
-        "miscounted": np.concatenate(flags) if flags else np.empty(0, dtype=bool),
-    })
+    table = pa.table(
+        {
+            "line": np.concatenate(lines) if lines else np.empty(0, dtype=np.int64),
+            "miscounted": np.concatenate(flags) if flags else np.empty(0, dtype=bool),
+        }
+    )
     con.register("_csv_line_arrow", table)
     con.execute("CREATE OR REPLACE TEMP TABLE _csv_line_numbers AS SELECT * FROM _csv_line_arrow")
     con.unregister("_csv_line_arrow")
@@ -378,7 +392,9 @@ def _load_csv_files(
         "INSERT INTO _csv_files VALUES ($1, $2, $3, $4)",
         [(str(f.path), f.relative, f.day, f"{source_name}:{f.relative}") for f in files],
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _csv_miscounted (file_path VARCHAR, line BIGINT, l VARCHAR, fields BIGINT)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _csv_miscounted (file_path VARCHAR, line BIGINT, l VARCHAR, fields BIGINT)"
+    )
     miscounted = [(str(f.path), line, text, n) for f in files for line, text, n in f.miscounted]
     if miscounted:
         con.executemany("INSERT INTO _csv_miscounted VALUES ($1, $2, $3, $4)", miscounted)
@@ -407,8 +423,11 @@ def _load_csv_files(
     # date cannot be read (and a line that cannot be parsed) is kept under the first day of the
     # history, a fixed day, so re-running any window never loads it twice.
     undated = f"DATE {_lit(undated_day.isoformat())}"
-    partition = f"coalesce(f.day, try_cast(left(trim(r.{_q(date_source)}), 10) AS DATE), {undated})" if date_source \
+    partition = (
+        f"coalesce(f.day, try_cast(left(trim(r.{_q(date_source)}), 10) AS DATE), {undated})"
+        if date_source
         else f"coalesce(f.day, {undated})"
+    )
     in_window = f"BETWEEN DATE {_lit(window.start.isoformat())} AND DATE {_lit(window.end.isoformat())}"
     con.execute(
         f"INSERT INTO {BATCH_TABLE} SELECT * FROM ("
@@ -422,7 +441,8 @@ def _load_csv_files(
     con.execute(
         f"INSERT INTO {REJECTS_TABLE} SELECT * FROM ("
         f"  SELECT f.source, f.relative || ':' || x.line, coalesce(f.day, {undated}) AS day, x.reason, NULL, x.l FROM ("
-        "    SELECT file_path, line, 'broken CSV line: ' || errors || ' (' || message || ')' AS reason, l FROM _csv_rejected "
+        "    SELECT file_path, line, 'broken CSV line: ' || errors || ' (' || message || ')' AS reason, l "
+        "    FROM _csv_rejected "
         "    UNION ALL SELECT file_path, line, 'broken CSV line: ' || fields || ' fields where the header has ' "
         f"              || {len(header)}, l FROM _csv_miscounted"
         f"  ) x JOIN _csv_files f USING (file_path)) WHERE day {in_window}"
@@ -573,8 +593,14 @@ class _PageRows:
         if self.rejects:
             reject_frame = pl.DataFrame(
                 self.rejects,
-                schema={"_source": pl.String, "_source_location": pl.String, "_partition_date": pl.Date,
-                        "_reason": pl.String, "_field": pl.String, "_raw_record": pl.String},
+                schema={
+                    "_source": pl.String,
+                    "_source_location": pl.String,
+                    "_partition_date": pl.Date,
+                    "_reason": pl.String,
+                    "_field": pl.String,
+                    "_raw_record": pl.String,
+                },
                 orient="row",
             )
             con.register("_page_rejects", reject_frame.to_arrow())

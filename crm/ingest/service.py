@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 
@@ -59,7 +59,7 @@ class IngestReport:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
 
 def ingest_entity(
@@ -107,8 +107,17 @@ def ingest_entity(
             )
         loaded, quarantined = split_batch(con, entity, batch_id, started_at)
         record_batch(
-            con, entity=entity_name, source=source_name or "", batch_id=batch_id, run_id=run_id, window=window,
-            read=read, loaded=loaded, quarantined=quarantined, started_at=started_at, finished_at=_now(),
+            con,
+            entity=entity_name,
+            source=source_name or "",
+            batch_id=batch_id,
+            run_id=run_id,
+            window=window,
+            read=read,
+            loaded=loaded,
+            quarantined=quarantined,
+            started_at=started_at,
+            finished_at=_now(),
         )
         reasons = dict(
             con.execute(
@@ -122,9 +131,17 @@ def ingest_entity(
         con.execute("ROLLBACK")
         raise
     return IngestReport(
-        entity=entity_name, source=source_name, batch_id=batch_id, window=window, rows_read=read.rows_read,
-        rows_parsed=parsed, rows_loaded=loaded, rows_quarantined=quarantined, files_read=len(read.files),
-        drift_warnings=read.drift_warnings, quarantine_reasons=reasons,
+        entity=entity_name,
+        source=source_name,
+        batch_id=batch_id,
+        window=window,
+        rows_read=read.rows_read,
+        rows_parsed=parsed,
+        rows_loaded=loaded,
+        rows_quarantined=quarantined,
+        files_read=len(read.files),
+        drift_warnings=read.drift_warnings,
+        quarantine_reasons=reasons,
     )
 
 
@@ -135,6 +152,8 @@ def refresh_reconciliation(con: duckdb.DuckDBPyConnection) -> list[dict]:
     for entity in ENTITIES.values():
         ensure_entity_tables(con, entity)
     create_reconciliation_view(con)
-    return con.sql(
-        "SELECT entity, rows_read, rows_in_raw, rows_in_quarantine, reconciled FROM ops.ingest_reconciliation"
-    ).pl().to_dicts()
+    return (
+        con.sql("SELECT entity, rows_read, rows_in_raw, rows_in_quarantine, reconciled FROM ops.ingest_reconciliation")
+        .pl()
+        .to_dicts()
+    )

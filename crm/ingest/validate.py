@@ -33,9 +33,7 @@ def _typed(column: Column) -> str:
     if column.dtype == "VARCHAR":
         return f"nullif({_q(column.name)}, '')"
     if column.dtype == "BOOLEAN":
-        return (
-            f"CASE WHEN lower({value}) IN {_TRUE} THEN true WHEN lower({value}) IN {_FALSE} THEN false END"
-        )
+        return f"CASE WHEN lower({value}) IN {_TRUE} THEN true WHEN lower({value}) IN {_FALSE} THEN false END"
     if column.dtype == "TIMESTAMP":
         return f"coalesce(try_cast({value} AS TIMESTAMP), try_cast(try_cast({value} AS TIMESTAMPTZ) AS TIMESTAMP))"
     if column.dtype == "DATE":
@@ -116,9 +114,7 @@ def _reference_available(con: duckdb.DuckDBPyConnection, reference: str) -> bool
     return bool(exists) and con.execute(f"SELECT count(*) > 0 FROM raw.{target_entity}").fetchall()[0][0]
 
 
-def split_batch(
-    con: duckdb.DuckDBPyConnection, entity: Entity, batch_id: str, ingested_at: str
-) -> tuple[int, int]:
+def split_batch(con: duckdb.DuckDBPyConnection, entity: Entity, batch_id: str, ingested_at: str) -> tuple[int, int]:
     """Insert good rows into raw.<entity> and bad ones (and reader rejects) into quarantine.<entity>.
 
     Returns (rows loaded, rows quarantined). Runs inside the caller's transaction.
@@ -126,9 +122,7 @@ def split_batch(
     rules = _rules(entity, con)
     typed_columns = ", ".join(f"{_typed(c)} AS {_q('__' + c.name)}" for c in entity.columns)
     reason = (
-        "nullif(concat_ws('; ', "
-        + ", ".join(f"CASE WHEN {r.condition} THEN {r.message} END" for r in rules)
-        + "), '')"
+        "nullif(concat_ws('; ', " + ", ".join(f"CASE WHEN {r.condition} THEN {r.message} END" for r in rules) + "), '')"
         if rules
         else "CAST(NULL AS VARCHAR)"
     )

@@ -10,16 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from crm.scoring.service import model_params
+from crm.warehouse import connect as connect_warehouse
 from models_ml.churn import classification_metrics
 from models_ml.evaluation import known_rates_scores, oracle_scores, revenue_forecast_check, run_backtest
 from models_ml.features import last_data_day
 from models_ml.forecast import forecast_value
 from models_ml.scoring_config import ScoringConfig
 from models_ml.value import customer_segments
-from crm.scoring.service import model_params
-from crm.warehouse import connect as connect_warehouse
 
 SCORERS = ("model", "baseline_recency", "baseline_bgnbd_p_alive", "known_rates_ceiling", "oracle")
 
@@ -50,15 +48,21 @@ def evaluate_scores(warehouse: Path, config: ScoringConfig, ground_truth: Path |
         out["revenue_forecast_12m"] = float(value["clv_12m"].sum())
         out["revenue_forecast_12m_bgnbd"] = forecast.bgnbd_total
         if ground_truth is not None:
-            joined = bt.evaluation.join(oracle_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id", how="inner")
-            out["churn"]["oracle"] = classification_metrics(joined["churned"].to_numpy(), joined["oracle_churn"].to_numpy())
+            joined = bt.evaluation.join(
+                oracle_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id", how="inner"
+            )
+            out["churn"]["oracle"] = classification_metrics(
+                joined["churned"].to_numpy(), joined["oracle_churn"].to_numpy()
+            )
             out["oracle_coverage"] = joined.height / max(bt.evaluation.height, 1)
             known = bt.evaluation.join(known_rates_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id")
             out["churn"]["known_rates_ceiling"] = classification_metrics(
-                known["churned"].to_numpy(), known["known_rates_churn"].to_numpy())
+                known["churned"].to_numpy(), known["known_rates_churn"].to_numpy()
+            )
             out["revenue"] = revenue_forecast_check(value, ground_truth)
             out["revenue"]["relative_error_bgnbd"] = (
-                forecast.bgnbd_total / out["revenue"]["true_12m"] - 1 if out["revenue"]["true_12m"] else float("nan"))
+                forecast.bgnbd_total / out["revenue"]["true_12m"] - 1 if out["revenue"]["true_12m"] else float("nan")
+            )
         return out
     finally:
         con.close()
@@ -73,9 +77,11 @@ def markdown_report(result: dict[str, Any]) -> str:
     lines = [
         f"# Scores evaluation ({result['as_of']})",
         "",
-        (f"Warehouse `{result['warehouse']}`; horizon {result['horizon_days']} days; model trained at "
-         f"{result['train_cutoff']}, evaluated at {result['eval_cutoff']} ({result['training_rows']:,} training "
-         f"customers, {result['calibration_method']} calibration)."),
+        (
+            f"Warehouse `{result['warehouse']}`; horizon {result['horizon_days']} days; model trained at "
+            f"{result['train_cutoff']}, evaluated at {result['eval_cutoff']} ({result['training_rows']:,} training "
+            f"customers, {result['calibration_method']} calibration)."
+        ),
         "",
         "| scorer | ROC-AUC | PR-AUC | Brier | top-decile lift | customers |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -83,19 +89,32 @@ def markdown_report(result: dict[str, Any]) -> str:
     for name in SCORERS:
         m = result["churn"].get(name)
         if m:
-            lines.append(f"| {name} | {_cell(m, 'roc_auc')} | {_cell(m, 'pr_auc')} | {_cell(m, 'brier')} | "
-                         f"{_cell(m, 'top_decile_lift')} | {m['customers']:,} |")
-    lines += ["", "Calibration by decile of the predicted probability (backtest):", "",
-              "| decile | customers | mean predicted | observed |", "| --- | --- | --- | --- |"]
+            lines.append(
+                f"| {name} | {_cell(m, 'roc_auc')} | {_cell(m, 'pr_auc')} | {_cell(m, 'brier')} | "
+                f"{_cell(m, 'top_decile_lift')} | {m['customers']:,} |"
+            )
+    lines += [
+        "",
+        "Calibration by decile of the predicted probability (backtest):",
+        "",
+        "| decile | customers | mean predicted | observed |",
+        "| --- | --- | --- | --- |",
+    ]
     for r in result["calibration"]:
         lines.append(f"| {r['decile']} | {r['customers']:,} | {r['mean_predicted']:.3f} | {r['observed_rate']:.3f} |")
-    lines += ["", (f"12-month revenue forecast (sum of clv_12m): {result['revenue_forecast_12m']:,.0f} "
-                   f"({result['forecast_note']}); plain BG/NBD x Gamma-Gamma: "
-                   f"{result['revenue_forecast_12m_bgnbd']:,.0f}")]
+    lines += [
+        "",
+        (
+            f"12-month revenue forecast (sum of clv_12m): {result['revenue_forecast_12m']:,.0f} "
+            f"({result['forecast_note']}); plain BG/NBD x Gamma-Gamma: "
+            f"{result['revenue_forecast_12m_bgnbd']:,.0f}"
+        ),
+    ]
     if "revenue" in result:
         r = result["revenue"]
-        lines.append(f"True revenue of the 365 days after {result['as_of']}: {r['true_12m']:,.0f} "
-                     f"(forecast error {100 * r['relative_error']:+.1f} %; plain BG/NBD "
-                     f"{100 * r['relative_error_bgnbd']:+.1f} %)")
+        lines.append(
+            f"True revenue of the 365 days after {result['as_of']}: {r['true_12m']:,.0f} "
+            f"(forecast error {100 * r['relative_error']:+.1f} %; plain BG/NBD "
+            f"{100 * r['relative_error_bgnbd']:+.1f} %)"
+        )
     return "\n".join(lines) + "\n"
-

@@ -164,8 +164,11 @@ def quality_gate(candidate: dict[str, Any], current: RegisteredModel | None, con
     if current is None:
         return GateResult(True, "first model: nothing to compare with")
     if current.horizon_days != config.churn.horizon_days:
-        return GateResult(True, f"horizon changed ({current.horizon_days} -> {config.churn.horizon_days} days): "
-                                f"{current.model_version} answers another question")
+        return GateResult(
+            True,
+            f"horizon changed ({current.horizon_days} -> {config.churn.horizon_days} days): "
+            f"{current.model_version} answers another question",
+        )
     auc, brier = candidate["roc_auc"], candidate["brier"]
     problems = []
     if auc < current.backtest_roc_auc - config.gate.max_roc_auc_drop:
@@ -174,8 +177,11 @@ def quality_gate(candidate: dict[str, Any], current: RegisteredModel | None, con
         problems.append(f"Brier {brier:.4f} > current {current.backtest_brier:.4f} + {config.gate.max_brier_rise}")
     if problems:
         return GateResult(False, f"rejected against {current.model_version}: " + "; ".join(problems))
-    return GateResult(True, f"ROC-AUC {auc:.4f} vs current {current.backtest_roc_auc:.4f}; "
-                            f"Brier {brier:.4f} vs {current.backtest_brier:.4f}")
+    return GateResult(
+        True,
+        f"ROC-AUC {auc:.4f} vs current {current.backtest_roc_auc:.4f}; "
+        f"Brier {brier:.4f} vs {current.backtest_brier:.4f}",
+    )
 
 
 @dataclass
@@ -191,26 +197,40 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def model_card(version: str, bt: Backtest, model: ChurnModel, train_cutoff: date, as_of: date,
-               gate: GateResult, oracle: dict[str, Any] | None) -> str:
+def model_card(
+    version: str,
+    bt: Backtest,
+    model: ChurnModel,
+    train_cutoff: date,
+    as_of: date,
+    gate: GateResult,
+    oracle: dict[str, Any] | None,
+) -> str:
     h = bt.horizon_days
     lines = [
         f"# Churn model {version}",
         "",
         "## Intended use",
-        (f"Rank customers by the probability of placing no order in the next {h} days, to decide whom a rep "
-         "calls or which offer to send. Probabilities are calibrated on held-out customers. Not for decisions "
-         "about individuals without a human in the loop; not for other horizons or other companies."),
+        (
+            f"Rank customers by the probability of placing no order in the next {h} days, to decide whom a rep "
+            "calls or which offer to send. Probabilities are calibrated on held-out customers. Not for decisions "
+            "about individuals without a human in the loop; not for other horizons or other companies."
+        ),
         "",
         "## Training",
-        (f"- Features as of {train_cutoff} (data on or before that day only), label: no order in "
-         f"{train_cutoff + timedelta(days=1)} .. {as_of}."),
-        (f"- {model.training_rows:,} customers, churn rate {model.training_churn_rate:.3f}; "
-         f"HistGradientBoostingClassifier + {model.calibration_method} calibration on a 25 % hold-out."),
+        (
+            f"- Features as of {train_cutoff} (data on or before that day only), label: no order in "
+            f"{train_cutoff + timedelta(days=1)} .. {as_of}."
+        ),
+        (
+            f"- {model.training_rows:,} customers, churn rate {model.training_churn_rate:.3f}; "
+            f"HistGradientBoostingClassifier + {model.calibration_method} calibration on a 25 % hold-out."
+        ),
         f"- Features: {', '.join(model.features)}.",
         "",
         "## Backtest",
-        f"Trained at {bt.train_cutoff} (labels to {bt.eval_cutoff}), evaluated at {bt.eval_cutoff} (labels to {bt.as_of}).",
+        f"Trained at {bt.train_cutoff} (labels to {bt.eval_cutoff}), "
+        f"evaluated at {bt.eval_cutoff} (labels to {bt.as_of}).",
         "",
         "| scorer | ROC-AUC | PR-AUC | Brier | top-decile lift |",
         "| --- | --- | --- | --- | --- |",
@@ -219,18 +239,32 @@ def model_card(version: str, bt: Backtest, model: ChurnModel, train_cutoff: date
     if oracle:
         rows["oracle (true latent state)"] = oracle
     for name, m in rows.items():
-        lines.append(f"| {name} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m.get('brier', '-'))} | "
-                     f"{_fmt(m['top_decile_lift'])} |")
-    lines += ["", "Calibration by decile (backtest):", "", "| decile | customers | mean predicted | observed |",
-              "| --- | --- | --- | --- |"]
+        lines.append(
+            f"| {name} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m.get('brier', '-'))} | "
+            f"{_fmt(m['top_decile_lift'])} |"
+        )
+    lines += [
+        "",
+        "Calibration by decile (backtest):",
+        "",
+        "| decile | customers | mean predicted | observed |",
+        "| --- | --- | --- | --- |",
+    ]
     for r in bt.calibration.iter_rows(named=True):
         lines.append(f"| {r['decile']} | {r['customers']} | {r['mean_predicted']:.3f} | {r['observed_rate']:.3f} |")
-    lines += ["", "## Gate", gate.message, "", "## Limits",
-              ("- Learns from one company's history; a change in how orders are recorded shifts the features "
-               "(the drift check warns)."),
-              ("- Reasons are the model's sensitivity to each group of features (set to a typical value), "
-               "not causes."),
-              "- The oracle row (when shown) uses the simulator's hidden truth; no model can beat it."]
+    lines += [
+        "",
+        "## Gate",
+        gate.message,
+        "",
+        "## Limits",
+        (
+            "- Learns from one company's history; a change in how orders are recorded shifts the features "
+            "(the drift check warns)."
+        ),
+        ("- Reasons are the model's sensitivity to each group of features (set to a typical value), not causes."),
+        "- The oracle row (when shown) uses the simulator's hidden truth; no model can beat it.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -253,8 +287,12 @@ def train_and_register(
     current = current_model(con)
     reason = "forced" if force else training_due(current, as_of, config)
     if reason is None:
-        return TrainingOutcome(current.model_version, "reused", "current model is younger than the cadence",
-                               GateResult(True, "no new model"))
+        return TrainingOutcome(
+            current.model_version,
+            "reused",
+            "current model is younger than the cadence",
+            GateResult(True, "no new model"),
+        )
     h = config.churn.horizon_days
     params = params or model_params(config)
     check_history(con, as_of, h)
@@ -276,26 +314,42 @@ def train_and_register(
     model.save(folder)
     card = model_card(version, bt, model, train_cutoff, as_of, gate, oracle)
     (folder / "model_card.md").write_text(card, encoding="utf-8")
-    metrics = {**bt.metrics, **({"oracle": oracle} if oracle else {}),
-               "backtest": {"train_cutoff": str(bt.train_cutoff), "eval_cutoff": str(bt.eval_cutoff)},
-               "calibration_method": model.calibration_method, "training_rows": model.training_rows}
+    metrics = {
+        **bt.metrics,
+        **({"oracle": oracle} if oracle else {}),
+        "backtest": {"train_cutoff": str(bt.train_cutoff), "eval_cutoff": str(bt.eval_cutoff)},
+        "calibration_method": model.calibration_method,
+        "training_rows": model.training_rows,
+    }
     status = "current" if gate.passed else "rejected"
     calibration = bt.calibration.with_columns(pl.lit(version).alias("model_version")).select(
-        "model_version", "decile", "customers", "mean_predicted", "observed_rate")
-    drivers = pl.DataFrame({
-        "model_version": [version] * len(model.importance),
-        "feature": list(model.importance),
-        "description": [feature_description(f) for f in model.importance],
-        "importance": list(model.importance.values()),
-    }).sort("importance", descending=True)
+        "model_version", "decile", "customers", "mean_predicted", "observed_rate"
+    )
+    drivers = pl.DataFrame(
+        {
+            "model_version": [version] * len(model.importance),
+            "feature": list(model.importance),
+            "description": [feature_description(f) for f in model.importance],
+            "importance": list(model.importance.values()),
+        }
+    ).sort("importance", descending=True)
     con.execute("begin")
     try:
         if gate.passed:
             con.execute("update ml.model_registry set status = 'retired' where status = 'current'")
         con.execute(
             "insert into ml.model_registry values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [version, now, train_cutoff, h, status, json.dumps(metrics, default=str), card,
-             bt.metrics["model"]["roc_auc"], bt.metrics["model"]["brier"]],
+            [
+                version,
+                now,
+                train_cutoff,
+                h,
+                status,
+                json.dumps(metrics, default=str),
+                card,
+                bt.metrics["model"]["roc_auc"],
+                bt.metrics["model"]["brier"],
+            ],
         )
         con.register("_calibration", calibration.to_arrow())
         con.execute("insert into ml.churn_calibration select * from _calibration")
@@ -346,8 +400,9 @@ def compute_scores(
     """customer_scores frame, rep_actions frame and drift (PSI per checked feature) as of ``as_of``."""
     features = build_features(con, as_of)
     probability, reasons = explain(model, features)
-    value = forecast_value(con, as_of, config.value.forecast_method, segments=customer_segments(con),
-                           features=features).value
+    value = forecast_value(
+        con, as_of, config.value.forecast_method, segments=customer_segments(con), features=features
+    ).value
     bands = config.churn.bands
     frame = features.with_columns(
         churn_probability=pl.Series(probability),
@@ -358,7 +413,9 @@ def compute_scores(
     if previous is not None:
         frame = frame.join(previous, on="customer_id", how="left")
     else:
-        frame = frame.with_columns(previous_tier=pl.lit(None, pl.String), previous_churn_probability=pl.lit(None, pl.Float64))
+        frame = frame.with_columns(
+            previous_tier=pl.lit(None, pl.String), previous_churn_probability=pl.lit(None, pl.Float64)
+        )
     loyalty = config.loyalty
     score = loyalty_scores(frame, loyalty)
     tiers = assign_tiers(score.to_numpy(), frame["previous_tier"].to_list(), loyalty)
@@ -388,10 +445,22 @@ def compute_scores(
     scores = frame.select(
         "customer_id",
         pl.lit(as_of).alias("scored_as_of"),
-        "churn_probability", "churn_band", "churn_reasons",
-        "p_alive", "expected_purchases_90d", "expected_purchases_365d", "expected_spend_per_order", "clv_12m",
-        "loyalty_score", "loyalty_tier", "benefits", "benefits_yearly_cost",
-        "next_action", "action_priority", "action_reason", "value_at_stake",
+        "churn_probability",
+        "churn_band",
+        "churn_reasons",
+        "p_alive",
+        "expected_purchases_90d",
+        "expected_purchases_365d",
+        "expected_spend_per_order",
+        "clv_12m",
+        "loyalty_score",
+        "loyalty_tier",
+        "benefits",
+        "benefits_yearly_cost",
+        "next_action",
+        "action_priority",
+        "action_reason",
+        "value_at_stake",
         pl.lit(model_version).alias("model_version"),
     )
     people = con.sql(
@@ -421,12 +490,15 @@ def score_and_publish(
     as_of = as_of or last_data_day(con)
     model = load_model(models_dir / current.model_version)
     scores, book, drift = compute_scores(con, config, model, current.model_version, as_of)
-    drift_frame = pl.DataFrame({
-        "model_version": [current.model_version] * len(drift),
-        "scored_as_of": [as_of] * len(drift),
-        "feature": list(drift),
-        "psi": list(drift.values()),
-    }, schema={"model_version": pl.String, "scored_as_of": pl.Date, "feature": pl.String, "psi": pl.Float64})
+    drift_frame = pl.DataFrame(
+        {
+            "model_version": [current.model_version] * len(drift),
+            "scored_as_of": [as_of] * len(drift),
+            "feature": list(drift),
+            "psi": list(drift.values()),
+        },
+        schema={"model_version": pl.String, "scored_as_of": pl.Date, "feature": pl.String, "psi": pl.Float64},
+    )
     con.execute("begin")
     try:
         ensure_ml_schema(con)

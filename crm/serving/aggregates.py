@@ -25,7 +25,10 @@ class Aggregate:
 
 
 AGGREGATES = (
-    Aggregate("order_kpis", ("marts.orders", "marts.customer_360"), f"""
+    Aggregate(
+        "order_kpis",
+        ("marts.orders", "marts.customer_360"),
+        f"""
         WITH as_of AS (SELECT max(as_of_date) AS day FROM marts.customer_360),
         periods AS (
             SELECT customer_id, revenue_amount, is_revenue,
@@ -41,14 +44,22 @@ AGGREGATES = (
             coalesce(sum(revenue_amount) FILTER (WHERE period = 'previous'), 0) AS revenue_previous,
             count(*) FILTER (WHERE period = 'current' AND is_revenue) AS orders_current,
             count(*) FILTER (WHERE period = 'previous' AND is_revenue) AS orders_previous
-        FROM periods"""),
-    Aggregate("monthly_activity", ("marts.orders",), """
+        FROM periods""",
+    ),
+    Aggregate(
+        "monthly_activity",
+        ("marts.orders",),
+        """
         SELECT order_month AS month, sum(revenue_amount) AS revenue,
                count(DISTINCT customer_id) FILTER (WHERE is_revenue) AS active_customers
         FROM marts.orders
         WHERE order_month IS NOT NULL
-        GROUP BY order_month"""),
-    Aggregate("conversion_by_segment", ("marts.marketing_events", "marts.customer_rfm"), """
+        GROUP BY order_month""",
+    ),
+    Aggregate(
+        "conversion_by_segment",
+        ("marts.marketing_events", "marts.customer_rfm"),
+        """
         WITH per_customer AS (
             SELECT customer_id, bool_or(event_type = 'sent') AS sent, bool_or(event_type = 'conversion') AS converted
             FROM marts.marketing_events WHERE customer_id IS NOT NULL GROUP BY customer_id
@@ -58,19 +69,25 @@ AGGREGATES = (
                count(*) FILTER (WHERE p.sent AND p.converted) / nullif(count(*) FILTER (WHERE p.sent), 0)
                    AS conversion_rate
         FROM per_customer p LEFT JOIN marts.customer_rfm r ON r.customer_id = p.customer_id
-        GROUP BY ALL"""),
-    Aggregate("identity_summary", ("identity.records",), """
+        GROUP BY ALL""",
+    ),
+    Aggregate(
+        "identity_summary",
+        ("identity.records",),
+        """
         SELECT source, count(*) AS records, count(DISTINCT customer_id) AS customers,
                count(*) FILTER (WHERE match_rule IN ('email', 'phone')) AS matched_deterministically,
                count(*) FILTER (WHERE match_rule = 'probabilistic') AS matched_probabilistically
-        FROM identity.records GROUP BY ALL"""),
+        FROM identity.records GROUP BY ALL""",
+    ),
 )
 
 
 def write_aggregates(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Create serving.<name> for every aggregate whose inputs exist; returns the names written."""
-    present = {r[0] for r in con.execute(
-        "SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+    present = {
+        r[0] for r in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()
+    }
     con.execute("CREATE SCHEMA IF NOT EXISTS serving")
     written = []
     for aggregate in AGGREGATES:

@@ -36,9 +36,24 @@ CHANNEL_CONSENT_SQL = {
     "sms": "coalesce(sms_consent, false) AND phone IS NOT NULL",
 }
 DEFAULT_EXPORT_COLUMNS = (
-    "customer_id", "full_name", "email", "phone", "city", "segment", "rfm_segment", "owner_rep_name",
-    "email_consent", "sms_consent", "orders_lifetime", "revenue_lifetime", "days_since_last_order",
-    "churn_band", "churn_probability", "clv_12m", "loyalty_tier", "next_action",
+    "customer_id",
+    "full_name",
+    "email",
+    "phone",
+    "city",
+    "segment",
+    "rfm_segment",
+    "owner_rep_name",
+    "email_consent",
+    "sms_consent",
+    "orders_lifetime",
+    "revenue_lifetime",
+    "days_since_last_order",
+    "churn_band",
+    "churn_probability",
+    "clv_12m",
+    "loyalty_tier",
+    "next_action",
 )
 PII_COLUMNS = ("email", "phone")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
@@ -90,7 +105,7 @@ def universe_sql(con: duckdb.DuckDBPyConnection) -> str:
         own = own + extra
         joins.append("LEFT JOIN marts.customer_scores s ON s.customer_id = c.customer_id")
     if "marts.customer_rfm" in columns:
-        select += ['r.segment AS rfm_segment', 'r.rfm_cell', 'r.r_score', 'r.f_score', 'r.m_score']
+        select += ["r.segment AS rfm_segment", "r.rfm_cell", "r.r_score", "r.f_score", "r.m_score"]
         joins.append("LEFT JOIN marts.customer_rfm r ON r.customer_id = c.customer_id")
     return f"SELECT {', '.join(select)} FROM marts.customer_360 c {' '.join(joins)}"
 
@@ -142,8 +157,14 @@ def where_clause(definition: SegmentDefinition, allowed: dict[str, str]) -> tupl
             parts.append(f"{column} {op} ?")
             params.append(value)
         else:
-            parts.append({"is_true": f"coalesce({column}, false)", "is_false": f"NOT coalesce({column}, false)",
-                          "is_null": f"{column} IS NULL", "not_null": f"{column} IS NOT NULL"}[op])
+            parts.append(
+                {
+                    "is_true": f"coalesce({column}, false)",
+                    "is_false": f"NOT coalesce({column}, false)",
+                    "is_null": f"{column} IS NULL",
+                    "not_null": f"{column} IS NOT NULL",
+                }[op]
+            )
     return (" AND ".join(f"({p})" for p in parts) or "true"), params
 
 
@@ -160,8 +181,9 @@ class SegmentResult:
     excluded_without_consent: int
 
 
-def count_segment(con: duckdb.DuckDBPyConnection, definition: SegmentDefinition,
-                  allowed: dict[str, str] | None = None) -> tuple[int, int]:
+def count_segment(
+    con: duckdb.DuckDBPyConnection, definition: SegmentDefinition, allowed: dict[str, str] | None = None
+) -> tuple[int, int]:
     """(customers matching the conditions, of those how many the channel's consent leaves out)."""
     allowed = allowed or universe_columns(con)
     where, params = where_clause(definition, allowed)
@@ -172,8 +194,13 @@ def count_segment(con: duckdb.DuckDBPyConnection, definition: SegmentDefinition,
     return matched, matched - sendable
 
 
-def evaluate_segment(con: duckdb.DuckDBPyConnection, definition: SegmentDefinition, *, limit: int | None = None,
-                     allowed: dict[str, str] | None = None) -> SegmentResult:
+def evaluate_segment(
+    con: duckdb.DuckDBPyConnection,
+    definition: SegmentDefinition,
+    *,
+    limit: int | None = None,
+    allowed: dict[str, str] | None = None,
+) -> SegmentResult:
     """The segment's rows (consent applied for a channel), ordered by customer id."""
     allowed = allowed or universe_columns(con)
     where, params = where_clause(definition, allowed)
@@ -227,28 +254,33 @@ _XLSX_PARTS = {
         '<Override PartName="/xl/worksheets/sheet1.xml" '
         'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
         '<Override PartName="/xl/styles.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>'),
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>'
+    ),
     "_rels/.rels": (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
         '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
         '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-        'officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+        'officeDocument" Target="xl/workbook.xml"/></Relationships>'
+    ),
     "xl/_rels/workbook.xml.rels": (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
         '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
         '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
         'worksheet" Target="worksheets/sheet1.xml"/>'
         '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-        'styles" Target="styles.xml"/></Relationships>'),
+        'styles" Target="styles.xml"/></Relationships>'
+    ),
     "xl/styles.xml": (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
         '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
         '<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>'
-        '<fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill>'
+        '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+        '<fill><patternFill patternType="gray125"/></fill>'
         '</fills><borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
         '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
         '<cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/></cellXfs>'
-        '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>'),
+        '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>'
+    ),
 }
 _XML_INVALID = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
@@ -272,16 +304,24 @@ def _xlsx_cells(frame, row_number):
         reference = pl.concat_str([pl.lit(f'<c r="{_column_letters(index)}'), row_number, pl.lit('"')])
         if dtype.is_numeric():
             finite = column.cast(pl.Float64).is_finite()
-            cell = pl.when(finite).then(pl.concat_str([reference, pl.lit("><v>"), column.cast(pl.String),
-                                                       pl.lit("</v></c>")]))
+            cell = pl.when(finite).then(
+                pl.concat_str([reference, pl.lit("><v>"), column.cast(pl.String), pl.lit("</v></c>")])
+            )
         elif dtype == pl.Boolean:
-            cell = pl.concat_str([reference, pl.lit(' t="b"><v>'), column.cast(pl.Int8).cast(pl.String),
-                                  pl.lit("</v></c>")])
+            cell = pl.concat_str(
+                [reference, pl.lit(' t="b"><v>'), column.cast(pl.Int8).cast(pl.String), pl.lit("</v></c>")]
+            )
         else:
-            text = (column.cast(pl.String).str.replace_all(_XML_INVALID, "").str.replace_all("&", "&amp;", literal=True)
-                    .str.replace_all("<", "&lt;", literal=True).str.replace_all(">", "&gt;", literal=True))
-            cell = pl.concat_str([reference, pl.lit(' t="inlineStr"><is><t xml:space="preserve">'), text,
-                                  pl.lit("</t></is></c>")])
+            text = (
+                column.cast(pl.String)
+                .str.replace_all(_XML_INVALID, "")
+                .str.replace_all("&", "&amp;", literal=True)
+                .str.replace_all("<", "&lt;", literal=True)
+                .str.replace_all(">", "&gt;", literal=True)
+            )
+            cell = pl.concat_str(
+                [reference, pl.lit(' t="inlineStr"><is><t xml:space="preserve">'), text, pl.lit("</t></is></c>")]
+            )
         cells.append(cell.fill_null(pl.lit("")))
     return cells
 
@@ -299,26 +339,46 @@ def to_excel_bytes(table: pa.Table, sheet: str = "segment") -> bytes:
     import polars as pl
 
     frame = pl.from_arrow(table)
-    header = '<row r="1">' + "".join(f'<c r="{_column_letters(i)}1" t="inlineStr"><is><t>{escape(name)}</t></is></c>'
-                                     for i, name in enumerate(frame.columns)) + "</row>"
+    header = (
+        '<row r="1">'
+        + "".join(
+            f'<c r="{_column_letters(i)}1" t="inlineStr"><is><t>{escape(name)}</t></is></c>'
+            for i, name in enumerate(frame.columns)
+        )
+        + "</row>"
+    )
     row_number = pl.int_range(2, pl.len() + 2).cast(pl.String)
-    rows = frame.select(pl.concat_str([pl.lit('<row r="'), row_number, pl.lit('">'), *_xlsx_cells(frame, row_number),
-                                       pl.lit("</row>")]).alias("xml"))
-    sheet_xml = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-                 '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
-                 + header + rows["xml"].str.join("").item() + "</sheetData></worksheet>")
-    workbook_xml = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-                    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-                    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-                    f'<sheets><sheet name={quoteattr(sheet[:31])} sheetId="1" r:id="rId1"/></sheets></workbook>')
+    rows = frame.select(
+        pl.concat_str(
+            [pl.lit('<row r="'), row_number, pl.lit('">'), *_xlsx_cells(frame, row_number), pl.lit("</row>")]
+        ).alias("xml")
+    )
+    sheet_xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        + header
+        + rows["xml"].str.join("").item()
+        + "</sheetData></worksheet>"
+    )
+    workbook_xml = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+        'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+        f'<sheets><sheet name={quoteattr(sheet[:31])} sheetId="1" r:id="rId1"/></sheets></workbook>'
+    )
     sink = io.BytesIO()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as book:
-        for name, text in {**_XLSX_PARTS, "xl/workbook.xml": workbook_xml, "xl/worksheets/sheet1.xml": sheet_xml}.items():
+        for name, text in {
+            **_XLSX_PARTS,
+            "xl/workbook.xml": workbook_xml,
+            "xl/worksheets/sheet1.xml": sheet_xml,
+        }.items():
             book.writestr(name, text)
     return sink.getvalue()
 
 
 # --- saved segments (JSON files under <data_dir>/segments) -------------------------------------
+
 
 def segments_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "segments"
@@ -354,8 +414,9 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def export_segment_files(con: duckdb.DuckDBPyConnection, definition: SegmentDefinition, data_dir: Path,
-                         snapshot_id: str) -> dict[str, Any]:
+def export_segment_files(
+    con: duckdb.DuckDBPyConnection, definition: SegmentDefinition, data_dir: Path, snapshot_id: str
+) -> dict[str, Any]:
     """Write <name>.csv and <name>.parquet under exports/ with a manifest next to them.
 
     Files are written to temporary names and moved into place, so a reader never sees a

@@ -142,41 +142,58 @@ def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "WHERE table_type = 'BASE TABLE' AND table_schema IN (SELECT unnest(?)) ORDER BY 1, 2",
         [list(COUNTED_SCHEMAS)],
     ).fetchall()
-    return {f"{schema}.{name}": con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
-            for schema, name in tables}
+    return {
+        f"{schema}.{name}": con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
+        for schema, name in tables
+    }
 
 
-def _write_ops_tables(con: duckdb.DuckDBPyConnection, snapshot: Snapshot, checks: Sequence[CheckResult],
-                      runs: Sequence[RunRecord]) -> None:
+def _write_ops_tables(
+    con: duckdb.DuckDBPyConnection, snapshot: Snapshot, checks: Sequence[CheckResult], runs: Sequence[RunRecord]
+) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ops")
     con.execute("""
         CREATE OR REPLACE TABLE ops.asset_check_results (
             asset_key VARCHAR, check_name VARCHAR, passed BOOLEAN, severity VARCHAR,
             description VARCHAR, metadata_json VARCHAR, evaluated_at TIMESTAMPTZ)""")
     if checks:
-        con.executemany("INSERT INTO ops.asset_check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(c.asset_key, c.check_name, c.passed, c.severity, c.description, c.metadata_json,
-                          c.evaluated_at) for c in checks])
+        con.executemany(
+            "INSERT INTO ops.asset_check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (c.asset_key, c.check_name, c.passed, c.severity, c.description, c.metadata_json, c.evaluated_at)
+                for c in checks
+            ],
+        )
     con.execute("""
         CREATE OR REPLACE TABLE ops.recent_runs (
             run_id VARCHAR, job_name VARCHAR, status VARCHAR, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ)""")
     if runs:
-        con.executemany("INSERT INTO ops.recent_runs VALUES (?, ?, ?, ?, ?)",
-                        [(r.run_id, r.job_name, r.status, r.started_at, r.ended_at) for r in runs])
+        con.executemany(
+            "INSERT INTO ops.recent_runs VALUES (?, ?, ?, ?, ?)",
+            [(r.run_id, r.job_name, r.status, r.started_at, r.ended_at) for r in runs],
+        )
     con.execute("""
         CREATE OR REPLACE TABLE ops.snapshot_manifest (
             snapshot_id VARCHAR, built_at TIMESTAMPTZ, run_id VARCHAR, table_name VARCHAR, row_count BIGINT)""")
-    con.executemany("INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
-                    [(snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
-                     for table, count in snapshot.row_counts.items()])
+    con.executemany(
+        "INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
+        [
+            (snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
+            for table, count in snapshot.row_counts.items()
+        ],
+    )
 
 
 def _add_serving_structures(con: duckdb.DuckDBPyConnection) -> None:
     """What makes the app fast: indexes for point lookups, the dashboard aggregates, and one search
     table holding each customer's name and email lower-cased and phone as digits (one LIKE scan)."""
     write_aggregates(con)
-    present = {r[0] for r in con.execute(
-        "SELECT table_schema || '.' || table_name || '.' || column_name FROM information_schema.columns").fetchall()}
+    present = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_schema || '.' || table_name || '.' || column_name FROM information_schema.columns"
+        ).fetchall()
+    }
     for table, column in LOOKUP_INDEXES.items():
         if f"{table}.{column}" in present:
             schema, name = table.split(".")
@@ -233,8 +250,10 @@ def publish_snapshot(
     checks, runs = list(checks), list(runs)
     failed = [f"{c.asset_key} / {c.check_name}" for c in checks if not c.passed and c.severity == "ERROR"]
     if failed:
-        raise SnapshotError(f"not publishing run {run_id}: {len(failed)} check(s) of severity ERROR failed: "
-                            + ", ".join(sorted(failed)[:10]))
+        raise SnapshotError(
+            f"not publishing run {run_id}: {len(failed)} check(s) of severity ERROR failed: "
+            + ", ".join(sorted(failed)[:10])
+        )
     built_at = built_at or datetime.now(UTC)
     directory = snapshots_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -245,8 +264,9 @@ def publish_snapshot(
         _copy_warehouse(Path(warehouse), partial)
         with duckdb.connect(str(partial)) as con:
             counts = _row_counts(con)
-            snapshot = Snapshot(snapshot_id=snapshot_id, path=target, built_at=built_at, run_id=run_id,
-                                row_counts=counts)
+            snapshot = Snapshot(
+                snapshot_id=snapshot_id, path=target, built_at=built_at, run_id=run_id, row_counts=counts
+            )
             _write_ops_tables(con, snapshot, checks, runs)
             _add_serving_structures(con)
             con.execute("CHECKPOINT")

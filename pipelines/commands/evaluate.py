@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crm.settings import ConfigError, Settings, load_settings, load_scoring_config
+from crm.settings import ConfigError, Settings, load_scoring_config, load_settings
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Measure the warehouse against the ground truth.")
 console = Console()
@@ -30,7 +30,7 @@ DEFAULT_THRESHOLDS = "0.5,0.8,0.9,0.95,0.99,0.995,0.999"
 
 @evaluate_app.callback()
 def _evaluate() -> None:
-    """Measure the warehouse (of the sources config, CRM_CONFIG) against the simulator's ground truth (CRM_GROUND_TRUTH_DIR)."""
+    """Measure the warehouse (of the sources config, CRM_CONFIG) against the simulator's ground truth."""
 
 
 def _settings() -> Settings:
@@ -88,16 +88,24 @@ def identity(
     table.add_row("found customers", f"{metrics.found_customers:,}")
     table.add_row("records evaluated", f"{metrics.records_evaluated:,}")
     table.add_row("records not in the ground truth", f"{metrics.records_unmatched_in_truth:,}")
-    table.add_row("true pairs / found pairs / both", f"{metrics.true_pairs:,} / {metrics.found_pairs:,} / "
-                  f"{metrics.true_positive_pairs:,}")
+    table.add_row(
+        "true pairs / found pairs / both",
+        f"{metrics.true_pairs:,} / {metrics.found_pairs:,} / {metrics.true_positive_pairs:,}",
+    )
     console.print(table)
     if sweep:
         st = Table(title="Threshold sweep (matching re-run in memory)")
         for col in ("threshold", "precision", "recall", "F1", "found customers", "probabilistic links"):
             st.add_column(col, justify="right")
         for r in rows:
-            st.add_row(str(r["threshold"]), f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}",
-                       f"{r['found_customers']:,}", f"{r['probabilistic_edges']:,}")
+            st.add_row(
+                str(r["threshold"]),
+                f"{r['precision']:.4f}",
+                f"{r['recall']:.4f}",
+                f"{r['f1']:.4f}",
+                f"{r['found_customers']:,}",
+                f"{r['probabilistic_edges']:,}",
+            )
         console.print(st)
 
 
@@ -112,7 +120,11 @@ def scores(
     from crm.scoring.report import SCORERS, evaluate_scores, markdown_report
 
     warehouse, truth = _warehouse_and_truth()
-    result = evaluate_scores(warehouse, load_scoring_config(_settings().scoring_config), truth if (truth / "persons.parquet").exists() else None)
+    result = evaluate_scores(
+        warehouse,
+        load_scoring_config(_settings().scoring_config),
+        truth if (truth / "persons.parquet").exists() else None,
+    )
     report_path = Path(report) if report else _settings().data_dir / "reports" / "scores_evaluation.md"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown_report(result), encoding="utf-8")
@@ -121,15 +133,23 @@ def scores(
         typer.echo(json.dumps(result, indent=2, default=str))
         return
 
-    table = Table(title=f"Churn backtest: train {result['train_cutoff']}, evaluate {result['eval_cutoff']}, "
-                        f"H = {result['horizon_days']} days")
+    table = Table(
+        title=f"Churn backtest: train {result['train_cutoff']}, evaluate {result['eval_cutoff']}, "
+        f"H = {result['horizon_days']} days"
+    )
     for col in ("scorer", "ROC-AUC", "PR-AUC", "Brier", "top-decile lift", "customers"):
         table.add_column(col, justify="left" if col == "scorer" else "right")
     for name in SCORERS:
         m = result["churn"].get(name)
         if m:
-            table.add_row(name, f"{m['roc_auc']:.4f}", f"{m['pr_auc']:.4f}",
-                          f"{m['brier']:.4f}" if "brier" in m else "-", f"{m['top_decile_lift']:.2f}", f"{m['customers']:,}")
+            table.add_row(
+                name,
+                f"{m['roc_auc']:.4f}",
+                f"{m['pr_auc']:.4f}",
+                f"{m['brier']:.4f}" if "brier" in m else "-",
+                f"{m['top_decile_lift']:.2f}",
+                f"{m['customers']:,}",
+            )
     console.print(table)
     cal = Table(title="Calibration by decile (backtest)")
     for col in ("decile", "customers", "mean predicted", "observed"):

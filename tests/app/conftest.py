@@ -20,8 +20,16 @@ from crm.serving.snapshots import (
 )
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
-PAGES = ("overview", "customers", "segments", "segment_builder", "churn_value", "campaigns_support", "my_book",
-         "data_health")
+PAGES = (
+    "overview",
+    "customers",
+    "segments",
+    "segment_builder",
+    "churn_value",
+    "campaigns_support",
+    "my_book",
+    "data_health",
+)
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,19 @@ class Published:
 
 def _bookkeeping(path: Path) -> tuple[list[CheckResult], list[RunRecord]]:
     with duckdb.connect(str(path), read_only=True) as con:
-        checks = [CheckResult(*row) for row in con.execute(
-            "SELECT asset_key, check_name, passed, severity, description, metadata_json, evaluated_at "
-            "FROM ops.asset_check_results").fetchall()]
-        runs = [RunRecord(*row) for row in con.execute(
-            "SELECT run_id, job_name, status, started_at, ended_at FROM ops.recent_runs").fetchall()]
+        checks = [
+            CheckResult(*row)
+            for row in con.execute(
+                "SELECT asset_key, check_name, passed, severity, description, metadata_json, evaluated_at "
+                "FROM ops.asset_check_results"
+            ).fetchall()
+        ]
+        runs = [
+            RunRecord(*row)
+            for row in con.execute(
+                "SELECT run_id, job_name, status, started_at, ended_at FROM ops.recent_runs"
+            ).fetchall()
+        ]
     return checks, runs
 
 
@@ -93,4 +109,3 @@ def environment_for_subprocess(data_dir: Path) -> dict[str, str]:
     env = {**os.environ, "CRM_DATA_DIR": str(data_dir)}
     env.pop("CRM_CONFIG", None)
     return env
-

@@ -40,12 +40,15 @@ def test_overview_kpis_equal_sql_on_the_orders(reader, published):
         revenue, active, orders = con.execute(
             "SELECT sum(revenue_amount), count(DISTINCT customer_id) FILTER (WHERE is_revenue), "
             "count(*) FILTER (WHERE is_revenue) FROM marts.orders WHERE order_day > ? AND order_day <= ?",
-            [as_of - timedelta(days=90), as_of]).fetchall()[0]
+            [as_of - timedelta(days=90), as_of],
+        ).fetchall()[0]
         previous = con.execute(
             "SELECT sum(revenue_amount) FROM marts.orders WHERE order_day > ? AND order_day <= ?",
-            [as_of - timedelta(days=180), as_of - timedelta(days=90)]).fetchall()[0][0]
-        high, clv = con.execute("SELECT avg((churn_band = 'high')::INT), sum(clv_12m) FROM marts.customer_scores"
-                                ).fetchall()[0]
+            [as_of - timedelta(days=180), as_of - timedelta(days=90)],
+        ).fetchall()[0][0]
+        high, clv = con.execute(
+            "SELECT avg((churn_band = 'high')::INT), sum(clv_12m) FROM marts.customer_scores"
+        ).fetchall()[0]
     assert kpis["Revenue"].current == pytest.approx(revenue)
     assert kpis["Revenue"].previous == pytest.approx(previous)
     assert kpis["Active customers"].current == active > 0
@@ -61,7 +64,7 @@ def test_search_finds_a_customer_by_id_email_phone_and_part_of_the_name(reader, 
             "WHERE email IS NOT NULL AND phone IS NOT NULL AND length(full_name) > 5 ORDER BY customer_id LIMIT 1"
         ).fetchall()[0]
     digits = "".join(ch for ch in phone if ch.isdigit())
-    spaced_phone = " ".join(digits[i:i + 3] for i in range(0, len(digits), 3))
+    spaced_phone = " ".join(digits[i : i + 3] for i in range(0, len(digits), 3))
     for text in (customer_id, email.upper(), spaced_phone, full_name.split()[-1].lower()):
         found = data.search_customers(reader, text)
         assert customer_id in found["customer_id"].to_list(), text
@@ -73,12 +76,17 @@ def test_customer_card_has_provenance_scores_and_every_order_on_the_timeline(rea
     with published.connect() as con:
         customer_id, orders = con.execute(
             "SELECT customer_id, count(*) FROM marts.orders WHERE customer_id IS NOT NULL "
-            "GROUP BY ALL ORDER BY count(*) DESC, customer_id LIMIT 1").fetchall()[0]
+            "GROUP BY ALL ORDER BY count(*) DESC, customer_id LIMIT 1"
+        ).fetchall()[0]
     card = data.customer_card(reader, customer_id)
     assert card["customer_id"] == customer_id
     assert card["email_source"] is not None or card["email"] is None
     assert card["churn_band"] in ("low", "medium", "high") and card["loyalty_tier"] in (
-        "Bronze", "Silver", "Gold", "Platinum")
+        "Bronze",
+        "Silver",
+        "Gold",
+        "Platinum",
+    )
     timeline = data.customer_timeline(reader, customer_id, limit=10_000)
     assert timeline.filter(pl.col("kind") == "order").height == orders
     assert timeline["happened_at"].is_sorted(descending=True, nulls_last=True)
@@ -94,22 +102,32 @@ def test_rfm_grid_and_migration_account_for_every_customer(reader, published):
     dates = data.rfm_snapshot_dates(reader)
     moves = data.segment_migration(reader, dates[-2], dates[-1])
     with published.connect() as con:
-        at_end = con.execute("SELECT count(*) FROM marts.customer_rfm_history WHERE snapshot_date = ?",
-                             [dates[-1]]).fetchall()[0][0]
+        at_end = con.execute(
+            "SELECT count(*) FROM marts.customer_rfm_history WHERE snapshot_date = ?", [dates[-1]]
+        ).fetchall()[0][0]
     assert moves.filter(pl.col("to_segment") != "(gone)")["customers"].sum() == at_end
 
 
 def _segment_ids(con, where: str, params=()) -> set[str]:
-    return {r[0] for r in con.execute(
-        f"SELECT c.customer_id FROM marts.customer_360 c LEFT JOIN marts.customer_scores s USING (customer_id) "
-        f"WHERE {where}", list(params)).fetchall()}
+    return {
+        r[0]
+        for r in con.execute(
+            f"SELECT c.customer_id FROM marts.customer_360 c LEFT JOIN marts.customer_scores s USING (customer_id) "
+            f"WHERE {where}",
+            list(params),
+        ).fetchall()
+    }
 
 
 def test_filters_change_the_count_and_match_sql(reader, published):
     everyone, _ = data.segment_count(reader, SegmentDefinition(name="all"))
-    at_risk = SegmentDefinition(name="at risk", conditions=[
-        Condition(column="churn_band", op="in", value=["high"]),
-        Condition(column="revenue_lifetime", op=">=", value=100)])
+    at_risk = SegmentDefinition(
+        name="at risk",
+        conditions=[
+            Condition(column="churn_band", op="in", value=["high"]),
+            Condition(column="revenue_lifetime", op=">=", value=100),
+        ],
+    )
     matched, excluded = data.segment_count(reader, at_risk)
     with published.connect() as con:
         expected = _segment_ids(con, "s.churn_band = 'high' AND c.revenue_lifetime >= 100")
@@ -120,12 +138,14 @@ def test_filters_change_the_count_and_match_sql(reader, published):
 
 
 def test_an_email_export_holds_exactly_the_consenting_filtered_rows(reader, published):
-    definition = SegmentDefinition(name="b2c email", channel="email",
-                                   conditions=[Condition(column="segment", op="in", value=["B2C"])])
+    definition = SegmentDefinition(
+        name="b2c email", channel="email", conditions=[Condition(column="segment", op="in", value=["B2C"])]
+    )
     with published.connect() as con:
         filtered = _segment_ids(con, "c.segment = 'B2C'")
-        sendable = _segment_ids(con, "c.segment = 'B2C' AND c.email_consent AND NOT c.is_unsubscribed "
-                                     "AND c.email IS NOT NULL")
+        sendable = _segment_ids(
+            con, "c.segment = 'B2C' AND c.email_consent AND NOT c.is_unsubscribed AND c.email IS NOT NULL"
+        )
     matched, excluded = data.segment_count(reader, definition)
     assert (matched, excluded) == (len(filtered), len(filtered) - len(sendable))
     assert excluded > 0, "the fixture company should have B2C customers without email consent"
@@ -153,23 +173,35 @@ def test_sms_export_leaves_out_customers_without_sms_consent(reader, published):
 
 def test_filters_reach_sql_only_as_parameters(reader):
     allowed = data.filterable_columns(reader)
-    hostile = SegmentDefinition(name="x", conditions=[
-        Condition(column="full_name", op="in", value=["x'); DROP TABLE marts.customer_360; --"])])
+    hostile = SegmentDefinition(
+        name="x", conditions=[Condition(column="full_name", op="in", value=["x'); DROP TABLE marts.customer_360; --"])]
+    )
     sql, params = where_clause(hostile, allowed)
     assert "DROP" not in sql and params == [["x'); DROP TABLE marts.customer_360; --"]]
     assert data.segment_count(reader, hostile) == (0, 0)
     with pytest.raises(SegmentError, match="unknown column 'customer_id; --'"):
-        where_clause(SegmentDefinition(name="x", conditions=[Condition(column="customer_id; --", op="is_null")]),
-                     allowed)
+        where_clause(
+            SegmentDefinition(name="x", conditions=[Condition(column="customer_id; --", op="is_null")]), allowed
+        )
     with pytest.raises(SegmentError, match="condition 1: between needs"):
-        where_clause(SegmentDefinition(name="x", conditions=[Condition(column="clv_12m", op="between", value=5)]),
-                     allowed)
+        where_clause(
+            SegmentDefinition(name="x", conditions=[Condition(column="clv_12m", op="between", value=5)]), allowed
+        )
 
 
 def test_the_allow_list_holds_customer_360_score_and_rfm_columns(reader):
     columns = data.filterable_columns(reader)
-    for name in ("segment", "city", "owner_rep_name", "email_consent", "churn_band", "loyalty_tier", "clv_12m",
-                 "rfm_segment", "days_since_last_order"):
+    for name in (
+        "segment",
+        "city",
+        "owner_rep_name",
+        "email_consent",
+        "churn_band",
+        "loyalty_tier",
+        "clv_12m",
+        "rfm_segment",
+        "days_since_last_order",
+    ):
         assert name in columns
     assert data.widget_kind(columns["churn_probability"]) == "number"
     assert data.widget_kind(columns["email_consent"]) == "boolean"
@@ -188,7 +220,8 @@ def test_mask_pii_hides_contact_details_but_keeps_them_recognisable():
 def test_rep_book_is_ranked_and_matches_the_rep_actions_table(reader, published):
     with published.connect() as con:
         rep_id, actions = con.execute(
-            "SELECT rep_id, count(*) FROM marts.rep_actions GROUP BY ALL ORDER BY 2 DESC, 1 LIMIT 1").fetchall()[0]
+            "SELECT rep_id, count(*) FROM marts.rep_actions GROUP BY ALL ORDER BY 2 DESC, 1 LIMIT 1"
+        ).fetchall()[0]
     book = data.rep_book(reader, rep_id)
     assert book.height == actions
     assert book["rank_in_book"].to_list() == sorted(book["rank_in_book"].to_list())

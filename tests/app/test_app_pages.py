@@ -48,7 +48,8 @@ def test_overview_kpis_equal_sql(app_env, clear_app_caches):
         customers = con.execute("SELECT count(*) FROM marts.customer_360").fetchall()[0][0]
         revenue = con.execute(
             "SELECT sum(revenue_amount) FROM marts.orders, (SELECT max(as_of_date) d FROM marts.customer_360) "
-            "WHERE order_day > d - 90 AND order_day <= d").fetchall()[0][0]
+            "WHERE order_day > d - 90 AND order_day <= d"
+        ).fetchall()[0][0]
     assert metric(app, "Revenue") == money(revenue)
     assert metric(app, "Expected 12-month value") == money(clv)
     sidebar = " ".join(c.value for c in app.sidebar.caption)
@@ -85,7 +86,8 @@ def downloads(monkeypatch):
 
 
 def test_segment_builder_filters_change_the_count_and_the_download_holds_exactly_the_consenting_rows(
-        app_env, clear_app_caches, downloads):
+    app_env, clear_app_caches, downloads
+):
     app = open_page("segment_builder")
     everyone = int(metric(app, "Customers in segment").replace(",", ""))
     app.multiselect(key="filter_columns").set_value(["segment"]).run()
@@ -97,10 +99,15 @@ def test_segment_builder_filters_change_the_count_and_the_download_holds_exactly
     with app_env.connect() as con:
         b2c_sql, consenting = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE email_consent AND NOT is_unsubscribed AND email IS NOT NULL) "
-            "FROM marts.customer_360 WHERE segment = 'B2C'").fetchall()[0]
-        consenting_ids = {r[0] for r in con.execute(
-            "SELECT customer_id FROM marts.customer_360 WHERE segment = 'B2C' AND email_consent "
-            "AND NOT is_unsubscribed AND email IS NOT NULL").fetchall()}
+            "FROM marts.customer_360 WHERE segment = 'B2C'"
+        ).fetchall()[0]
+        consenting_ids = {
+            r[0]
+            for r in con.execute(
+                "SELECT customer_id FROM marts.customer_360 WHERE segment = 'B2C' AND email_consent "
+                "AND NOT is_unsubscribed AND email IS NOT NULL"
+            ).fetchall()
+        }
     assert everyone > b2c == b2c_sql > sendable == consenting and excluded == b2c - consenting
     assert not app.exception
 
@@ -110,8 +117,7 @@ def test_segment_builder_filters_change_the_count_and_the_download_holds_exactly
     assert all("***@" in e for e in exported["email"].drop_nulls()), "PII is masked by default, downloads too"
 
 
-def test_segment_builder_saves_a_named_segment_outside_the_warehouse(app_env, clear_app_caches, tmp_path,
-                                                                     monkeypatch):
+def test_segment_builder_saves_a_named_segment_outside_the_warehouse(app_env, clear_app_caches, tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     republish(app_env.snapshot.path, tmp_path, "save-test", app_env.snapshot)
     app = open_page("segment_builder")
@@ -138,8 +144,9 @@ def test_my_book_lists_the_reps_ranked_actions(app_env, clear_app_caches):
 def test_data_health_shows_the_published_check_results(app_env, clear_app_caches):
     app = open_page("data_health")
     with app_env.connect() as con:
-        checks, passed = con.execute("SELECT count(*), count(*) FILTER (WHERE passed) FROM ops.asset_check_results"
-                                     ).fetchall()[0]
+        checks, passed = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE passed) FROM ops.asset_check_results"
+        ).fetchall()[0]
     assert metric(app, "Checks passed") == f"{count(passed)} / {count(checks)}"
 
 
@@ -150,8 +157,9 @@ def test_no_snapshot_shows_how_to_get_one(monkeypatch, tmp_path, clear_app_cache
         assert any("No snapshot yet — run `crm build`" in i.value for i in app.info)
 
 
-def test_score_pages_say_scores_are_not_built_yet_when_they_are_absent(app_env, monkeypatch, tmp_path,
-                                                                         clear_app_caches):
+def test_score_pages_say_scores_are_not_built_yet_when_they_are_absent(
+    app_env, monkeypatch, tmp_path, clear_app_caches
+):
     def drop_scores(con):
         for table in ("marts.customer_scores", "marts.rep_actions", "ml.model_registry"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -163,8 +171,9 @@ def test_score_pages_say_scores_are_not_built_yet_when_they_are_absent(app_env, 
         assert any(i.value.startswith("Scores not built yet") for i in app.info), page
 
 
-def test_the_app_answers_while_a_build_holds_the_warehouse_writer(app_env, built_company, tmp_path, monkeypatch,
-                                                                  clear_app_caches):
+def test_the_app_answers_while_a_build_holds_the_warehouse_writer(
+    app_env, built_company, tmp_path, monkeypatch, clear_app_caches
+):
     """The app reads the snapshot, never the build warehouse: another process holding DuckDB's one
     writer lock on the warehouse (as the nightly build does) does not stop any page."""
     warehouse = tmp_path / "warehouse.duckdb"
@@ -173,13 +182,21 @@ def test_the_app_answers_while_a_build_holds_the_warehouse_writer(app_env, built
     republish(app_env.snapshot.path, data_dir, "serving-during-build", app_env.snapshot)
     monkeypatch.setenv("CRM_DATA_DIR", str(data_dir))
     writer = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, duckdb
             con = duckdb.connect({str(warehouse)!r})
             con.execute("CREATE OR REPLACE TABLE marts.building AS SELECT 1 AS step")
             print("holding", flush=True)
             sys.stdin.read()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert writer.stdout.readline().strip() == "holding"
         with pytest.raises(duckdb.IOException, match="lock"):
@@ -192,16 +209,22 @@ def test_the_app_answers_while_a_build_holds_the_warehouse_writer(app_env, built
         writer.wait(timeout=30)
 
 
-def test_a_saved_segment_loads_back_into_the_filters_with_the_same_count(app_env, clear_app_caches, tmp_path,
-                                                                          monkeypatch):
+def test_a_saved_segment_loads_back_into_the_filters_with_the_same_count(
+    app_env, clear_app_caches, tmp_path, monkeypatch
+):
     from crm.serving.segments import Condition, SegmentDefinition, count_segment, save_segment
 
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     snapshot = republish(app_env.snapshot.path, tmp_path, "load-test", app_env.snapshot)
-    definition = SegmentDefinition(name="Gold sms", channel="sms", conditions=[
-        Condition(column="loyalty_tier", op="in", value=["Gold"]),
-        Condition(column="revenue_lifetime", op="between", value=[50, 1e9]),
-        Condition(column="email_consent", op="is_true")])
+    definition = SegmentDefinition(
+        name="Gold sms",
+        channel="sms",
+        conditions=[
+            Condition(column="loyalty_tier", op="in", value=["Gold"]),
+            Condition(column="revenue_lifetime", op="between", value=[50, 1e9]),
+            Condition(column="email_consent", op="is_true"),
+        ],
+    )
     save_segment(tmp_path, definition)
     with duckdb.connect(str(snapshot.path), read_only=True) as con:
         matched, excluded = count_segment(con, definition)
@@ -218,8 +241,8 @@ def test_campaign_page_shows_the_chosen_campaigns_rates(app_env, clear_app_cache
     campaign_id = app.selectbox(key="campaign_pick").value
     with app_env.connect() as con:
         open_rate, conversion_rate = con.execute(
-            "SELECT open_rate, conversion_rate FROM marts.campaign_performance WHERE campaign_id = ?",
-            [campaign_id]).fetchall()[0]
+            "SELECT open_rate, conversion_rate FROM marts.campaign_performance WHERE campaign_id = ?", [campaign_id]
+        ).fetchall()[0]
     assert metric(app, "Open rate") == share(open_rate)
     assert metric(app, "Conversion rate") == share(conversion_rate)
 
@@ -229,20 +252,26 @@ def test_churn_page_shows_the_current_models_card(app_env, clear_app_caches):
     with app_env.connect() as con:
         version, high = con.execute(
             "SELECT model_version, (SELECT avg((churn_band = 'high')::INT) FROM marts.customer_scores) "
-            "FROM ml.model_registry WHERE status = 'current' ORDER BY trained_at DESC LIMIT 1").fetchall()[0]
+            "FROM ml.model_registry WHERE status = 'current' ORDER BY trained_at DESC LIMIT 1"
+        ).fetchall()[0]
     assert any(version in c.value for c in app.caption)
     assert metric(app, "Share at high churn risk") == share(high)
 
 
-def test_a_newly_published_snapshot_is_picked_up_on_the_next_rerun(app_env, clear_app_caches, tmp_path,
-                                                                   monkeypatch):
+def test_a_newly_published_snapshot_is_picked_up_on_the_next_rerun(app_env, clear_app_caches, tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     first = republish(app_env.snapshot.path, tmp_path, "first-night", app_env.snapshot)
     app = open_page("overview")
     assert first.snapshot_id in " ".join(c.value for c in app.sidebar.caption)
-    second = republish(app_env.snapshot.path, tmp_path, "second-night", app_env.snapshot,
-                       lambda con: con.execute("DELETE FROM marts.customer_360 WHERE customer_id IN "
-                                               "(SELECT customer_id FROM marts.customer_360 LIMIT 7)"))
+    second = republish(
+        app_env.snapshot.path,
+        tmp_path,
+        "second-night",
+        app_env.snapshot,
+        lambda con: con.execute(
+            "DELETE FROM marts.customer_360 WHERE customer_id IN (SELECT customer_id FROM marts.customer_360 LIMIT 7)"
+        ),
+    )
     app.run()
     sidebar = " ".join(c.value for c in app.sidebar.caption)
     assert second.snapshot_id in sidebar and first.snapshot_id not in sidebar

@@ -12,7 +12,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipelines.defs.serving.assets import SEGMENT_EXPORTS, SNAPSHOT, build_serving_defs
 from crm.serving.segments import Condition, SegmentDefinition, save_segment
 from crm.serving.snapshots import (
     CheckResult,
@@ -21,8 +20,9 @@ from crm.serving.snapshots import (
     list_snapshots,
     publish_snapshot,
 )
-from pipelines.resources import CrmSettingsResource
 from crm.settings import DEFAULT_CONFIG
+from pipelines.defs.serving.assets import SEGMENT_EXPORTS, SNAPSHOT, build_serving_defs
+from pipelines.resources import CrmSettingsResource
 
 
 def test_the_build_published_a_read_only_snapshot_with_its_bookkeeping(built_company, build_snapshot):
@@ -45,8 +45,10 @@ def test_the_build_published_a_read_only_snapshot_with_its_bookkeeping(built_com
 def _tiny_warehouse(path, customers: int):
     with duckdb.connect(str(path)) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-        con.execute(f"CREATE OR REPLACE TABLE marts.customer_360 AS SELECT range::VARCHAR AS customer_id "
-                    f"FROM range({customers})")
+        con.execute(
+            f"CREATE OR REPLACE TABLE marts.customer_360 AS SELECT range::VARCHAR AS customer_id "
+            f"FROM range({customers})"
+        )
 
 
 def test_publishing_swaps_the_pointer_and_keeps_the_last_three(tmp_path):
@@ -60,24 +62,26 @@ def test_publishing_swaps_the_pointer_and_keeps_the_last_three(tmp_path):
     kept = list_snapshots(data_dir)
     assert [s.run_id for s in kept] == ["run4", "run3", "run2"]
     assert sorted(p.name for p in (data_dir / "snapshots").iterdir()) == sorted(
-        ["CURRENT.json"] + [f"{s.snapshot_id}.duckdb" for s in kept] + [f"{s.snapshot_id}.json" for s in kept])
+        ["CURRENT.json"] + [f"{s.snapshot_id}.duckdb" for s in kept] + [f"{s.snapshot_id}.json" for s in kept]
+    )
 
 
 def test_a_failed_error_check_never_publishes_and_the_previous_snapshot_stays(tmp_path):
     warehouse, data_dir = tmp_path / "crm.duckdb", tmp_path / "data"
     _tiny_warehouse(warehouse, customers=3)
     good = publish_snapshot(warehouse, data_dir, run_id="good")
-    failing = CheckResult("marts/customer_360", "unique_customer_id", False, "ERROR", None, "{}",
-                          datetime.now(UTC))
-    warning = CheckResult("raw/sales_orders", "great_expectations_warnings", False, "WARN", None, "{}",
-                          datetime.now(UTC))
+    failing = CheckResult("marts/customer_360", "unique_customer_id", False, "ERROR", None, "{}", datetime.now(UTC))
+    warning = CheckResult(
+        "raw/sales_orders", "great_expectations_warnings", False, "WARN", None, "{}", datetime.now(UTC)
+    )
     _tiny_warehouse(warehouse, customers=99)
     with pytest.raises(SnapshotError, match="marts/customer_360 / unique_customer_id"):
         publish_snapshot(warehouse, data_dir, run_id="bad", checks=[failing, warning])
     assert current_snapshot(data_dir) == good
     assert len(list((data_dir / "snapshots").glob("*.duckdb*"))) == 1
     assert publish_snapshot(warehouse, data_dir, run_id="warned", checks=[warning]).row_counts == {
-        "marts.customer_360": 99}
+        "marts.customer_360": 99
+    }
 
 
 @pytest.fixture
@@ -104,8 +108,12 @@ def _upstream(fail: bool) -> dg.AssetsDefinition:
 
 def _materialize(upstream, instance) -> dg.ExecuteInProcessResult:
     serving = build_serving_defs(upstream=[upstream.key]).assets
-    return dg.materialize([upstream, *serving], instance=instance, raise_on_error=False,
-                          resources={"crm": CrmSettingsResource(config_path=str(DEFAULT_CONFIG))})
+    return dg.materialize(
+        [upstream, *serving],
+        instance=instance,
+        raise_on_error=False,
+        resources={"crm": CrmSettingsResource(config_path=str(DEFAULT_CONFIG))},
+    )
 
 
 def test_through_dagster_a_failed_step_upstream_leaves_the_previous_snapshot(serving_env, instance):
@@ -118,8 +126,12 @@ def test_through_dagster_a_failed_step_upstream_leaves_the_previous_snapshot(ser
 
 
 def test_the_nightly_run_re_exports_every_saved_segment_with_a_manifest(serving_env, instance):
-    save_segment(serving_env, SegmentDefinition(
-        name="Gold email", channel="email", conditions=[Condition(column="loyalty_tier", op="in", value=["Gold"])]))
+    save_segment(
+        serving_env,
+        SegmentDefinition(
+            name="Gold email", channel="email", conditions=[Condition(column="loyalty_tier", op="in", value=["Gold"])]
+        ),
+    )
     save_segment(serving_env, SegmentDefinition(name="Everyone"))
     result = _materialize(_upstream(fail=False), instance)
     assert result.success
@@ -139,7 +151,9 @@ def test_the_nightly_run_re_exports_every_saved_segment_with_a_manifest(serving_
         ).fetchall()[0]
     assert rows.height == manifest["row_count"] == sendable
     assert manifest["excluded_without_consent"] == gold - sendable
-    assert json.loads((exports / "everyone.manifest.json").read_text())["row_count"] == \
-        snapshot.row_counts["marts.customer_360"]
+    assert (
+        json.loads((exports / "everyone.manifest.json").read_text())["row_count"]
+        == snapshot.row_counts["marts.customer_360"]
+    )
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert {SNAPSHOT, SEGMENT_EXPORTS} <= materialized

@@ -22,8 +22,16 @@ import pytest
 from tests.app.conftest import environment_for_subprocess
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # url path -> the page's title (st.Page derives the path from the file name; the default page is "/").
 PAGES = {
     "": "Overview",
@@ -38,8 +46,9 @@ PAGES = {
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
-                                                     "(.ci/run installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium (.ci/run installs it)"
+    ),
 ]
 
 
@@ -63,9 +72,13 @@ def served_app(published, tmp_path):
     port = _free_port()
     log = tmp_path / "crm_app.log"
     with open(log, "w") as output:
-        server = subprocess.Popen([str(Path(sys.executable).with_name("crm")), "app", "--port", str(port)],
-                                  env={**environment_for_subprocess(published.data_dir), "COLUMNS": "200"},
-                                  start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("crm")), "app", "--port", str(port)],
+            env={**environment_for_subprocess(published.data_dir), "COLUMNS": "200"},
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -89,8 +102,7 @@ def served_app(published, tmp_path):
 def _settle(page, title: str) -> None:
     """Wait for the page's title, then for Streamlit to finish running the script."""
     page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
     page.wait_for_timeout(300)
 
 

@@ -12,18 +12,22 @@ import polars as pl
 import pytest
 import yaml
 
-from pipelines.build import run_build
 from crm.ingest.entities import ENTITIES
 from crm.settings import DEFAULT_CONFIG
+from pipelines.build import run_build
 from tests.conftest import SMALL_COMPANY
 
 # The warehouse after ingestion has tests of its own; these runs stop at the raw tables.
 INGEST = ["ingest"]
 LAST_DAY = SMALL_COMPANY["start"] + timedelta(days=SMALL_COMPANY["days"] - 1)
 SQL_TABLES = {
-    "sales_reps": "sales_reps", "sales_accounts": "accounts", "sales_contacts": "contacts",
-    "sales_products": "products", "sales_opportunities": "opportunities",
-    "sales_opportunity_stages": "opportunity_stage_history", "sales_orders": "orders",
+    "sales_reps": "sales_reps",
+    "sales_accounts": "accounts",
+    "sales_contacts": "contacts",
+    "sales_products": "products",
+    "sales_opportunities": "opportunities",
+    "sales_opportunity_stages": "opportunity_stage_history",
+    "sales_orders": "orders",
     "sales_order_lines": "order_lines",
 }
 FILE_PATTERNS = {"marketing_campaigns": "campaigns", "marketing_contacts": "contacts", "marketing_events": "events"}
@@ -98,7 +102,7 @@ def test_full_build_loads_every_source_row_and_loses_none(built, small_company):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         reconciliation = con.sql("SELECT * FROM ops.ingest_reconciliation").pl()
     assert reconciliation["reconciled"].all()
-    assert dict(zip(reconciliation["entity"], reconciliation["rows_read"])) == {
+    assert dict(zip(reconciliation["entity"], reconciliation["rows_read"], strict=True)) == {
         entity: expected.get(entity, 0) for entity in ENTITIES
     }
 
@@ -129,9 +133,7 @@ def test_every_malformed_row_is_quarantined_with_a_reason(built, small_company):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         quarantined = pl.concat(
             [
-                con.sql(
-                    f"SELECT '{name}' AS entity, _source, _source_location, _reason FROM quarantine.{name}"
-                ).pl()
+                con.sql(f"SELECT '{name}' AS entity, _source, _source_location, _reason FROM quarantine.{name}").pl()
                 for name in ENTITIES
             ]
         )
@@ -139,14 +141,16 @@ def test_every_malformed_row_is_quarantined_with_a_reason(built, small_company):
     # Express our locations in the truth's terms: paths relative to the company folder, table:id.
     prefixes = {"marketing": "marketing/", "support": "support/export/"}
     found = set()
-    for entity, location in zip(quarantined["entity"], quarantined["_source_location"]):
+    for entity, location in zip(quarantined["entity"], quarantined["_source_location"], strict=True):
         domain = ENTITIES[entity].domain
         found.add((entity, location.replace(":id=", ":") if domain == "sales" else prefixes[domain] + location))
-    expected = {(e, loc) for e, loc in zip(truth["entity"], truth["location"])}
+    expected = {(e, loc) for e, loc in zip(truth["entity"], truth["location"], strict=True)}
     missing = expected - found
     assert not missing, f"{len(missing)} malformed rows not quarantined, e.g. {sorted(missing)[:5]}"
     unexpected = found - expected
-    assert not unexpected, f"{len(unexpected)} rows quarantined that the truth calls clean, e.g. {sorted(unexpected)[:5]}"
+    assert not unexpected, (
+        f"{len(unexpected)} rows quarantined that the truth calls clean, e.g. {sorted(unexpected)[:5]}"
+    )
     by_kind = truth.group_by("kind").len()
     assert by_kind.height >= 5
 
@@ -175,7 +179,9 @@ def test_a_new_day_adds_only_that_days_rows(company_copy, use_company, instance)
     before = partition_counts(settings.warehouse_path)
     totals_before = table_counts(settings.warehouse_path)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        cursor_before = con.execute("SELECT cursor, cursor_date FROM ops.source_state WHERE entity = 'support_tickets'").fetchone()
+        cursor_before = con.execute(
+            "SELECT cursor, cursor_date FROM ops.source_state WHERE entity = 'support_tickets'"
+        ).fetchone()
     assert run_build(settings, start=LAST_DAY, end=LAST_DAY, instance=instance, groups=INGEST).success
     after = partition_counts(settings.warehouse_path)
     assert after.filter(pl.col("partition_date") < LAST_DAY).equals(before)
@@ -189,7 +195,9 @@ def test_a_new_day_adds_only_that_days_rows(company_copy, use_company, instance)
         assert grew == day_rows, entity
         assert in_raw + in_quarantine == expected.get(entity, 0), entity
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        cursor_after = con.execute("SELECT cursor, cursor_date FROM ops.source_state WHERE entity = 'support_tickets'").fetchone()
+        cursor_after = con.execute(
+            "SELECT cursor, cursor_date FROM ops.source_state WHERE entity = 'support_tickets'"
+        ).fetchone()
     assert cursor_before[1] < cursor_after[1] == LAST_DAY
 
 
@@ -201,15 +209,24 @@ def _demo_config_without_support_rename(tmp_path: Path) -> Path:
     return path
 
 
-def test_unmapped_rename_is_a_drift_warning_naming_source_page_and_column(small_company, use_company, instance, tmp_path):
+def test_unmapped_rename_is_a_drift_warning_naming_source_page_and_column(
+    small_company, use_company, instance, tmp_path
+):
     settings = use_company(small_company, config=_demo_config_without_support_rename(tmp_path))
     outcome = run_build(settings, end=LAST_DAY, instance=instance, groups=INGEST)
     assert outcome.success
     assert "raw/support_tickets / no_schema_drift" in outcome.warned_checks
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        warnings = [w for row in con.execute(
-            "SELECT drift_warnings FROM ops.ingest_batches WHERE entity = 'support_tickets'").fetchall() for w in row[0]]
-    assert any("source 'support_desk', page 'page_" in w and "new column 'urgency'" in w for w in warnings), warnings[:3]
+        warnings = [
+            w
+            for row in con.execute(
+                "SELECT drift_warnings FROM ops.ingest_batches WHERE entity = 'support_tickets'"
+            ).fetchall()
+            for w in row[0]
+        ]
+    assert any("source 'support_desk', page 'page_" in w and "new column 'urgency'" in w for w in warnings), warnings[
+        :3
+    ]
     assert any("column 'priority' (canonical 'support_tickets.priority') is missing" in w for w in warnings)
 
 
@@ -246,11 +263,17 @@ def test_orders_only_company_builds_with_empty_tables_for_the_rest(tmp_path, mon
                 "history_start": "2024-01-01",
                 "sources": {
                     "shop": {
-                        "kind": "file_drop", "path": str(shop), "delimiter": ";",
-                        "entities": {"sales_orders": {
-                            "pattern": "all_orders.csv", "single_file": True, "date_column": "order_date",
-                            "columns": {"customer_ref": "Kunde", "order_date": "Datum", "total_amount": "Betrag"},
-                        }},
+                        "kind": "file_drop",
+                        "path": str(shop),
+                        "delimiter": ";",
+                        "entities": {
+                            "sales_orders": {
+                                "pattern": "all_orders.csv",
+                                "single_file": True,
+                                "date_column": "order_date",
+                                "columns": {"customer_ref": "Kunde", "order_date": "Datum", "total_amount": "Betrag"},
+                            }
+                        },
                     }
                 },
             }

@@ -19,23 +19,48 @@ from pipelines.defs.scoring.assets import GATE_CHECK, SCORING_ASSETS
 from pipelines.resources import ScoringResource, WarehouseResource
 
 SCORE_COLUMNS = {
-    "customer_id": "VARCHAR", "scored_as_of": "DATE", "churn_probability": "DOUBLE", "churn_band": "VARCHAR",
-    "churn_reasons": "VARCHAR", "p_alive": "DOUBLE", "expected_purchases_90d": "DOUBLE",
-    "expected_purchases_365d": "DOUBLE", "expected_spend_per_order": "DOUBLE", "clv_12m": "DOUBLE",
-    "loyalty_score": "DOUBLE", "loyalty_tier": "VARCHAR", "benefits": "VARCHAR", "benefits_yearly_cost": "DOUBLE",
-    "next_action": "VARCHAR", "action_priority": "INTEGER", "model_version": "VARCHAR",
+    "customer_id": "VARCHAR",
+    "scored_as_of": "DATE",
+    "churn_probability": "DOUBLE",
+    "churn_band": "VARCHAR",
+    "churn_reasons": "VARCHAR",
+    "p_alive": "DOUBLE",
+    "expected_purchases_90d": "DOUBLE",
+    "expected_purchases_365d": "DOUBLE",
+    "expected_spend_per_order": "DOUBLE",
+    "clv_12m": "DOUBLE",
+    "loyalty_score": "DOUBLE",
+    "loyalty_tier": "VARCHAR",
+    "benefits": "VARCHAR",
+    "benefits_yearly_cost": "DOUBLE",
+    "next_action": "VARCHAR",
+    "action_priority": "INTEGER",
+    "model_version": "VARCHAR",
 }
 REP_COLUMNS = {
-    "rep_id": "VARCHAR", "rep_name": "VARCHAR", "rank_in_book": "INTEGER", "customer_id": "VARCHAR",
-    "customer_name": "VARCHAR", "next_action": "VARCHAR", "action_priority": "INTEGER", "value_at_stake": "DOUBLE",
-    "reason": "VARCHAR", "churn_probability": "DOUBLE", "clv_12m": "DOUBLE", "loyalty_tier": "VARCHAR",
+    "rep_id": "VARCHAR",
+    "rep_name": "VARCHAR",
+    "rank_in_book": "INTEGER",
+    "customer_id": "VARCHAR",
+    "customer_name": "VARCHAR",
+    "next_action": "VARCHAR",
+    "action_priority": "INTEGER",
+    "value_at_stake": "DOUBLE",
+    "reason": "VARCHAR",
+    "churn_probability": "DOUBLE",
+    "clv_12m": "DOUBLE",
+    "loyalty_tier": "VARCHAR",
 }
 
 
 def _types(con, table):
-    return {name: typ for name, typ in con.execute(
-        "select column_name, data_type from information_schema.columns where table_schema || '.' || table_name = ?",
-        [table]).fetchall()}
+    return {
+        name: typ
+        for name, typ in con.execute(
+            "select column_name, data_type from information_schema.columns where table_schema || '.' || table_name = ?",
+            [table],
+        ).fetchall()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +71,12 @@ def warehouse(built_company):
 
 
 def test_the_build_published_a_model_and_scored_every_buyer(built_company, warehouse):
-    assert not [f for f in built_company.outcome.failures if "scor" in f or "churn" in f], built_company.outcome.failures
+    assert not [f for f in built_company.outcome.failures if "scor" in f or "churn" in f], (
+        built_company.outcome.failures
+    )
     version, status, card = warehouse.execute(
-        "select model_version, status, card_markdown from ml.model_registry").fetchall()[0]
+        "select model_version, status, card_markdown from ml.model_registry"
+    ).fetchall()[0]
     assert status == "current" and "## Backtest" in card
     folder = built_company.settings.data_dir / "models" / version
     assert (folder / "churn_model.skops").exists() and (folder / "model_card.md").read_text() == card
@@ -60,7 +88,8 @@ def test_the_build_published_a_model_and_scored_every_buyer(built_company, wareh
                   count(distinct model_version),
                   count(*) filter (where churn_probability not between 0 and 1 or clv_12m < 0 or p_alive > 1
                                    or loyalty_score not between 0 and 100 or churn_band not in ('low', 'medium', 'high'))
-           from marts.customer_scores""").fetchall()[0]
+           from marts.customer_scores"""
+    ).fetchall()[0]
     assert scored == buyers and versions == 1 and bad == 0
 
 
@@ -69,7 +98,8 @@ def test_customer_360_carries_the_scores(warehouse):
         """select count(c.churn_probability), (select count(*) from marts.customer_scores),
                   count(*) filter (where c.loyalty_tier is distinct from s.loyalty_tier
                                    or c.next_action is distinct from s.next_action)
-           from marts.customer_360 c join marts.customer_scores s using (customer_id)""").fetchall()[0]
+           from marts.customer_360 c join marts.customer_scores s using (customer_id)"""
+    ).fetchall()[0]
     assert joined == scored and mismatched == 0
 
 
@@ -77,10 +107,12 @@ def test_every_rep_book_is_ranked_by_value_at_stake(warehouse):
     out_of_order = warehouse.execute(
         """select count(*) from (
                select value_at_stake, lag(value_at_stake) over (partition by rep_id order by rank_in_book) as before
-               from marts.rep_actions) where value_at_stake > before""").fetchall()[0][0]
+               from marts.rep_actions) where value_at_stake > before"""
+    ).fetchall()[0][0]
     reps, ranks_ok = warehouse.execute(
         """select count(distinct rep_id), bool_and(n = top) from (
-               select rep_id, count(*) as n, max(rank_in_book) as top from marts.rep_actions group by rep_id)""").fetchall()[0]
+               select rep_id, count(*) as n, max(rank_in_book) as top from marts.rep_actions group by rep_id)"""
+    ).fetchall()[0]
     assert out_of_order == 0 and reps > 1 and ranks_ok
 
 
@@ -88,7 +120,8 @@ def test_calibration_on_the_small_company(warehouse):
     rows = warehouse.execute(
         """select decile, customers, mean_predicted, observed_rate from ml.churn_calibration
            where model_version = (select model_version from ml.model_registry where status = 'current')
-           order by decile""").fetchall()
+           order by decile"""
+    ).fetchall()
     assert [r[0] for r in rows] == list(range(1, 11)) and min(r[1] for r in rows) >= 100
     gaps = [abs(r[2] - r[3]) for r in rows]
     assert max(gaps) <= 0.15, rows
@@ -159,7 +192,7 @@ def test_crm_evaluate_scores_against_the_oracle(built_company, tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     import json
 
-    out = json.loads(result.output[result.output.index("{"):])
+    out = json.loads(result.output[result.output.index("{") :])
     churn = out["churn"]
     assert out["oracle_coverage"] > 0.95
     # the oracle is the ceiling; the model beats chance clearly

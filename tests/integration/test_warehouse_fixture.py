@@ -76,11 +76,23 @@ def test_asset_graph_places_identity_between_staging_and_marts(built):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for expected in [
-        "staging/stg_sales__orders", "staging/stg_marketing__events", "seeds/rfm_segments",
-        "identity/records", "identity/customer_id_changes", "intermediate/int_customers_survived",
-        "marts/customers", "marts/customer_360", "marts/orders", "marts/order_lines", "marts/marketing_events",
-        "marts/support_tickets", "marts/campaign_performance", "marts/rep_performance", "marts/customer_rfm",
-        "marts/customer_rfm_history", "marts/cohort_retention",
+        "staging/stg_sales__orders",
+        "staging/stg_marketing__events",
+        "seeds/rfm_segments",
+        "identity/records",
+        "identity/customer_id_changes",
+        "intermediate/int_customers_survived",
+        "marts/customers",
+        "marts/customer_360",
+        "marts/orders",
+        "marts/order_lines",
+        "marts/marketing_events",
+        "marts/support_tickets",
+        "marts/campaign_performance",
+        "marts/rep_performance",
+        "marts/customer_rfm",
+        "marts/customer_rfm_history",
+        "marts/cohort_retention",
     ]:
         assert expected in keys, expected
     parents = lambda k: {p.to_user_string() for p in graph.get(dg.AssetKey(k.split("/"))).parent_keys}  # noqa: E731
@@ -122,8 +134,15 @@ def test_rfm_matches_hand_computed_scores_and_segments(built):
         assert len(rows) == len(EXPECTED_RFM)
         for person, exp in EXPECTED_RFM.items():
             cid = _customer_of(con, *PERSONS[person][0])
-            assert rows[cid] == (exp["recency_days"], exp["frequency"], exp["monetary"], exp["r"], exp["f"],
-                                 exp["m"], exp["segment"]), person
+            assert rows[cid] == (
+                exp["recency_days"],
+                exp["frequency"],
+                exp["monetary"],
+                exp["r"],
+                exp["f"],
+                exp["m"],
+                exp["segment"],
+            ), person
         hist = con.execute(
             "select count(distinct snapshot_date), max(snapshot_date) from marts.customer_rfm_history"
         ).fetchall()[0]
@@ -139,14 +158,26 @@ def test_golden_record_and_360_for_one_customer(built):
         cid = _customer_of(con, "sales_contacts", "101")
         c = con.execute(
             "select full_name, email, email_source, phone, phone_source, postcode, city, segment, owner_rep_name, "
-            "email_consent from marts.customers where customer_id = ?", [cid]
+            "email_consent from marts.customers where customer_id = ?",
+            [cid],
         ).fetchall()[0]
-        assert c == ("Ann Lee", "ann.lee@example.com", "marketing_contacts", "+442079460018", "sales_contacts",
-                     "SW1A 1AA", "London", "B2C", "Rita Rep", True)
+        assert c == (
+            "Ann Lee",
+            "ann.lee@example.com",
+            "marketing_contacts",
+            "+442079460018",
+            "sales_contacts",
+            "SW1A 1AA",
+            "London",
+            "B2C",
+            "Rita Rep",
+            True,
+        )
         r = con.execute(
             "select orders_lifetime, revenue_lifetime, returns_lifetime, favourite_category, days_since_last_order, "
             "sends_90d, opens_90d, clicks_90d, tickets_90d, open_tickets, last_satisfaction, is_unsubscribed "
-            "from marts.customer_360 where customer_id = ?", [cid]
+            "from marts.customer_360 where customer_id = ?",
+            [cid],
         ).fetchall()[0]
         assert r == (3, 350.0, 1, "Gadgets", 10, 2, 2, 1, 1, 0, "good", False)
         # the duplicate event E4 is counted once, the late event E6 on its true day
@@ -216,6 +247,37 @@ def test_second_run_keeps_ids_logs_changes_and_applies_steward_overrides(built):
         assert n360 == len(PERSONS) + 1
     finally:
         con.close()
+
+
+def test_a_dashboard_steward_decision_changes_the_next_runs_clusters(built):
+    """A decision taken in the dashboard (a file under the data folder, not the warehouse) is applied
+    by the next identity run, and the blocking check sees it honoured."""
+    from crm.identity.steward import record_decision
+    from crm.settings import load_settings
+
+    db, defs, _ = built
+    with duckdb.connect(str(db), read_only=True) as con:
+        before = dict(con.execute("select record_key, customer_id from identity.records").fetchall())
+    assert before["sales_contacts:101"] != before["sales_contacts:201"]
+    record_decision(
+        load_settings().data_dir,
+        action="merge",
+        left=("sales_contacts", "101"),
+        right=("sales_contacts", "201"),
+        reason="test: one household account",
+        decided_by="steward-test",
+    )
+    result = _materialize(
+        defs, selection=dg.AssetSelection.keys(["identity", "records"], ["identity", "customer_id_changes"])
+    )
+    assert result.success, _failures(result)
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"steward_overrides_honoured": True}
+    with duckdb.connect(str(db), read_only=True) as con:
+        after = dict(con.execute("select record_key, customer_id from identity.records").fetchall())
+        applied = con.execute("select action, left_key, right_key from identity.steward_decisions").fetchall()
+    assert after["sales_contacts:101"] == after["sales_contacts:201"]
+    assert applied == [("merge", "101", "201")]
 
 
 def test_empty_company_builds_with_every_test_passing(tmp_path, monkeypatch):

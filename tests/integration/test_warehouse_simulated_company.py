@@ -20,9 +20,9 @@ def test_build_with_warehouse_succeeds_and_every_check_passes(built_company):
 def test_customer_360_has_one_row_per_found_customer(built_company):
     con = duckdb.connect(str(built_company.warehouse), read_only=True)
     try:
-        rows, distinct = con.execute(
-            "select count(*), count(distinct customer_id) from marts.customer_360"
-        ).fetchall()[0]
+        rows, distinct = con.execute("select count(*), count(distinct customer_id) from marts.customer_360").fetchall()[
+            0
+        ]
         found = con.execute("select count(distinct customer_id) from identity.records").fetchall()[0][0]
     finally:
         con.close()

@@ -63,7 +63,7 @@ def test_reasons_quote_the_customers_real_values(model):
     _, reasons = explain(model, features)
     assert len(reasons) == features.height
     recency_seen = ratings_seen = 0
-    for row, text in zip(features.iter_rows(named=True), reasons):
+    for row, text in zip(features.iter_rows(named=True), reasons, strict=True):
         for reason in filter(None, text.split("; ")):
             if reason.startswith("no order in"):
                 recency_seen += 1
@@ -85,7 +85,7 @@ def test_every_reason_raises_the_risk_and_is_worded_from_its_group(model):
         rendered = {g.render(row): g for g in REASON_GROUPS}
         for reason in filter(None, text.split("; ")):
             group = rendered[reason]  # KeyError = a reason no group would write for these values
-            shifted = X[i:i + 1].copy()
+            shifted = X[i : i + 1].copy()
             for f in group.features:
                 shifted[0, index[f]] = model.reference[f]
             assert p[i] - model.predict(shifted)[0] >= MIN_REASON_CONTRIBUTION - 1e-12
@@ -95,7 +95,7 @@ def test_the_riskiest_customers_are_told_about_their_recency(model):
     features, _ = _customers(400, 5)
     _, reasons = explain(model, features)
     gap_ratio = features["recency_vs_usual_gap"].to_numpy()
-    stale = [r for r, g, b in zip(reasons, gap_ratio, features["bad_ratings_90d"]) if g > 10 and b == 0]
+    stale = [r for r, g, b in zip(reasons, gap_ratio, features["bad_ratings_90d"], strict=True) if g > 10 and b == 0]
     assert stale and all(r.startswith("no order in") for r in stale)
 
 

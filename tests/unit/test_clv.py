@@ -188,12 +188,16 @@ def test_heavy_buyers_with_long_horizon_stay_finite():
 @pytest.mark.parametrize("singular", ["a=1", "a+b+x-1=0"])
 def test_removable_singularities_are_continuous(singular):
     if singular == "a=1":
+
         def at(v: float) -> np.ndarray:
             return BetaGeoModel(BetaGeoParams(0.5, 10.0, v, 2.0)).expected_purchases(39, [0, 3], [0, 20], 40)
+
         centre = 1.0
     else:  # a + b - 1 = 0 makes c = 0 for x = 0, a pole of 2F1 that eq. (10)'s prefactor cancels
+
         def at(v: float) -> np.ndarray:
             return BetaGeoModel(BetaGeoParams(0.5, 10.0, 0.7, v)).expected_purchases(39, [0, 3], [0, 20], 40)
+
         centre = 0.3
     exact = at(centre)
     assert np.isfinite(exact).all()
@@ -344,5 +348,5 @@ def test_analytic_gradients_match_finite_differences():
         (clv._GammaGammaLikelihood(x[repeat], zbar[repeat], w[repeat]), np.log([5.0, 3.0, 12.0])),
     ]
     for nll, theta in cases:
-        numeric = approx_fprime(theta, lambda th: nll(th)[0], 1e-7)
+        numeric = approx_fprime(theta, lambda th, nll=nll: nll(th)[0], 1e-7)
         np.testing.assert_allclose(nll(theta)[1], numeric, rtol=1e-5, atol=1e-6)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
-from pipelines.definitions import build_definitions
 from crm.ingest.entities import ENTITIES
+from pipelines.definitions import build_definitions
 
 
 def test_every_source_entity_is_a_daily_partitioned_raw_asset_with_its_checks(use_company, small_company):
@@ -25,8 +25,13 @@ def test_every_source_entity_is_a_daily_partitioned_raw_asset_with_its_checks(us
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     for name in ENTITIES:
-        for check in ("rows_reconciled", "quarantine_share_within_limit", "great_expectations_contract",
-                      "great_expectations_warnings", "no_schema_drift"):
+        for check in (
+            "rows_reconciled",
+            "quarantine_share_within_limit",
+            "great_expectations_contract",
+            "great_expectations_warnings",
+            "no_schema_drift",
+        ):
             assert (f"raw/{name}", check) in checks
 
 
@@ -35,7 +40,7 @@ def test_nightly_schedule_runs_the_newest_partition_at_two(use_company, small_co
     schedule = defs.resolve_schedule_def("nightly_build_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "nightly_build"
-    tick = datetime(2024, 3, 5, 2, 0, tzinfo=timezone.utc)
+    tick = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
     with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def()) as ctx:
         requests = schedule.evaluate_tick(ctx).run_requests
     assert [r.partition_key for r in requests] == ["2024-03-04"]

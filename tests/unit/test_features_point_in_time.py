@@ -26,8 +26,18 @@ def _marts(con: duckdb.DuckDBPyConnection, seed: int = 3, customers: int = 60) -
             created = datetime.combine(day, datetime.min.time()) + timedelta(hours=int(rng.integers(0, 24)))
             updated = created + timedelta(days=float(rng.uniform(0, 20)))
             status = rng.choice(["placed", "shipped", "returned", "cancelled"], p=[0.1, 0.75, 0.08, 0.07])
-            orders.append((f"O{len(orders)}", cid, day, str(status), float(rng.choice([0, 0, 5, 10])),
-                           float(rng.gamma(4, 25)), created, updated))
+            orders.append(
+                (
+                    f"O{len(orders)}",
+                    cid,
+                    day,
+                    str(status),
+                    float(rng.choice([0, 0, 5, 10])),
+                    float(rng.gamma(4, 25)),
+                    created,
+                    updated,
+                )
+            )
         for _ in range(rng.integers(0, 15)):
             day = start + timedelta(days=int(rng.integers(0, 300)))
             kind = rng.choice(["sent", "open", "click", "conversion", "unsubscribe"], p=[0.5, 0.3, 0.12, 0.05, 0.03])
@@ -37,8 +47,18 @@ def _marts(con: duckdb.DuckDBPyConnection, seed: int = 3, customers: int = 60) -
             solved = created + timedelta(hours=float(rng.uniform(1, 200)))
             updated = solved + timedelta(days=float(rng.uniform(0, 5)))
             rating = rng.choice(["good", "bad", "offered"])
-            tickets.append((len(tickets), cid, created, created.date(), updated, solved,
-                            (solved - created).total_seconds() / 3600, str(rating)))
+            tickets.append(
+                (
+                    len(tickets),
+                    cid,
+                    created,
+                    created.date(),
+                    updated,
+                    solved,
+                    (solved - created).total_seconds() / 3600,
+                    str(rating),
+                )
+            )
     con.execute("create schema marts")
     con.execute("""create table marts.orders (order_id varchar, customer_id varchar, order_day date, status varchar,
                    discount_pct double, total_amount double, created_at timestamp, updated_at timestamp)""")
@@ -64,10 +84,15 @@ def _forget_the_future(con: duckdb.DuckDBPyConnection, cutoff: date) -> None:
     con.execute("delete from marts.marketing_events where occurred_on > ?", [cutoff])
     con.execute("delete from marts.support_tickets where created_on > ?", [cutoff])
     # Later states are unknown at the cut-off: replace them with something else entirely.
-    con.execute("update marts.orders set status = 'cancelled', updated_at = updated_at + interval 3 day "
-                "where updated_at >= ?", [end])
-    con.execute("update marts.support_tickets set satisfaction_score = 'bad', resolution_hours = 999, "
-                "solved_at = solved_at + interval 30 day where updated_at >= ? and solved_at >= ?", [end, end])
+    con.execute(
+        "update marts.orders set status = 'cancelled', updated_at = updated_at + interval 3 day where updated_at >= ?",
+        [end],
+    )
+    con.execute(
+        "update marts.support_tickets set satisfaction_score = 'bad', resolution_hours = 999, "
+        "solved_at = solved_at + interval 30 day where updated_at >= ? and solved_at >= ?",
+        [end, end],
+    )
     con.execute("update marts.support_tickets set satisfaction_score = 'good' where updated_at >= ?", [end])
 
 

@@ -48,12 +48,41 @@ def _company(con: duckdb.DuckDBPyConnection, customers: int = 3000, seed: int = 
             solved = created + timedelta(hours=150)
             tickets.append((len(tickets), cid, created, created.date(), solved, solved, 150.0, "bad"))
     con.execute("create schema marts")
-    con.register("_orders", pl.DataFrame(orders, orient="row", schema=[
-        "order_id", "customer_id", "order_day", "status", "discount_pct", "total_amount", "created_at", "updated_at"]))
+    con.register(
+        "_orders",
+        pl.DataFrame(
+            orders,
+            orient="row",
+            schema=[
+                "order_id",
+                "customer_id",
+                "order_day",
+                "status",
+                "discount_pct",
+                "total_amount",
+                "created_at",
+                "updated_at",
+            ],
+        ),
+    )
     con.execute("create table marts.orders as select * from _orders")
-    con.register("_tickets", pl.DataFrame(tickets, orient="row", schema=[
-        "ticket_id", "customer_id", "created_at", "created_on", "updated_at", "solved_at", "resolution_hours",
-        "satisfaction_score"]))
+    con.register(
+        "_tickets",
+        pl.DataFrame(
+            tickets,
+            orient="row",
+            schema=[
+                "ticket_id",
+                "customer_id",
+                "created_at",
+                "created_on",
+                "updated_at",
+                "solved_at",
+                "resolution_hours",
+                "satisfaction_score",
+            ],
+        ),
+    )
     con.execute("create table marts.support_tickets as select * from _tickets")
     con.execute("""create table marts.marketing_events (event_id varchar, customer_id varchar, event_type varchar,
                    occurred_on date)""")
@@ -96,9 +125,12 @@ def test_correction_lowers_the_value_of_customers_after_a_bad_experience(company
     result = forecast_value(con, AS_OF, "supervised_correction")
     _, plain = value_as_of(con, AS_OF)
     bad = con.sql("select distinct customer_id, true as had_bad from marts.support_tickets").pl()
-    ratio = (result.value.join(plain.select("customer_id", pl.col("clv_12m").alias("plain")), on="customer_id")
-             .filter(pl.col("plain") > 0).join(bad, on="customer_id", how="left")
-             .with_columns(pl.col("had_bad").fill_null(False), factor=pl.col("clv_12m") / pl.col("plain")))
+    ratio = (
+        result.value.join(plain.select("customer_id", pl.col("clv_12m").alias("plain")), on="customer_id")
+        .filter(pl.col("plain") > 0)
+        .join(bad, on="customer_id", how="left")
+        .with_columns(pl.col("had_bad").fill_null(False), factor=pl.col("clv_12m") / pl.col("plain"))
+    )
     means = dict(ratio.group_by("had_bad").agg(pl.col("factor").mean()).iter_rows())
     assert means[True] < 0.7 * means[False]
 

@@ -77,7 +77,7 @@ def test_deterministic_email_and_phone_links():
 def test_stable_ids_first_run_then_new_record_then_merge_and_split():
     first = pl.DataFrame({"record_key": ["a", "b", "c"], "cluster": [0, 0, 1]})
     r1 = assign_stable_ids(first, pl.DataFrame(schema={"record_key": pl.Utf8, "customer_id": pl.Utf8}), 1)
-    ids1 = dict(zip(first["record_key"], first.join(r1.assignments, on="cluster")["customer_id"]))
+    ids1 = dict(zip(first["record_key"], first.join(r1.assignments, on="cluster")["customer_id"], strict=True))
     assert ids1 == {"a": "C000000001", "b": "C000000001", "c": "C000000002"}
     assert r1.next_seq == 3 and r1.changes.height == 0
 
@@ -85,7 +85,13 @@ def test_stable_ids_first_run_then_new_record_then_merge_and_split():
     second = pl.DataFrame({"record_key": ["a", "b", "c", "d", "e"], "cluster": [0, 0, 1, 0, 2]})
     prev = pl.DataFrame({"record_key": list(ids1), "customer_id": list(ids1.values())})
     r2 = assign_stable_ids(second, prev, r1.next_seq)
-    ids2 = dict(zip(second["record_key"], second.join(r2.assignments, on="cluster", maintain_order="left")["customer_id"]))
+    ids2 = dict(
+        zip(
+            second["record_key"],
+            second.join(r2.assignments, on="cluster", maintain_order="left")["customer_id"],
+            strict=True,
+        )
+    )
     assert ids2 == {"a": "C000000001", "b": "C000000001", "c": "C000000002", "d": "C000000001", "e": "C000000003"}
     assert r2.changes.height == 0
 
@@ -93,7 +99,13 @@ def test_stable_ids_first_run_then_new_record_then_merge_and_split():
     third = pl.DataFrame({"record_key": ["a", "b", "c", "d", "e"], "cluster": [0, 1, 0, 0, 2]})
     prev = pl.DataFrame({"record_key": list(ids2), "customer_id": list(ids2.values())})
     r3 = assign_stable_ids(third, prev, r2.next_seq)
-    ids3 = dict(zip(third["record_key"], third.join(r3.assignments, on="cluster", maintain_order="left")["customer_id"]))
+    ids3 = dict(
+        zip(
+            third["record_key"],
+            third.join(r3.assignments, on="cluster", maintain_order="left")["customer_id"],
+            strict=True,
+        )
+    )
     assert ids3["a"] == ids3["c"] == ids3["d"] == "C000000001"
     assert ids3["e"] == "C000000003"
     assert ids3["b"] == "C000000004"

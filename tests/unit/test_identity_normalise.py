@@ -61,8 +61,15 @@ def test_names_and_postcodes():
 
 
 def test_vectorised_email_features_match_the_scalar_helpers():
-    raw = [" Ann.Lee+news@Example.com ", "mailto:<BOB@acme.co.uk>", "info@acme.co.uk", "peter.shaw69@example.org",
-           "not an email", None, "j_o.e@x.io"]
+    raw = [
+        " Ann.Lee+news@Example.com ",
+        "mailto:<BOB@acme.co.uk>",
+        "info@acme.co.uk",
+        "peter.shaw69@example.org",
+        "not an email",
+        None,
+        "j_o.e@x.io",
+    ]
     out = pl.DataFrame({"e": raw}, schema={"e": pl.Utf8}).select(**norm.email_features(pl.col("e")))
     for i, value in enumerate(raw):
         email = norm.normalise_email(value)

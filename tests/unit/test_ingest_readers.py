@@ -19,8 +19,11 @@ JAN = Window(date(2024, 1, 1), date(2024, 1, 31))
 
 def _config(tmp_path: Path, sources: dict) -> Path:
     path = tmp_path / "sources.yml"
-    path.write_text(yaml.safe_dump({"warehouse_path": str(tmp_path / "wh.duckdb"), "history_start": "2024-01-01",
-                                    "sources": sources}))
+    path.write_text(
+        yaml.safe_dump(
+            {"warehouse_path": str(tmp_path / "wh.duckdb"), "history_start": "2024-01-01", "sources": sources}
+        )
+    )
     return path
 
 
@@ -98,20 +101,40 @@ def test_paged_export_follows_the_cursor_and_quarantines_broken_json(tmp_path):
     ticket = '{"id": %d, "status": "%s", "created_at": "2024-01-0%d 09:00:00", "updated_at": "2024-01-0%d 10:00:00", "requester": {"email": "x@y.z"}}'
     (export / "p1.jsonl").write_text(
         '{"page": 1, "export_date": "2024-01-02", "after_cursor": "p2", "end_of_stream": false}\n'
-        + ticket % (1, "open", 2, 2) + "\n" + '{"id": 2, "status": "open", "created_at": \n'
+        + ticket % (1, "open", 2, 2)
+        + "\n"
+        + '{"id": 2, "status": "open", "created_at": \n'
     )
     (export / "p2.jsonl").write_text(
         '{"page": 2, "export_date": "2024-01-03", "after_cursor": "p3", "end_of_stream": true}\n'
-        + ticket % (1, "solved", 2, 3) + "\n"
+        + ticket % (1, "solved", 2, 3)
+        + "\n"
     )
     (export / "orphan.jsonl").write_text('{"page": 9, "export_date": "2024-01-04", "end_of_stream": true}\n')
-    sources = {"desk": {"kind": "paged_export", "path": str(export), "first_cursor": "p1", "entities": {
-        "support_tickets": {"columns": {"ticket_id": "id", "status": "status", "created_at": "created_at",
-                                        "updated_at": "updated_at", "requester_email": "requester.email"}}}}}
+    sources = {
+        "desk": {
+            "kind": "paged_export",
+            "path": str(export),
+            "first_cursor": "p1",
+            "entities": {
+                "support_tickets": {
+                    "columns": {
+                        "ticket_id": "id",
+                        "status": "status",
+                        "created_at": "created_at",
+                        "updated_at": "updated_at",
+                        "requester_email": "requester.email",
+                    }
+                }
+            },
+        }
+    }
     settings = load_settings(_config(tmp_path, sources))
     with duckdb.connect(str(settings.warehouse_path)) as con:
         report = ingest_entity(con, settings, "support_tickets", JAN, first_partition=JAN.start)
-        loaded = _rows(con, "SELECT ticket_id, status, requester_email, _partition_date FROM raw.support_tickets ORDER BY 4")
+        loaded = _rows(
+            con, "SELECT ticket_id, status, requester_email, _partition_date FROM raw.support_tickets ORDER BY 4"
+        )
         broken = _rows(con, "SELECT _source_location, _reason FROM quarantine.support_tickets")
         state = _rows(con, "SELECT cursor, cursor_date FROM ops.source_state")
     assert (report.rows_read, report.rows_loaded, report.rows_quarantined, report.files_read) == (3, 2, 1, 2)
@@ -128,9 +151,23 @@ def test_a_page_whose_only_line_is_broken_is_quarantined_not_taken_for_schema_dr
         b'{"page": 1, "export_date": "2024-01-02", "after_cursor": "p2", "end_of_stream": true}\n'
         b'{"id": 7, "status": "open", "subject": "Probl\xe8me", "created_at": "2024-01-02 09:00:00"}\n'
     )
-    sources = {"desk": {"kind": "paged_export", "path": str(export), "first_cursor": "p1", "entities": {
-        "support_tickets": {"columns": {"ticket_id": "id", "status": "status", "created_at": "created_at",
-                                        "updated_at": "created_at"}}}}}
+    sources = {
+        "desk": {
+            "kind": "paged_export",
+            "path": str(export),
+            "first_cursor": "p1",
+            "entities": {
+                "support_tickets": {
+                    "columns": {
+                        "ticket_id": "id",
+                        "status": "status",
+                        "created_at": "created_at",
+                        "updated_at": "created_at",
+                    }
+                }
+            },
+        }
+    }
     settings = load_settings(_config(tmp_path, sources))
     with duckdb.connect(str(settings.warehouse_path)) as con:
         report = ingest_entity(con, settings, "support_tickets", JAN, first_partition=JAN.start)
@@ -146,14 +183,32 @@ def test_sql_source_reads_the_updated_at_window_and_names_table_and_key(tmp_path
     db = tmp_path / "sales.sqlite"
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE products (id INTEGER, name TEXT, price REAL, created_at TEXT, updated_at TEXT)")
-        con.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)", [
-            (1, "pen", 1.5, "2023-12-01 00:00:00", "2024-01-10 08:00:00"),
-            (2, "ink", -3, "2023-12-01 00:00:00", "2024-01-11 08:00:00"),
-            (3, "pad", 2.0, "2023-12-01 00:00:00", "2024-02-11 08:00:00"),  # outside the window
-        ])
-    sources = {"db": {"kind": "sql", "url": f"sqlite:///{db}", "entities": {"sales_products": {
-        "table": "products", "columns": {"product_id": "id", "product_name": "name", "list_price": "price",
-                                         "created_at": "created_at", "updated_at": "updated_at"}}}}}
+        con.executemany(
+            "INSERT INTO products VALUES (?, ?, ?, ?, ?)",
+            [
+                (1, "pen", 1.5, "2023-12-01 00:00:00", "2024-01-10 08:00:00"),
+                (2, "ink", -3, "2023-12-01 00:00:00", "2024-01-11 08:00:00"),
+                (3, "pad", 2.0, "2023-12-01 00:00:00", "2024-02-11 08:00:00"),  # outside the window
+            ],
+        )
+    sources = {
+        "db": {
+            "kind": "sql",
+            "url": f"sqlite:///{db}",
+            "entities": {
+                "sales_products": {
+                    "table": "products",
+                    "columns": {
+                        "product_id": "id",
+                        "product_name": "name",
+                        "list_price": "price",
+                        "created_at": "created_at",
+                        "updated_at": "updated_at",
+                    },
+                }
+            },
+        }
+    }
     settings = load_settings(_config(tmp_path, sources))
     with duckdb.connect(str(settings.warehouse_path)) as con:
         report = ingest_entity(con, settings, "sales_products", JAN, first_partition=JAN.start)

@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from crm.settings import load_scoring_config
 from models_ml.loyalty import (
     assign_tiers,
     benefits_text,
@@ -12,7 +13,6 @@ from models_ml.loyalty import (
     tier_costs,
     with_benefits,
 )
-from crm.settings import load_scoring_config
 from models_ml.scoring_config import BenefitSettings, LoyaltySettings, TierBenefits
 
 SETTINGS = LoyaltySettings(tiers={"Silver": 40, "Gold": 65, "Platinum": 85}, hysteresis=4)
@@ -20,19 +20,26 @@ SETTINGS = LoyaltySettings(tiers={"Silver": 40, "Gold": 65, "Platinum": 85}, hys
 
 def test_new_customers_get_the_plain_tier():
     assert assign_tiers(np.array([0, 39.9, 40, 64.9, 65, 85, 100]), None, SETTINGS) == [
-        "Bronze", "Bronze", "Silver", "Silver", "Gold", "Platinum", "Platinum"]
+        "Bronze",
+        "Bronze",
+        "Silver",
+        "Silver",
+        "Gold",
+        "Platinum",
+        "Platinum",
+    ]
 
 
 @pytest.mark.parametrize(
     ("previous", "score", "expected"),
     [
-        ("Bronze", 42.0, "Bronze"),     # crossed Silver by 2 < 4: stays
-        ("Bronze", 44.0, "Silver"),     # crossed by the margin: up
-        ("Bronze", 70.0, "Gold"),       # a big jump goes as far as the margin allows (Gold needs 69)
-        ("Bronze", 67.0, "Silver"),     # Gold not cleared by the margin: only Silver
-        ("Gold", 62.0, "Gold"),         # 3 below Gold's bound: stays
-        ("Gold", 60.9, "Silver"),       # more than 4 below: down
-        ("Gold", 30.0, "Bronze"),       # far below: down to where the score belongs
+        ("Bronze", 42.0, "Bronze"),  # crossed Silver by 2 < 4: stays
+        ("Bronze", 44.0, "Silver"),  # crossed by the margin: up
+        ("Bronze", 70.0, "Gold"),  # a big jump goes as far as the margin allows (Gold needs 69)
+        ("Bronze", 67.0, "Silver"),  # Gold not cleared by the margin: only Silver
+        ("Gold", 62.0, "Gold"),  # 3 below Gold's bound: stays
+        ("Gold", 60.9, "Silver"),  # more than 4 below: down
+        ("Gold", 30.0, "Bronze"),  # far below: down to where the score belongs
         ("Platinum", 81.5, "Platinum"),
         ("Platinum", 80.9, "Gold"),
         ("Silver", 50.0, "Silver"),
@@ -62,15 +69,17 @@ def test_points_to_next_tier_include_the_margin():
 
 
 def test_score_ranks_value_engagement_and_satisfaction():
-    frame = pl.DataFrame({
-        "clv_12m": [10.0, 500.0, 500.0],
-        "revenue_365d": [5.0, 800.0, 800.0],
-        "engagement_decayed": [0.0, 3.0, 3.0],
-        "recency_days": [200.0, 5.0, 5.0],
-        "good_ratings_lifetime": [0.0, 2.0, 0.0],
-        "bad_ratings_lifetime": [0.0, 0.0, 2.0],
-        "slow_tickets_lifetime": [0.0, 0.0, 1.0],
-    })
+    frame = pl.DataFrame(
+        {
+            "clv_12m": [10.0, 500.0, 500.0],
+            "revenue_365d": [5.0, 800.0, 800.0],
+            "engagement_decayed": [0.0, 3.0, 3.0],
+            "recency_days": [200.0, 5.0, 5.0],
+            "good_ratings_lifetime": [0.0, 2.0, 0.0],
+            "bad_ratings_lifetime": [0.0, 0.0, 2.0],
+            "slow_tickets_lifetime": [0.0, 0.0, 1.0],
+        }
+    )
     s = loyalty_scores(frame, SETTINGS).to_list()
     assert all(0 <= v <= 100 for v in s)
     assert s[1] > s[2] > s[0]  # same value and engagement: satisfaction decides
@@ -78,15 +87,27 @@ def test_score_ranks_value_engagement_and_satisfaction():
 
 def test_benefits_cost_follows_the_policy():
     policy = BenefitSettings(
-        shipping_cost_per_order=5.0, priority_support_cost_per_year=20.0, cost_of_capital_annual=0.1,
-        tiers={"Bronze": TierBenefits(), "Silver": TierBenefits(discount_pct=2, free_shipping=True),
-               "Gold": TierBenefits(discount_pct=5, payment_deferral_days=73),
-               "Platinum": TierBenefits(discount_pct=10, free_shipping=True, priority_support=True)})
-    frame = pl.DataFrame({"loyalty_tier": ["Bronze", "Silver", "Gold", "Platinum"],
-                          "clv_12m": [100.0, 1000.0, 2000.0, 3000.0], "expected_purchases_365d": [1.0, 4.0, 5.0, 10.0]})
+        shipping_cost_per_order=5.0,
+        priority_support_cost_per_year=20.0,
+        cost_of_capital_annual=0.1,
+        tiers={
+            "Bronze": TierBenefits(),
+            "Silver": TierBenefits(discount_pct=2, free_shipping=True),
+            "Gold": TierBenefits(discount_pct=5, payment_deferral_days=73),
+            "Platinum": TierBenefits(discount_pct=10, free_shipping=True, priority_support=True),
+        },
+    )
+    frame = pl.DataFrame(
+        {
+            "loyalty_tier": ["Bronze", "Silver", "Gold", "Platinum"],
+            "clv_12m": [100.0, 1000.0, 2000.0, 3000.0],
+            "expected_purchases_365d": [1.0, 4.0, 5.0, 10.0],
+        }
+    )
     out = with_benefits(frame, policy)
     assert out["benefits_yearly_cost"].to_list() == pytest.approx(
-        [0.0, 0.02 * 1000 + 5 * 4, 0.05 * 2000 + 2000 * 0.1 * 73 / 365, 0.1 * 3000 + 5 * 10 + 20])
+        [0.0, 0.02 * 1000 + 5 * 4, 0.05 * 2000 + 2000 * 0.1 * 73 / 365, 0.1 * 3000 + 5 * 10 + 20]
+    )
     assert out["benefits"].to_list()[0] == "no benefits"
     assert out["benefits"].to_list()[2] == "5% discount; 73 extra days to pay"
     costs = tier_costs(out)

@@ -9,8 +9,19 @@ import math
 from pathlib import Path
 
 SEED = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds" / "rfm_segments.csv"
-SEGMENTS = {"Champions", "Loyal", "Potential loyalist", "New", "Promising", "Need attention", "About to sleep",
-            "At risk", "Can't lose them", "Hibernating", "Lost"}
+SEGMENTS = {
+    "Champions",
+    "Loyal",
+    "Potential loyalist",
+    "New",
+    "Promising",
+    "Need attention",
+    "About to sleep",
+    "At risk",
+    "Can't lose them",
+    "Hibernating",
+    "Lost",
+}
 
 
 def _grid() -> dict[tuple[int, int], str]:

@@ -3,8 +3,8 @@ tests/integration/test_scores_built_company.py)."""
 
 from datetime import date, datetime
 
-from crm.settings import load_scoring_config
 from crm.scoring.service import RegisteredModel, quality_gate, training_due
+from crm.settings import load_scoring_config
 
 CONFIG = load_scoring_config()
 CURRENT = RegisteredModel("churn-old", datetime(2024, 12, 1), date(2024, 10, 1), 90, 0.80, 0.15)
@@ -48,8 +48,10 @@ def test_a_young_company_is_told_why_no_model_is_trained():
 
     con = duckdb.connect()
     con.execute("create schema marts")
-    con.execute("create table marts.orders as select 'A' as customer_id, date '2024-01-01' + cast(i as integer) as order_day "
-                "from range(150) t(i)")
+    con.execute(
+        "create table marts.orders as select 'A' as customer_id, date '2024-01-01' + cast(i as integer) as order_day "
+        "from range(150) t(i)"
+    )
     with pytest.raises(NotEnoughHistoryError, match="trains at 2023-12-01 .* history starts 2024-01-01"):
         check_history(con, date(2024, 5, 29), 90)
     check_history(con, date(2024, 12, 30), 90)  # a year is enough

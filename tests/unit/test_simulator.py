@@ -95,7 +95,7 @@ class Company:
                     if len(fields) != len(header):
                         lines.append(Line(rel, no, None, "field_count"))
                     else:
-                        lines.append(Line(rel, no, dict(zip(header, fields))))
+                        lines.append(Line(rel, no, dict(zip(header, fields, strict=True))))
             self._cache[folder] = lines
         return self._cache[folder]
 
@@ -132,7 +132,7 @@ class Company:
 
     def person_of(self, source: str) -> dict[str, int]:
         rm = self.record_map.filter(pl.col("source") == source)
-        return dict(zip(rm["source_key"].to_list(), rm["person_id"].to_list()))
+        return dict(zip(rm["source_key"].to_list(), rm["person_id"].to_list(), strict=True))
 
     @cached_property
     def records(self) -> list[dict]:
@@ -147,8 +147,16 @@ class Company:
             if ln.row is not None:
                 latest[ln.row["Email"]] = ln.row
         for email, row in latest.items():
-            recs.append(dict(source="marketing", person=marketing[email], first=row["First Name"],
-                             last=row["Last Name"], email=email, phone=row["Phone"] or None))
+            recs.append(
+                dict(
+                    source="marketing",
+                    person=marketing[email],
+                    first=row["First Name"],
+                    last=row["Last Name"],
+                    email=email,
+                    phone=row["Phone"] or None,
+                )
+            )
         support = self.person_of("support_tickets")
         seen = set()
         for _, _, lines in self.pages:
@@ -158,8 +166,16 @@ class Company:
                 seen.add(ln.row["id"])
                 req = ln.row["requester"]
                 first, _, last = (req["name"] or "").partition(" ")
-                recs.append(dict(source="support", person=support[str(ln.row["id"])], first=first, last=last,
-                                 email=req["email"], phone=req["phone"]))
+                recs.append(
+                    dict(
+                        source="support",
+                        person=support[str(ln.row["id"])],
+                        first=first,
+                        last=last,
+                        email=req["email"],
+                        phone=req["phone"],
+                    )
+                )
         return recs
 
     @cached_property
@@ -232,14 +248,44 @@ def test_sales_database_has_the_contract_tables_and_columns(company):
     expected = {
         "sales_reps": ["id", "full_name", "email", "region", "hire_date", "created_at", "updated_at"],
         "accounts": ["id", "name", "type", "region", "owner_rep_id", "payment_terms_days", "created_at", "updated_at"],
-        "contacts": ["id", "account_id", "first_name", "last_name", "email", "phone", "city", "postcode",
-                     "created_at", "updated_at"],
+        "contacts": [
+            "id",
+            "account_id",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "city",
+            "postcode",
+            "created_at",
+            "updated_at",
+        ],
         "products": ["id", "name", "category", "list_price", "created_at", "updated_at"],
-        "opportunities": ["id", "account_id", "owner_rep_id", "stage", "amount", "stage_changed_at",
-                          "created_at", "updated_at"],
+        "opportunities": [
+            "id",
+            "account_id",
+            "owner_rep_id",
+            "stage",
+            "amount",
+            "stage_changed_at",
+            "created_at",
+            "updated_at",
+        ],
         "opportunity_stage_history": ["id", "opportunity_id", "stage", "entered_at", "created_at", "updated_at"],
-        "orders": ["id", "contact_id", "account_id", "ordered_at", "status", "channel", "discount_pct",
-                   "payment_terms_days", "owner_rep_id", "total_amount", "created_at", "updated_at"],
+        "orders": [
+            "id",
+            "contact_id",
+            "account_id",
+            "ordered_at",
+            "status",
+            "channel",
+            "discount_pct",
+            "payment_terms_days",
+            "owner_rep_id",
+            "total_amount",
+            "created_at",
+            "updated_at",
+        ],
         "order_lines": ["id", "order_id", "product_id", "quantity", "unit_price", "created_at", "updated_at"],
     }
     for table, columns in expected.items():
@@ -253,8 +299,16 @@ def test_sales_database_has_the_contract_tables_and_columns(company):
 
 def test_sql_timestamps_are_valid_ordered_and_rows_change_after_creation(company):
     end = datetime.combine(company.cfg.end_date, datetime.max.time())
-    for table in ("sales_reps", "accounts", "contacts", "products", "opportunities", "opportunity_stage_history",
-                  "orders", "order_lines"):
+    for table in (
+        "sales_reps",
+        "accounts",
+        "contacts",
+        "products",
+        "opportunities",
+        "opportunity_stage_history",
+        "orders",
+        "order_lines",
+    ):
         for created, updated in company.sql(f"SELECT created_at, updated_at FROM {table}"):
             c, u = _parse_ts(created), _parse_ts(updated)
             assert c and u and c <= u <= end, (table, created, updated)
@@ -269,8 +323,18 @@ def test_marketing_files_follow_the_contract(company):
     out = company.out / "marketing"
     headers = {
         "campaigns": ["campaign_id", "name", "channel", "offer", "discount_pct", "launch_ts"],
-        "contacts": ["Email", "First Name", "Last Name", "Phone", "Email Opt In", "Email Opt In Date", "SMS Opt In",
-                     "SMS Opt In Date", "Unsubscribed Date", "Last Modified"],
+        "contacts": [
+            "Email",
+            "First Name",
+            "Last Name",
+            "Phone",
+            "Email Opt In",
+            "Email Opt In Date",
+            "SMS Opt In",
+            "SMS Opt In Date",
+            "Unsubscribed Date",
+            "Last Modified",
+        ],
     }
     for kind, header in headers.items():
         files = sorted((out / kind).iterdir())
@@ -350,10 +414,16 @@ def test_orders_reference_contacts_of_real_persons_and_the_account_owner(company
 
 def test_report_row_counts_match_the_files(company):
     counts = company.report["row_counts"]
-    table_of = {"sales_reps": "sales_reps", "sales_accounts": "accounts", "sales_contacts": "contacts",
-                "sales_products": "products", "sales_opportunities": "opportunities",
-                "sales_opportunity_stage_history": "opportunity_stage_history", "sales_orders": "orders",
-                "sales_order_lines": "order_lines"}
+    table_of = {
+        "sales_reps": "sales_reps",
+        "sales_accounts": "accounts",
+        "sales_contacts": "contacts",
+        "sales_products": "products",
+        "sales_opportunities": "opportunities",
+        "sales_opportunity_stage_history": "opportunity_stage_history",
+        "sales_orders": "orders",
+        "sales_order_lines": "order_lines",
+    }
     for key, table in table_of.items():
         assert counts[key] == company.sql(f"SELECT count(*) FROM {table}")[0][0], key
     for kind in ("campaigns", "contacts", "events"):
@@ -504,9 +574,19 @@ def test_marketing_events_are_duplicated_and_late(company):
 def test_each_source_has_enough_malformed_rows_of_enough_kinds(company):
     m = company.malformed
     rows = {
-        "sales": sum(company.sql(f"SELECT count(*) FROM {t}")[0][0] for t in (
-            "sales_reps", "accounts", "contacts", "products", "opportunities", "opportunity_stage_history",
-            "orders", "order_lines")),
+        "sales": sum(
+            company.sql(f"SELECT count(*) FROM {t}")[0][0]
+            for t in (
+                "sales_reps",
+                "accounts",
+                "contacts",
+                "products",
+                "opportunities",
+                "opportunity_stage_history",
+                "orders",
+                "order_lines",
+            )
+        ),
         "marketing": sum(len(company.csv_lines(k)) for k in ("campaigns", "contacts", "events")),
         "support": sum(len(lines) for _, _, lines in company.pages),
     }
@@ -529,7 +609,7 @@ def test_malformed_locations_point_at_rows_broken_as_stated(company):
             assert where in ("orders", "order_lines") and entity in ("sales_orders", "sales_order_lines")
             row = company.db.execute(f"SELECT * FROM {where} WHERE id = ?", (int(key),)).fetchone()
             names = [c[1] for c in company.sql(f"PRAGMA table_info({where})")]
-            value = dict(zip(names, row))[fld]
+            value = dict(zip(names, row, strict=True))[fld]
             broken = {
                 "bad_date": lambda v: _parse_ts(v) is None,
                 "unknown_value": lambda v: v not in ORDER_STATUSES,
@@ -555,8 +635,12 @@ def test_malformed_locations_point_at_rows_broken_as_stated(company):
             elif kind == "non_numeric":
                 assert not _is_number(value), location
             elif kind == "unknown_value":
-                accepted = {"event_type": EVENT_TYPES, "status": TICKET_STATUSES, "priority": TICKET_PRIORITIES,
-                            "urgency": TICKET_PRIORITIES}[fld]
+                accepted = {
+                    "event_type": EVENT_TYPES,
+                    "status": TICKET_STATUSES,
+                    "priority": TICKET_PRIORITIES,
+                    "urgency": TICKET_PRIORITIES,
+                }[fld]
                 assert value not in accepted, location
         checked[kind] += 1
     assert len(checked) >= 5

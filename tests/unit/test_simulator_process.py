@@ -26,8 +26,17 @@ def _run(n, rate, p, clicks=NO_CLICKS, params=QUIET, t0=None, seed=1):
     season = Season(CFG, params)
     t0 = np.zeros(n, dtype=np.int64) if t0 is None else t0
     return season, simulate_chunk(
-        rng_for(seed, "test"), CFG, season, 0, np.full(n, rate), np.full(n, p), np.full(n, 4.0),
-        np.full(n, 25.0), t0, clicks, params,
+        rng_for(seed, "test"),
+        CFG,
+        season,
+        0,
+        np.full(n, rate),
+        np.full(n, p),
+        np.full(n, 4.0),
+        np.full(n, 25.0),
+        t0,
+        clicks,
+        params,
     )
 
 

@@ -1,7 +1,7 @@
 {{ config(materialized='view') }}
 
 {#- Every source record with the customer it was resolved to (identity.records is written by the
-    Python identity asset; see pipelines/defs/warehouse/identity.py). -#}
+    Python identity asset; see crm/identity/resolution.py). -#}
 select
     record_key,
     source,

@@ -1,16 +1,16 @@
 """Dagster wiring of identity resolution (crm/identity): between dbt's staging views and its warehouse.
 
-    ["staging", stg_*], ["seeds", "identity_overrides"], ["raw", "marketing_events"]
-      -> ["identity", "records"], ["identity", "customer_id_changes"]     this step
-      -> dbt_warehouse, which reads them as the dbt sources identity.*
+["staging", stg_*], ["seeds", "identity_overrides"], ["raw", "marketing_events"]
+  -> ["identity", "records"], ["identity", "customer_id_changes"]     this step
+  -> dbt_warehouse, which reads them as the dbt sources identity.*
 """
-
 
 import dagster as dg
 
 from crm.identity.matching import DEFAULT_THRESHOLD, MatchSettings
 from crm.identity.resolution import IdentitySettings, run_identity_resolution, steward_override_violations
-from pipelines.resources import WarehouseResource
+from crm.identity.steward import load_decisions
+from pipelines.resources import CrmSettingsResource, WarehouseResource
 
 IDENTITY_RECORDS = dg.AssetKey(["identity", "records"])
 IDENTITY_CHANGES = dg.AssetKey(["identity", "customer_id_changes"])
@@ -62,18 +62,21 @@ class IdentityConfig(dg.Config):
             STEWARD_CHECK,
             asset=IDENTITY_RECORDS,
             blocking=True,
-            description="Every steward merge shares a customer; every split does not.",
+            description="Every steward merge shares a customer; every split does not (seed, table and dashboard).",
         ),
     ],
 )
-def identity_resolution(context: dg.AssetExecutionContext, config: IdentityConfig, warehouse: WarehouseResource):
+def identity_resolution(
+    context: dg.AssetExecutionContext, config: IdentityConfig, crm: CrmSettingsResource, warehouse: WarehouseResource
+):
     settings = IdentitySettings(
         phone_region=config.phone_region,
         probabilistic=config.probabilistic,
         match=MatchSettings(threshold=config.match_threshold),
     )
     with warehouse.connect() as con:
-        summary = run_identity_resolution(con, settings, run_id=context.run_id[:12])
+        decisions = load_decisions(crm.settings().data_dir)
+        summary = run_identity_resolution(con, settings, run_id=context.run_id[:12], steward_decisions=decisions)
         violations = steward_override_violations(con)
     context.log.info(f"identity resolution: {summary}")
     yield dg.MaterializeResult(asset_key=IDENTITY_RECORDS, metadata=summary.as_metadata())

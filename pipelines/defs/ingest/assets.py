@@ -8,19 +8,18 @@ Every batch reports asset checks; the blocking ones stop everything downstream w
 not balance, when too many rows are bad, or when the Great Expectations contract fails.
 """
 
-
 from datetime import date
 
 import dagster as dg
 import pandas as pd
 
 from crm.ingest.entities import ENTITIES, Entity
+from crm.ingest.expectations import validate_frame
 from crm.ingest.history import history_start
 from crm.ingest.readers import Window
 from crm.ingest.service import IngestReport, ingest_entity, refresh_reconciliation
-from crm.ingest.expectations import validate_frame
-from pipelines.resources import CrmSettingsResource, WarehouseResource
 from crm.settings import QualitySettings, Settings
+from pipelines.resources import CrmSettingsResource, WarehouseResource
 
 WAREHOUSE_POOL = "duckdb_warehouse"
 
@@ -53,16 +52,34 @@ def _first_partition(context: dg.AssetExecutionContext) -> date:
 
 def _check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(CHECK_RECONCILED, asset=key, blocking=True,
-                          description="Rows read = rows loaded into raw + rows quarantined (nothing lost)."),
-        dg.AssetCheckSpec(CHECK_QUARANTINE_SHARE, asset=key, blocking=True,
-                          description="The share of quarantined rows stays under quality.max_quarantine_share."),
-        dg.AssetCheckSpec(CHECK_CONTRACT, asset=key, blocking=True,
-                          description="Critical Great Expectations: schema, required values, accepted values, ranges."),
-        dg.AssetCheckSpec(CHECK_EXPECTATION_WARNINGS, asset=key,
-                          description="Warning-level Great Expectations (key uniqueness within a batch)."),
-        dg.AssetCheckSpec(CHECK_SCHEMA_DRIFT, asset=key,
-                          description="The source's columns still match the mapping (new or vanished columns)."),
+        dg.AssetCheckSpec(
+            CHECK_RECONCILED,
+            asset=key,
+            blocking=True,
+            description="Rows read = rows loaded into raw + rows quarantined (nothing lost).",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_QUARANTINE_SHARE,
+            asset=key,
+            blocking=True,
+            description="The share of quarantined rows stays under quality.max_quarantine_share.",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_CONTRACT,
+            asset=key,
+            blocking=True,
+            description="Critical Great Expectations: schema, required values, accepted values, ranges.",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_EXPECTATION_WARNINGS,
+            asset=key,
+            description="Warning-level Great Expectations (key uniqueness within a batch).",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_SCHEMA_DRIFT,
+            asset=key,
+            description="The source's columns still match the mapping (new or vanished columns).",
+        ),
     ]
 
 
@@ -75,35 +92,56 @@ def _check_results(
     warnings = [o for o in outcomes if o.severity != "critical"]
 
     def described(items):
-        return {f"{o.expectation}({o.column or ''})": {"success": o.success, "unexpected": o.unexpected_count,
-                                                         "examples": o.examples} for o in items}
+        return {
+            f"{o.expectation}({o.column or ''})": {
+                "success": o.success,
+                "unexpected": o.unexpected_count,
+                "examples": o.examples,
+            }
+            for o in items
+        }
 
     return [
         dg.AssetCheckResult(
-            asset_key=key, check_name=CHECK_RECONCILED, passed=report.reconciled,
-            metadata={"rows_read": report.rows_read, "rows_parsed": report.rows_parsed,
-                      "rows_loaded": report.rows_loaded, "rows_quarantined": report.rows_quarantined},
+            asset_key=key,
+            check_name=CHECK_RECONCILED,
+            passed=report.reconciled,
+            metadata={
+                "rows_read": report.rows_read,
+                "rows_parsed": report.rows_parsed,
+                "rows_loaded": report.rows_loaded,
+                "rows_quarantined": report.rows_quarantined,
+            },
         ),
         dg.AssetCheckResult(
             asset_key=key,
             check_name=CHECK_QUARANTINE_SHARE,
             passed=report.quarantine_share <= quality.max_quarantine_share
             or report.rows_read < quality.min_rows_for_share,
-            metadata={"quarantine_share": round(report.quarantine_share, 5), "limit": quality.max_quarantine_share,
-                      "min_rows_for_share": quality.min_rows_for_share,
-                      "reasons": dg.MetadataValue.json(report.quarantine_reasons)},
+            metadata={
+                "quarantine_share": round(report.quarantine_share, 5),
+                "limit": quality.max_quarantine_share,
+                "min_rows_for_share": quality.min_rows_for_share,
+                "reasons": dg.MetadataValue.json(report.quarantine_reasons),
+            },
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name=CHECK_CONTRACT, passed=all(o.success for o in critical),
+            asset_key=key,
+            check_name=CHECK_CONTRACT,
+            passed=all(o.success for o in critical),
             metadata={"expectations": dg.MetadataValue.json(described(critical)), "rows_validated": len(frame)},
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name=CHECK_EXPECTATION_WARNINGS, passed=all(o.success for o in warnings),
+            asset_key=key,
+            check_name=CHECK_EXPECTATION_WARNINGS,
+            passed=all(o.success for o in warnings),
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"expectations": dg.MetadataValue.json(described(warnings))},
         ),
         dg.AssetCheckResult(
-            asset_key=key, check_name=CHECK_SCHEMA_DRIFT, passed=not report.drift_warnings,
+            asset_key=key,
+            check_name=CHECK_SCHEMA_DRIFT,
+            passed=not report.drift_warnings,
             severity=dg.AssetCheckSeverity.WARN,
             description="; ".join(sorted(set(report.drift_warnings)))[:2000] or None,
             metadata={"warnings": dg.MetadataValue.json(sorted(set(report.drift_warnings))[:50])},

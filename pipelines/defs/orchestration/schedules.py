@@ -1,7 +1,6 @@
 """The nightly run: the newest daily partition of every source, then everything downstream of it."""
 
-
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -29,7 +28,7 @@ def build_nightly(settings: Settings, partitions: dg.DailyPartitionsDefinition):
     )
     def nightly_build_schedule(context: dg.ScheduleEvaluationContext):
         # The newest complete day as of the tick, not as of now: a late tick still loads its own day.
-        tick = context.scheduled_execution_time or datetime.now(timezone.utc)
+        tick = context.scheduled_execution_time or datetime.now(UTC)
         if tick.tzinfo is not None:
             tick = tick.astimezone(ZoneInfo(settings.schedule.timezone))
         newest = tick.date() - timedelta(days=1)

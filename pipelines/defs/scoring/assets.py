@@ -12,7 +12,6 @@ training asset reuses the current model until its cut-off is ``retrain.cadence_d
 (config/scoring.yml, default 7), so the nightly job retrains weekly without a second schedule.
 """
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -76,12 +75,21 @@ def churn_model(
             asset_key=CHURN_MODEL, check_name=GATE_CHECK, passed=True, metadata={"gate": "no candidate: " + str(exc)}
         )
         return
-    context.log.info(f"churn model {outcome.model_version}: {outcome.status} ({outcome.reason}); {outcome.gate.message}")
+    context.log.info(
+        f"churn model {outcome.model_version}: {outcome.status} ({outcome.reason}); {outcome.gate.message}"
+    )
     model = outcome.metrics.get("model", {})
-    backtest = {f"backtest_{k}": float(model[k]) for k in ("roc_auc", "pr_auc", "brier", "top_decile_lift") if k in model}
+    backtest = {
+        f"backtest_{k}": float(model[k]) for k in ("roc_auc", "pr_auc", "brier", "top_decile_lift") if k in model
+    }
     yield dg.MaterializeResult(
         asset_key=CHURN_MODEL,
-        metadata={"model_version": outcome.model_version, "status": outcome.status, "reason": outcome.reason, **backtest},
+        metadata={
+            "model_version": outcome.model_version,
+            "status": outcome.status,
+            "reason": outcome.reason,
+            **backtest,
+        },
     )
     yield dg.AssetCheckResult(
         asset_key=CHURN_MODEL,

@@ -9,7 +9,6 @@ the whole build and not at all when any step before it failed (Dagster skips a s
 upstream failed): the previous snapshot then stays current.
 """
 
-
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -37,15 +36,17 @@ def run_check_results(instance: dg.DagsterInstance, run_id: str) -> list[CheckRe
     results = []
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.asset_check_evaluation_data
-        results.append(CheckResult(
-            asset_key=evaluation.asset_key.to_user_string(),
-            check_name=evaluation.check_name,
-            passed=bool(evaluation.passed),
-            severity=evaluation.severity.value,
-            description=evaluation.description,
-            metadata_json=_metadata_json(evaluation.metadata),
-            evaluated_at=datetime.fromtimestamp(entry.timestamp, UTC),
-        ))
+        results.append(
+            CheckResult(
+                asset_key=evaluation.asset_key.to_user_string(),
+                check_name=evaluation.check_name,
+                passed=bool(evaluation.passed),
+                severity=evaluation.severity.value,
+                description=evaluation.description,
+                metadata_json=_metadata_json(evaluation.metadata),
+                evaluated_at=datetime.fromtimestamp(entry.timestamp, UTC),
+            )
+        )
     return results
 
 
@@ -53,18 +54,29 @@ def recent_runs(instance: dg.DagsterInstance, limit: int = RECENT_RUNS) -> list[
     def when(timestamp: float | None) -> datetime | None:
         return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
-    return [RunRecord(run_id=record.dagster_run.run_id, job_name=record.dagster_run.job_name,
-                      status=record.dagster_run.status.value, started_at=when(record.start_time),
-                      ended_at=when(record.end_time))
-            for record in instance.get_run_records(limit=limit)]
+    return [
+        RunRecord(
+            run_id=record.dagster_run.run_id,
+            job_name=record.dagster_run.job_name,
+            status=record.dagster_run.status.value,
+            started_at=when(record.start_time),
+            ended_at=when(record.end_time),
+        )
+        for record in instance.get_run_records(limit=limit)
+    ]
 
 
 def build_serving_defs(upstream: Iterable[dg.AssetKey]) -> dg.Definitions:
     """The serving assets; ``upstream`` is every asset key the snapshot must wait for."""
     upstream = sorted(set(upstream) - {SNAPSHOT, SEGMENT_EXPORTS}, key=lambda key: key.to_user_string())
 
-    @dg.asset(key=SNAPSHOT, deps=upstream, group_name="serving", kinds={"duckdb"},
-              description="Read-only copy of the finished warehouse that the app reads; the pointer moves atomically.")
+    @dg.asset(
+        key=SNAPSHOT,
+        deps=upstream,
+        group_name="serving",
+        kinds={"duckdb"},
+        description="Read-only copy of the finished warehouse that the app reads; the pointer moves atomically.",
+    )
     def snapshot(context: dg.AssetExecutionContext, crm: CrmSettingsResource) -> dg.MaterializeResult:
         settings = crm.settings()
         published = publish_snapshot(
@@ -75,22 +87,31 @@ def build_serving_defs(upstream: Iterable[dg.AssetKey]) -> dg.Definitions:
             runs=recent_runs(context.instance),
         )
         context.log.info(f"published snapshot {published.snapshot_id} at {published.path}")
-        return dg.MaterializeResult(metadata={
-            "snapshot_id": published.snapshot_id,
-            "path": dg.MetadataValue.path(str(published.path)),
-            "row_counts": dg.MetadataValue.json(published.row_counts),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "snapshot_id": published.snapshot_id,
+                "path": dg.MetadataValue.path(str(published.path)),
+                "row_counts": dg.MetadataValue.json(published.row_counts),
+            }
+        )
 
-    @dg.asset(key=SEGMENT_EXPORTS, deps=[SNAPSHOT], group_name="serving", kinds={"duckdb", "parquet", "csv"},
-              description="Each saved segment re-exported from the new snapshot, with a manifest and checksums.")
+    @dg.asset(
+        key=SEGMENT_EXPORTS,
+        deps=[SNAPSHOT],
+        group_name="serving",
+        kinds={"duckdb", "parquet", "csv"},
+        description="Each saved segment re-exported from the new snapshot, with a manifest and checksums.",
+    )
     def segment_exports(crm: CrmSettingsResource) -> dg.MaterializeResult:
         snapshot_id, manifests, failures = export_saved_segments(crm.settings().data_dir)
         if failures:
             raise dg.Failure(f"{len(failures)} saved segment(s) could not be exported: " + "; ".join(failures))
-        return dg.MaterializeResult(metadata={
-            "snapshot_id": snapshot_id,
-            "segments": len(manifests),
-            "rows": dg.MetadataValue.json({m["segment"]: m["row_count"] for m in manifests}),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "snapshot_id": snapshot_id,
+                "segments": len(manifests),
+                "rows": dg.MetadataValue.json({m["segment"]: m["row_count"] for m in manifests}),
+            }
+        )
 
     return dg.Definitions(assets=[snapshot, segment_exports])

@@ -18,7 +18,6 @@ without manual steps: :func:`prepare_manifest` runs ``dbt parse`` when target/ma
 missing or older than any file of the dbt project.
 """
 
-
 import subprocess
 import sys
 from collections.abc import Mapping
