@@ -21,10 +21,16 @@ from crm.settings import DEFAULT_CONFIG, Settings, load_settings
 SLOW_FOLDERS = ("integration", "app", "browser")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow folders, and keep the tests that share one expensive build on one xdist worker
+    (`make test` runs two): every reader of the shared company together, each slow module together."""
     for item in items:
-        if item.path.parent.name in SLOW_FOLDERS:
-            item.add_marker(pytest.mark.slow)
+        if item.path.parent.name not in SLOW_FOLDERS:
+            continue
+        item.add_marker(pytest.mark.slow)
+        group = "built_company" if "built_company" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 SMALL_COMPANY = dict(customers=2_000, seed=11, start=date(2024, 1, 1), days=150)
