@@ -225,12 +225,12 @@ COMPARISONS: tuple[ComparisonSpec, ...] = (
             Level("city_key_l = city_key_r", "exact", "same town"),
             Level(_dl("postcode_key", 1), "typo", "postcodes one character apart"),
             Level(_jw("city_key", 0.9), "similar", "similar town names"),
-            Level("email_domain_l = email_domain_r", "exact", "same mail domain"),
+            Level("email_company_domain_l = email_company_domain_r", "exact", "same company mail domain"),
             Level("region_key_l = region_key_r", "partial", "same region"),
         ),
         (0.55, 0.1, 0.05, 0.1, 0.03, 0.03, 0.04, 0.05, 0.05),
         fallback_u=(1e-3, 2e-4, 1e-3, 5e-3, 5e-3, 5e-3, 0.05, 0.15),
-        optional=("postcode_key", "city_key", "email_domain", "region_key"),
+        optional=("postcode_key", "city_key", "email_company_domain", "region_key"),
     ),
     ComparisonSpec(
         "email",
@@ -269,7 +269,8 @@ COMPARISONS: tuple[ComparisonSpec, ...] = (
 
 
 def _place_null(present: set[str]) -> str:
-    cols = [c for c in ("postcode_key", "city_key", "email_domain", "region_key") if c in present]
+    # a webmail domain says nothing about where someone is: only a company's own domain counts
+    cols = [c for c in ("postcode_key", "city_key", "email_company_domain", "region_key") if c in present]
     return " and ".join(f'("{c}_l" is null or "{c}_r" is null)' for c in cols)
 
 
@@ -324,11 +325,8 @@ TRAINING_PASSES: tuple[tuple[str, ...], ...] = (
 )
 
 # Derived per profile: blocking keys that are not evidence in themselves.
-DERIVED = ("email_company_domain", "phone_area", "street_prefix")
+DERIVED = ("phone_area", "street_prefix")
 STREET_PREFIX = 4
-# A mail domain held by more profiles than this is a webmail provider: blocking on it (with the
-# surname) would compare every namesake at that provider, quadratic in the company's size.
-MAX_COMPANY_DOMAIN_PROFILES = 200
 
 
 @dataclass
@@ -447,16 +445,9 @@ def splink_settings(specs: list[ComparisonSpec], present: set[str], blocking: li
 
 
 def with_derived_keys(profiles: pl.DataFrame) -> pl.DataFrame:
-    """Blocking keys derived from a profile: a company mail domain; the phone's area (all but 4 digits);
-    the street's first letters."""
+    """Blocking keys derived from a profile alone: the phone's area (all but 4 digits); the street's
+    first letters. (The company mail domain depends on all profiles: it is part of the profile.)"""
     out = profiles
-    if "email_domain" in out.columns:
-        size = pl.len().over("email_domain")
-        out = out.with_columns(
-            pl.when(pl.col("email_domain").is_not_null() & (size <= MAX_COMPANY_DOMAIN_PROFILES))
-            .then(pl.col("email_domain"))
-            .alias("email_company_domain")
-        )
     if "address_key" in out.columns:
         # the street's first letters survive a typo further on ('maclaurinc rescent')
         out = out.with_columns(
@@ -623,7 +614,7 @@ def train_model(profiles: pl.DataFrame, *, seed: int = 42) -> Model:
         notes += blocking_notes
         settings = splink_settings(specs, present, blocking)
         db_api = DuckDBAPI(connection=con)
-        linker = Linker(db_api.register("profiles"), settings, log_level=logging.WARNING)
+        linker = Linker(db_api.register("profiles"), settings, log_level=logging.ERROR)
         fallback = sample.height < MIN_PROFILES_TO_TRAIN
         if specs and blocking:
             pairs = min(U_SAMPLE_PAIRS, max(sample.height * (sample.height - 1) / 2, 1))
@@ -694,7 +685,7 @@ def _training_weights(con, db_api, splink: dict) -> np.ndarray:
     """The Bayes-factor weights of every pair the blocking passes compare among the training profiles."""
     from splink import Linker
 
-    linker = Linker(db_api.register("profiles"), splink, log_level=logging.WARNING)
+    linker = Linker(db_api.register("profiles"), splink, log_level=logging.ERROR)
     table = _score_table(linker, None)
     weights = con.execute(f"select match_weight from {table.physical_name}").fetchnumpy()["match_weight"]
     return np.asarray(weights, dtype=float)
@@ -765,7 +756,7 @@ def score_pairs(model: Model, profiles: pl.DataFrame, new_keys: pl.Series | None
         if new_keys is None:
             con.register("_p", profiles.to_arrow())
             con.execute("create table profiles as select * from _p")
-            linker = Linker(db_api.register("profiles"), model.splink, log_level=logging.WARNING)
+            linker = Linker(db_api.register("profiles"), model.splink, log_level=logging.ERROR)
             tables = [_score_table(linker, model.floor_weight)]
         else:
             if new_keys.len() == 0:
@@ -777,7 +768,7 @@ def score_pairs(model: Model, profiles: pl.DataFrame, new_keys: pl.Series | None
             con.execute("create table old_profiles as select * from _old")
             new = db_api.register("new_profiles")
             old = db_api.register("old_profiles")
-            linker = Linker(new, model.splink, log_level=logging.WARNING)
+            linker = Linker(new, model.splink, log_level=logging.ERROR)
             tables = [
                 linker.inference.predict_within(new, threshold_match_weight=model.floor_weight, warning_mode="never")
             ]
@@ -792,7 +783,7 @@ def score_pairs(model: Model, profiles: pl.DataFrame, new_keys: pl.Series | None
             gammas = " || ',' || ".join(f"cast({c} as varchar)" for c in gamma_cols)
             parts.append(
                 pl.from_arrow(
-                    con.execute(
+                    con.sql(
                         f"select least({PROFILE_KEY}_l, {PROFILE_KEY}_r) as profile_key_l, "
                         f"greatest({PROFILE_KEY}_l, {PROFILE_KEY}_r) as profile_key_r, "
                         f"match_weight, {gammas} as gammas from {table.physical_name}"
@@ -820,7 +811,9 @@ def self_weight(model: Model, profiles: pl.DataFrame) -> pl.Series:
             # the best place level the profile can reach with itself
             reach = pl.lit(0.0)
             for level, row in zip(spec.levels_for(set(model.attributes)), levels, strict=False):
-                needed = [c for c in ("postcode_key", "city_key", "email_domain", "region_key") if c in level.sql]
+                needed = [
+                    c for c in ("postcode_key", "city_key", "email_company_domain", "region_key") if c in level.sql
+                ]
                 if not all(c in profiles.columns for c in needed) or level.kind not in ("exact", "partial"):
                     continue
                 have = pl.all_horizontal(pl.col(c).is_not_null() for c in needed)

@@ -33,6 +33,7 @@ MATCH_COLUMNS = (
     "email_local_letters",
     "email_signature",
     "email_domain",
+    "email_company_domain",
     "phone_match",
 )
 

@@ -246,10 +246,11 @@ def prepare_records(
         *(emails[c] for c in ("email_local", "email_local_letters", "email_signature", "email_domain", "email_match")),
     )
     out = out.with_columns(
-        pl.col("first_name_key").str.slice(0, 1).alias("first_initial"),
         _map(out["first_name_key"], norm.first_name_canonical).alias("first_name_canon"),
         _map(out["last_name_key"], norm.phonetic_key).alias("last_name_phonetic"),
     )
+    # the initial of the formal name: 'Ted' and 'Edward' block together
+    out = out.with_columns(pl.col("first_name_canon").str.slice(0, 1).alias("first_initial"))
     return pl.concat([out, ids], how="horizontal") if ids.width else out
 
 

@@ -23,6 +23,10 @@ MAX_SURNAMES_PER_VALUE = 3
 # A phone held by more records than this, none of them naming a surname, proves nothing.
 MAX_PHONE_GROUP_WITHOUT_NAMES = 20
 
+# A mail domain whose addresses carry more surnames than this (and this share of all records) is public.
+MIN_PUBLIC_DOMAIN_HOLDERS = 20
+PUBLIC_DOMAIN_SHARE = 0.005
+
 # What a person looks like to the guard: two records with these equal describe one way of being someone.
 DESCRIPTION_KEYS = ("first_name_key", "last_name_key", "email", "phone_key", "dob_key", "postcode_key", "address_key")
 
@@ -83,6 +87,15 @@ def guard_values(records: pl.DataFrame, max_cluster_size: int) -> tuple[pl.DataF
             records = records.with_columns(
                 *(pl.when(~refused | pl.col(column).is_null()).then(pl.col(c)).alias(c) for c in [column, *extra])
             )
+    # A mail domain held by many people is a webmail provider; a company's own domain says where someone works.
+    if "email_domain" in records.columns:
+        holders = pl.col("last_name_key").drop_nulls().n_unique().over("email_domain")
+        public = holders > max(MIN_PUBLIC_DOMAIN_HOLDERS, PUBLIC_DOMAIN_SHARE * records.height)
+        records = records.with_columns(
+            pl.when(pl.col("email_match").is_not_null() & ~public)
+            .then(pl.col("email_domain"))
+            .alias("email_company_domain")
+        )
     surnames = pl.col("last_name_key").drop_nulls().n_unique().over("phone_key")
     records = records.with_columns(
         pl.when(pl.col("phone_key").is_not_null() & (surnames <= 1)).then(pl.col("phone_key")).alias("phone_match")
