@@ -225,12 +225,12 @@ COMPARISONS: tuple[ComparisonSpec, ...] = (
             Level("city_key_l = city_key_r", "exact", "same town"),
             Level(_dl("postcode_key", 1), "typo", "postcodes one character apart"),
             Level(_jw("city_key", 0.9), "similar", "similar town names"),
-            Level("email_company_domain_l = email_company_domain_r", "exact", "same company mail domain"),
+            Level("email_domain_l = email_domain_r", "exact", "same mail domain"),
             Level("region_key_l = region_key_r", "partial", "same region"),
         ),
         (0.55, 0.1, 0.05, 0.1, 0.03, 0.03, 0.04, 0.05, 0.05),
         fallback_u=(1e-3, 2e-4, 1e-3, 5e-3, 5e-3, 5e-3, 0.05, 0.15),
-        optional=("postcode_key", "city_key", "email_company_domain", "region_key"),
+        optional=("postcode_key", "city_key", "email_domain", "region_key"),
     ),
     ComparisonSpec(
         "email",
@@ -268,9 +268,12 @@ COMPARISONS: tuple[ComparisonSpec, ...] = (
 )
 
 
+# What the place comparison looks at: postcode, town, mail domain (colleagues share it), region.
+PLACE_COLUMNS = ("postcode_key", "city_key", "email_domain", "region_key")
+
+
 def _place_null(present: set[str]) -> str:
-    # a webmail domain says nothing about where someone is: only a company's own domain counts
-    cols = [c for c in ("postcode_key", "city_key", "email_company_domain", "region_key") if c in present]
+    cols = [c for c in PLACE_COLUMNS if c in present]
     return " and ".join(f'("{c}_l" is null or "{c}_r" is null)' for c in cols)
 
 
@@ -811,10 +814,12 @@ def self_weight(model: Model, profiles: pl.DataFrame) -> pl.Series:
             # the best place level the profile can reach with itself
             reach = pl.lit(0.0)
             for level, row in zip(spec.levels_for(set(model.attributes)), levels, strict=False):
-                needed = [
-                    c for c in ("postcode_key", "city_key", "email_company_domain", "region_key") if c in level.sql
-                ]
-                if not all(c in profiles.columns for c in needed) or level.kind not in ("exact", "partial"):
+                needed = [c for c in PLACE_COLUMNS if c in level.sql]
+                if (
+                    not needed
+                    or not all(c in profiles.columns for c in needed)
+                    or level.kind not in ("exact", "partial")
+                ):
                     continue
                 have = pl.all_horizontal(pl.col(c).is_not_null() for c in needed)
                 reach = pl.when((reach == 0.0) & have).then(pl.lit(row["weight"])).otherwise(reach)

@@ -3,7 +3,8 @@
     or lose a consent:
     - an opt-out anywhere wins over every opt-in before it (the strictest wins): an unsubscribe date
       on any of the customer's contacts, an unsubscribe event from any of their addresses, or a
-      consent withdrawn (false, with the date it had been given) dated by that contact's last change;
+      consent withdrawn (false, with the date it had been given, and no unsubscribe date) dated by
+      that contact's last change;
     - an explicit opt-in after the latest opt-out gives consent, dated by the latest opt-in;
     - "no" without a date is the absence of consent, not an opt-out: it never cancels another
       address's consent. -#}
@@ -39,7 +40,7 @@ signals as (
         email,
         updated_at,
         case when email_consent then email_consent_at end as email_opt_in_at,
-        greatest(
+        coalesce(
             unsubscribed_at,
             case when email_consent = false and email_consent_at is not null then updated_at end
         ) as email_opt_out_at,
