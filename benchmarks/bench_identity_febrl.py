@@ -27,6 +27,7 @@ clustered (connected components) and scored the same way. Results are printed as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -151,7 +152,12 @@ def run_product(config: Path, workdir: Path) -> dict:
 
     settings = load_settings(config)
     started = time.perf_counter()
-    with dg.DagsterInstance.ephemeral() as instance:
+    # dbt echoes its log lines to stdout: they go to a file, stdout is the JSON result
+    with (
+        dg.DagsterInstance.ephemeral() as instance,
+        (workdir / "build.log").open("w") as log,
+        contextlib.redirect_stdout(log),
+    ):
         outcome = run_build(settings, instance=instance)
     build_seconds = time.perf_counter() - started
     if not outcome.success:
