@@ -60,7 +60,10 @@ def build_profiles(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         "record_id", *columns, text
     )
     unique = described["_description"].unique()
-    keys = pl.DataFrame({"_description": unique, PROFILE_KEY: [_digest(t) for t in unique.to_list()]})
+    keys = pl.DataFrame(
+        {"_description": unique, PROFILE_KEY: [_digest(t) for t in unique.to_list()]},
+        schema={"_description": pl.Utf8, PROFILE_KEY: pl.Utf8},
+    )
     described = described.join(keys, on="_description", how="left")
     profiles = (
         described.group_by(PROFILE_KEY)
