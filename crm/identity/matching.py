@@ -58,7 +58,7 @@ EM_MAX_PAIRS = 2e6
 MIN_PRESENT_SHARE = 0.01
 MIN_PRESENT = 20
 # A blocking pass may compare at most this many pairs per profile (and at least MIN_PAIR_BUDGET pairs in all).
-PAIRS_PER_PROFILE = 10
+PAIRS_PER_PROFILE = 20
 MIN_PAIR_BUDGET = 2_000_000
 # Pairs weaker than this probability at the trained prior are not kept (far below any review).
 STORE_PROBABILITY = 0.01
@@ -316,7 +316,7 @@ BLOCKING_PASSES: tuple[tuple[str, ...], ...] = (
     ("phone_match",),
     ("last_name_key", "phone_area"),
 )
-REFINE = ("postcode_key", "first_initial", "city_key", "dob_key", "first_name_canon")
+REFINE = ("first_initial", "postcode_key", "city_key", "dob_key", "first_name_canon", "email_domain", "last_name_key")
 # EM training passes: each learns every comparison it does not block on.
 TRAINING_PASSES: tuple[tuple[str, ...], ...] = (
     ("dob_key",),
@@ -485,6 +485,33 @@ def count_pairs(con: duckdb.DuckDBPyConnection, table: str, columns: list[str] |
     )
 
 
+def _filled(con, table: str, columns: list[str], extra: str) -> float:
+    """The share of profiles holding ``columns`` that also hold ``extra``."""
+    held = " and ".join(f"{c} is not null" for c in columns)
+    return float(
+        con.execute(f"select coalesce(avg(({extra} is not null)::int), 0) from {table} where {held}").fetchall()[0][0]
+    )
+
+
+def _narrowed(con, table: str, columns: list[str], present: set[str], budget: int) -> tuple[list[str], int]:
+    """The pass narrowed by the attribute that the profiles it serves hold most often (a postcode
+    would hide every pair of addresses without one), until it fits the budget; at most twice."""
+    pairs = count_pairs(con, table, columns)
+    for _ in range(2):
+        if pairs <= budget:
+            break
+        options = []
+        for extra in REFINE:
+            if extra in present and extra not in columns:
+                narrowed = count_pairs(con, table, [*columns, extra])
+                options.append((narrowed > budget, -_filled(con, table, columns, extra), narrowed, extra))
+        if not options:
+            break
+        _, _, pairs, extra = min(options)
+        columns = [*columns, extra]
+    return columns, pairs
+
+
 def choose_blocking(con, table: str, present: set[str], profiles: int) -> tuple[list[list[str]], list[str]]:
     """The blocking passes for this company: those whose attributes are present, narrowed until each
     compares at most PAIRS_PER_PROFILE pairs per profile. Returns (passes, notes)."""
@@ -494,14 +521,7 @@ def choose_blocking(con, table: str, present: set[str], profiles: int) -> tuple[
     for candidate in BLOCKING_PASSES:
         if not all(c in present for c in candidate):
             continue
-        columns = list(candidate)
-        pairs = count_pairs(con, table, columns)
-        for extra in REFINE:
-            if pairs <= budget:
-                break
-            if extra in present and extra not in columns:
-                columns.append(extra)
-                pairs = count_pairs(con, table, columns)
+        columns, pairs = _narrowed(con, table, list(candidate), present, budget)
         if pairs > budget:
             notes.append(f"blocking on {'+'.join(candidate)} left out: {pairs:,} pairs")
             continue
