@@ -1,7 +1,7 @@
 """The `crm` command: generate the simulated company, build the warehouse, audit it, serve it.
 
 crm generate [--customers N --seed S --start DATE --days D --out DIR]
-crm build    [--config FILE --start DATE --end DATE]
+crm build    [--config FILE --start DATE --end DATE --reresolve]
 crm audit    [--json]
 crm demo     (generate the small company if absent, build, then serve the dashboard)
 crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
@@ -125,15 +125,18 @@ def build(
     config: Path = ConfigOption,
     start: str = typer.Option(None, help="First day to (re)load; default: the whole history."),
     end: str = typer.Option(None, help="Last day to (re)load; default: yesterday."),
+    reresolve: bool = typer.Option(
+        False, "--reresolve", help="Identity resolution compares every pair of records again, not only new ones."
+    ),
 ) -> None:
     """Materialize every asset for the configured sources, in this process (no server needed)."""
     settings = _settings_or_exit(config)
-    outcome = _run_build(settings, start, end)
+    outcome = _run_build(settings, start, end, reresolve=reresolve)
     if not outcome.success:
         raise typer.Exit(1)
 
 
-def _run_build(settings, start: str | None, end: str | None):
+def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool = False):
     from pipelines.build import run_build
 
     started = time.monotonic()
@@ -159,6 +162,7 @@ def _run_build(settings, start: str | None, end: str | None):
                 start=date.fromisoformat(start) if start else None,
                 end=date.fromisoformat(end) if end else None,
                 on_step=on_step,
+                reresolve=reresolve,
             )
         progress.update(task, total=len(done), description="done")
     elapsed = time.monotonic() - started
