@@ -52,6 +52,7 @@ PERSON_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("key:support_tickets", "ticket_id"),
     ),
 }
+_EMAIL_WRAPPING = "<> \t\r\n"
 _EMAIL_TOKEN = r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}"
 _PHONE_TOKEN = r"\+?[0-9(][0-9 ().\-]{4,}[0-9]"
 
@@ -85,7 +86,8 @@ def erasure_key(data_dir: Path, *, create: bool = False) -> str | None:
 
 def normalise_email(value: str) -> str:
     """What the SQL side computes: see ``_email_sql``."""
-    return re.sub(r"^\s*(mailto:)?", "", str(value), flags=re.IGNORECASE).strip("<> \t\r\n").lower()
+    text = re.sub(r"^mailto:", "", str(value).strip(_EMAIL_WRAPPING), flags=re.IGNORECASE)
+    return text.strip(_EMAIL_WRAPPING).lower()
 
 
 def national_number(e164: str) -> str | None:
@@ -156,10 +158,8 @@ def load_requests(data_dir: Path) -> list[dict]:
 
 
 def _email_sql(expr: str) -> str:
-    return (
-        f"lower(trim(regexp_replace(CAST({expr} AS VARCHAR), '^\\s*(mailto:)?', '', 'i'), "
-        f"'<> ' || chr(9) || chr(10) || chr(13)))"
-    )
+    wrapping = "'<> ' || chr(9) || chr(10) || chr(13)"
+    return f"lower(trim(regexp_replace(trim(CAST({expr} AS VARCHAR), {wrapping}), '^mailto:', '', 'i'), {wrapping}))"
 
 
 def _digits_sql(expr: str) -> str:

@@ -152,8 +152,8 @@ def _typed_value(value: Any, duckdb_type: str, where: str, column: str) -> Any:
         if upper.startswith(("DATE", "TIMESTAMP")) and isinstance(value, str):
             return datetime.fromisoformat(value) if upper.startswith("TIMESTAMP") else date.fromisoformat(value[:10])
     except (TypeError, ValueError):
-        kind = "a number" if upper.startswith(_NUMBER_TYPES) else "a date (YYYY-MM-DD)"
-        raise SegmentError(f"{where}: {column!r} holds {kind.split(' (')[0]}s; {value!r} is not {kind}") from None
+        held, kind = ("numbers", "a number") if upper.startswith(_NUMBER_TYPES) else ("dates", "a date (YYYY-MM-DD)")
+        raise SegmentError(f"{where}: {column!r} holds {held}; {value!r} is not {kind}") from None
     return value
 
 
