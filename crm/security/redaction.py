@@ -14,6 +14,9 @@ import os
 import re
 
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)(?P<tail>@)")
+# pydantic shortens long values in its messages ('postgresql://u...-xyz@db'): the tail before '@' may
+# still be part of the password.
+_TRUNCATED_CREDENTIALS = re.compile(r"\.\.\.[^\s'\"/@]+@")
 _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CREDENTIAL|ERASURE_KEY", re.I)
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})")
 # Column names whose values identify a person: examples of their values are never recorded.
@@ -33,6 +36,7 @@ def redact_secrets(text: str, environ: dict[str, str] | None = None) -> str:
     if not text:
         return text
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+    text = _TRUNCATED_CREDENTIALS.sub("...***@", text)
     for value in secret_values(environ):
         text = text.replace(value, "***")
     return text

@@ -161,3 +161,74 @@ def test_an_erased_persons_rows_are_dropped_from_a_batch_whatever_the_format(tmp
     assert con.execute("SELECT contact_id FROM batch").fetchall() == [("10",)]
     assert con.execute("SELECT count(*) FROM rejects").fetchall()[0][0] == 1
     assert json.loads((tmp_path / "security" / "suppression.jsonl").read_text())["request_id"] == "r1"
+
+
+def test_a_config_error_printed_by_crm_never_shows_the_database_password(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = tmp_path / "sources.yml"
+    config.write_text(
+        "warehouse_path: " + str(tmp_path / "w.duckdb") + "\n"
+        "sources:\n"
+        "  sales:\n"
+        "    kind: sql\n"
+        # no entities: pydantic's message quotes the whole source, URL and password included
+        "    url: postgresql+psycopg://crm:${CRM_TEST_DB_PASSWORD}@db.internal/sales\n"
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("crm")), "audit", "--config", str(config)],
+        env={"PATH": "/usr/bin:/bin", "CRM_TEST_DB_PASSWORD": "pa55-w0rd-xyz", "CRM_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Config error" in result.stderr
+    assert "pa55-w0rd-xyz" not in result.stdout + result.stderr
+    from crm.config import ConfigError
+    from crm.settings import load_settings
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CRM_TEST_DB_PASSWORD", "pa55-w0rd-xyz")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(config)
+    assert "-xyz@db.internal" in str(raised.value), "the error itself quotes (part of) the URL: `crm` redacts it"
+    assert "xyz" not in redact_secrets(str(raised.value), environ={})
+
+
+def test_erasure_scrubs_sqlite_event_storage_and_text_and_sees_into_parquet_and_xlsx(tmp_path):
+    import re
+    import sqlite3
+
+    import pyarrow.parquet as pq
+
+    from crm.security.erasure import Person, files_holding, scrub_sqlite, scrub_text_file
+
+    email, phone = "Ann.Lee@Example.com", "+44 7700 900123"
+    storage = tmp_path / "dagster" / "runs.db"
+    storage.parent.mkdir()
+    with sqlite3.connect(storage) as db:
+        db.execute("CREATE TABLE event_logs (id INTEGER PRIMARY KEY, event TEXT)")
+        db.executemany(
+            "INSERT INTO event_logs (event) VALUES (?)",
+            [(json.dumps({"metadata": {"examples": [email.lower(), phone]}}),), ("{}",)] + [("x" * 500,)] * 50,
+        )
+        db.execute("DELETE FROM event_logs WHERE id > 10")
+    log = tmp_path / "logs" / "build.log"
+    log.parent.mkdir()
+    log.write_text(f"loaded {email.upper()} and {phone}\n")
+    pq.write_table(pa.table({"email": [email]}), tmp_path / "export.parquet")
+    (tmp_path / "export.xlsx").write_bytes(to_excel_bytes(pa.table({"phone": [phone]})))
+    person = Person([], [], {email.lower()}, {"+447700900123"}, {"7700900123"}, {}, raw_values={phone})
+    pattern = person.text_patterns()
+    assert len(files_holding(tmp_path, pattern)) == 4, "bytes, and inside Parquet and the xlsx zip"
+    assert scrub_sqlite(storage, [email.lower(), phone]) >= 2
+    assert scrub_text_file(log, pattern) == 2
+    assert [re.sub(r" \(.*", "", f).rsplit("/", 1)[1] for f in files_holding(tmp_path, pattern)] == [
+        "export.parquet",
+        "export.xlsx",
+    ]
+    assert b"[erased]" in storage.read_bytes() and "[erased]" in log.read_text()
+    with sqlite3.connect(storage) as db:
+        assert json.loads(db.execute("SELECT event FROM event_logs WHERE id = 1").fetchall()[0][0])["metadata"]
