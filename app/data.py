@@ -55,6 +55,7 @@ from crm.settings import data_dir_from_env
 # The pages reach the domain package only through this module: these are the names they use.
 __all__ = [
     "KPI_PERIOD_DAYS",
+    "PII_COLUMNS",
     "AccessDenied",
     "Condition",
     "SegmentDefinition",
@@ -154,9 +155,14 @@ class SnapshotReader:
 
 
 def protect(frame: pl.DataFrame, viewer: Viewer) -> pl.DataFrame:
-    """Contact details masked unless the viewer has ``unmask``: the PII columns, and any email address
-    inside other text (a marketing contact's source key is their address)."""
-    if viewer.can("unmask") or frame.is_empty():
+    """Contact details masked unless the viewer has ``unmask`` (see :func:`mask_frame`)."""
+    return frame if viewer.can("unmask") else mask_frame(frame)
+
+
+def mask_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Phones and emails masked: the PII columns, and any email address inside other text (a
+    marketing contact's source key is their address)."""
+    if frame.is_empty():
         return frame
     changes = []
     for name, dtype in frame.schema.items():

@@ -24,7 +24,8 @@ SUGGESTED = [
 
 st.title("Segment builder & export")
 reader = ui.reader()
-columns = ui.query(data.filterable_columns)
+# Contact details are offered as filters (with their values) only while they are shown.
+columns = {c: t for c, t in ui.query(data.filterable_columns).items() if ui.show_pii() or c not in data.PII_COLUMNS}
 problems: list[str] = []
 saved = {segment.name: segment for segment in data.load_segments(data.data_dir(), problems)}
 for problem in problems:
