@@ -43,6 +43,8 @@ from crm.security.suppression import Identifier
 ERASED = "[erased]"
 # Tables of the ingestion ledger: counts only, adjusted rather than scanned.
 LEDGER_TABLES = {"ingest_batches", "ingest_partition_counts", "loaded_files", "source_state"}
+# Columns whose digits may hold a phone number written in any format.
+_PHONE_COLUMN = re.compile(r"phone|value|raw_record|detail|description|metadata|comment|note", re.IGNORECASE)
 # (source column, key column) pairs that name one source record.
 RECORD_COLUMN_PAIRS = (("source", "source_key"), ("left_source", "left_key"), ("right_source", "right_key"))
 
@@ -204,10 +206,12 @@ def value_predicate(columns: dict[str, str], person: Person) -> tuple[str, list]
         for email in sorted(person.emails):
             parts.append(f"contains(lower({_q(column)}), ?)")
             params.append(email)
-        for number in sorted(person.national_numbers):
-            if len(number) >= 8:
-                parts.append(f"contains(regexp_replace({_q(column)}, '[^0-9]', '', 'g'), ?)")
-                params.append(number)
+        # Digits inside any text would also hit long numeric ids: only where a phone can be.
+        if _PHONE_COLUMN.search(column):
+            for number in sorted(person.national_numbers):
+                if len(number) >= 8:
+                    parts.append(f"contains(regexp_replace({_q(column)}, '[^0-9]', '', 'g'), ?)")
+                    params.append(number)
     for source_column, key_column in RECORD_COLUMN_PAIRS:
         if source_column in columns and key_column in columns:
             parts.append(
@@ -432,10 +436,14 @@ def file_holds(path: Path, pattern: re.Pattern[bytes], person: Person | None = N
     return None
 
 
-def files_holding(data_dir: Path, pattern: re.Pattern[bytes], person: Person | None = None) -> list[str]:
+def files_holding(
+    data_dir: Path, pattern: re.Pattern[bytes], person: Person | None = None, excluded: list[Path] = ()
+) -> list[str]:
+    """Files under ``data_dir`` (but not under ``excluded``) that still hold a value, and how."""
     found = []
+    excluded = list(excluded)
     for path in sorted(Path(data_dir).rglob("*")):
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and _outside(path, excluded):
             why = file_holds(path, pattern, person)
             if why:
                 found.append(f"{path} ({why})")
@@ -534,7 +542,13 @@ def erase_person(
     memory = settings.warehouse_memory_limit
     rewrite_database(warehouse, connect=lambda path: warehouse_module.connect(path, memory_limit=memory))
     _republish(data_dir, warehouse, person, report)
-    _scrub_files(data_dir, warehouse, person, report)
+    sources = source_locations(settings)
+    _scrub_files(data_dir, warehouse, person, report, sources)
+    report.warnings += [
+        f"the source {path} is under the data folder and is the company's own system and may still hold the person: erase them there too"
+        for path in sources
+        if data_dir.resolve() in path.parents
+    ]
     audit.record(
         data_dir,
         actor=actor,
@@ -553,7 +567,7 @@ def erase_person(
         },
     )
     pattern = person.text_patterns()
-    report.remaining = files_holding(data_dir, pattern, person)
+    report.remaining = files_holding(data_dir, pattern, person, excluded=sources)
     if data_dir not in warehouse.parents and (why := file_holds(warehouse, pattern, person)):
         report.remaining.append(f"{warehouse} ({why})")
     return report
@@ -592,8 +606,29 @@ def _republish(data_dir: Path, warehouse: Path, person: Person, report: ErasureR
     report.warnings += [f"segment export failed: {f}" for f in failures]
 
 
-def _scrub_files(data_dir: Path, warehouse: Path, person: Person, report: ErasureReport) -> None:
-    """Dagster's SQLite storage, logs, JSON and every other file under the data folder."""
+def source_locations(settings) -> list[Path]:
+    """Where the company's own systems are read from (the demo keeps them under the data folder):
+    erasure never writes there; the company erases the person in those systems itself."""
+    from crm.settings import FileDropSource, PagedExportSource, SqlSource
+
+    found = []
+    for source in settings.sources.values():
+        if isinstance(source, FileDropSource | PagedExportSource):
+            found.append(Path(source.path).resolve())
+        elif isinstance(source, SqlSource) and source.url.startswith("sqlite:///"):
+            found.append(Path(source.url[len("sqlite:///") :]).resolve())
+    if getattr(settings, "ground_truth_dir", None):
+        found.append(Path(settings.ground_truth_dir).resolve())
+    return found
+
+
+def _outside(path: Path, excluded: list[Path]) -> bool:
+    resolved = path.resolve()
+    return not any(resolved == e or e in resolved.parents for e in excluded)
+
+
+def _scrub_files(data_dir: Path, warehouse: Path, person: Person, report: ErasureReport, excluded: list[Path]) -> None:
+    """Dagster's SQLite storage, logs, JSON and every other file under the data folder (never the sources)."""
     from crm.serving.segments import exports_dir
     from crm.serving.snapshots import list_snapshots
 
@@ -604,7 +639,7 @@ def _scrub_files(data_dir: Path, warehouse: Path, person: Person, report: Erasur
     values = sorted({v for v in person.raw_values | person.emails | person.phones_e164 if v and len(v) >= 6})
     kept = {warehouse} | {s.path for s in list_snapshots(data_dir)}
     for path in sorted(data_dir.rglob("*")):
-        if not path.is_file() or path.is_symlink() or path in kept:
+        if not path.is_file() or path.is_symlink() or path in kept or not _outside(path, excluded):
             continue
         kind = _kind(path)
         replaced = 0
