@@ -545,7 +545,8 @@ def erase_person(
     sources = source_locations(settings)
     _scrub_files(data_dir, warehouse, person, report, sources)
     report.warnings += [
-        f"the source {path} is under the data folder and is the company's own system and may still hold the person: erase them there too"
+        f"the source {path} is the company's own system (kept under the data folder): "
+        "it may still hold the person, erase them there too"
         for path in sources
         if data_dir.resolve() in path.parents
     ]
