@@ -192,7 +192,8 @@ def _run_build(settings, start: str | None, end: str | None):
 def audit(
     config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
 ) -> None:
-    """Rows read = rows in raw + rows in quarantine, per source entity; and why rows were quarantined."""
+    """Rows read = rows in raw + rows in quarantine + rows suppressed (erased persons), per source entity;
+    and why rows were quarantined."""
     from crm.ingest.audit import read_audit
 
     settings = _settings_or_exit(config)
@@ -209,6 +210,7 @@ def audit(
             "rows read",
             "in raw",
             "in quarantine",
+            "suppressed",
             "share",
             "reconciled",
             "last day",
@@ -220,6 +222,7 @@ def audit(
                 f"{row['rows_read']:,}",
                 f"{row['rows_in_raw']:,}",
                 f"{row['rows_in_quarantine']:,}",
+                f"{row.get('rows_suppressed') or 0:,}",
                 f"{(row['quarantine_share'] or 0):.2%}",
                 "[green]yes[/green]" if row["reconciled"] else "[red]NO[/red]",
                 str(row["last_partition"] or "-"),

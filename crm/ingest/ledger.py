@@ -59,6 +59,7 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
 
 def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the reconciliation view over every entity's raw and quarantine tables."""
+    ensure_ledger(con)  # a ledger from before suppression gains its rows_suppressed column
     counted = " UNION ALL ".join(
         f"SELECT '{name}' AS entity, (SELECT count(*) FROM raw.{name}) AS rows_in_raw, "
         f"(SELECT count(*) FROM quarantine.{name}) AS rows_in_quarantine"

@@ -243,3 +243,27 @@ def test_admins_read_and_export_the_audit_trail(app_env, clear_app_caches, downl
     analyst = sign_in(new_app(), "analyst")
     with pytest.raises(Exception, match="navigation page"):
         analyst.switch_page("app_pages/audit_trail.py")
+
+
+def test_openid_connect_sign_in_takes_the_role_from_the_users_file(app_env, users_env, clear_app_caches):
+    from crm.security.users import add_user
+
+    add_user(users_env.path, "oidc-ann", "analyst", email="ann@corp.example", replace=True)
+    auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}
+    logged_out = new_app()
+    logged_out.secrets["auth"] = auth
+    logged_out.user = {"is_logged_in": False}
+    logged_out.run()
+    assert logged_out.button(key="oidc_login") and not logged_out.text_input, "the provider's login, no password form"
+    assert not logged_out.dataframe and not logged_out.metric
+    stranger = new_app()
+    stranger.secrets["auth"] = auth
+    stranger.user = {"is_logged_in": True, "email": "mallory@elsewhere.example"}
+    stranger.run()
+    assert any("no role is assigned" in e.value for e in stranger.error) and not stranger.metric
+    ann = new_app()
+    ann.secrets["auth"] = auth
+    ann.user = {"is_logged_in": True, "email": "Ann@Corp.example"}
+    ann.run()
+    assert not ann.exception and [t.value for t in ann.title] == ["Overview"]
+    assert "Signed in as **oidc-ann** (analyst)" in [c.value for c in ann.sidebar.caption]
