@@ -35,11 +35,28 @@ KEEP_SNAPSHOTS = 3
 # What the app serves, and so everything a snapshot holds: schema -> its tables (None: every table).
 # A page that reads a new table adds it here; raw, quarantine, staging and intermediate never go in.
 SERVED_TABLES: dict[str, tuple[str, ...] | None] = {
-    "marts": None,
-    "ml": None,
+    "marts": (
+        "customer_360",
+        "customers",
+        "customer_rfm",
+        "customer_rfm_history",
+        "customer_scores",
+        "orders",
+        "marketing_events",
+        "support_tickets",
+        "campaign_performance",
+        "cohort_retention",
+        "rep_actions",
+        "rep_performance",
+    ),
+    # The model card, calibration and drivers; the scores themselves are served by marts.
+    "ml": ("model_registry", "churn_calibration", "churn_drivers"),
     "identity": ("records", "customer_id_changes", "suspected_duplicates", "guarded_values"),
     "ops": ("ingest_reconciliation",),
 }
+# Columns of served tables that no page reads: left out (a copy of every event's email address is
+# personal data the dashboard does not need, and a third of the events' size).
+LEFT_OUT_COLUMNS: dict[str, tuple[str, ...]] = {"marts.marketing_events": ("email",)}
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 # Schemas whose tables the manifest counts: what the app shows.
@@ -51,12 +68,12 @@ LOOKUP_INDEXES = {
     "marts.customers": "customer_id",
     "marts.customer_rfm": "customer_id",
     "marts.customer_scores": "customer_id",
-    "marts.orders": "customer_id",
-    "marts.marketing_events": "customer_id",
-    "marts.support_tickets": "customer_id",
-    "identity.records": "customer_id",
     "marts.rep_actions": "rep_id",
 }
+# Many rows per customer: copied into the snapshot sorted by customer, so each row group's min/max
+# (DuckDB's zone maps) skips all but the customer's own rows: a point lookup without an index that
+# would cost as much space as the table.
+SORTED_BY_CUSTOMER = ("marts.orders", "marts.marketing_events", "marts.support_tickets", "identity.records")
 
 
 class SnapshotError(RuntimeError):
@@ -157,13 +174,24 @@ def _copy_served_tables(warehouse: Path, target: Path) -> None:
             "WHERE table_catalog = current_database() ORDER BY 1, 2"
         ).fetchall()
         served = [(schema, table) for schema, table in listed if is_served(schema, table)]
+        columns = con.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+            "WHERE table_catalog = current_database()"
+        ).fetchall()
         quarantined = sorted(table for schema, table in listed if schema == "quarantine")
         con.execute(f"ATTACH '{target}' AS snapshot_target")
         try:
             for schema in sorted({schema for schema, _ in served} | {"ops"}):
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS snapshot_target."{schema}"')
             for schema, table in served:
-                con.execute(f'CREATE TABLE snapshot_target."{schema}"."{table}" AS SELECT * FROM "{schema}"."{table}"')
+                order = " ORDER BY customer_id" if f"{schema}.{table}" in SORTED_BY_CUSTOMER else ""
+                present = {c for s, t, c in columns if (s, t) == (schema, table)}
+                left_out = [c for c in LEFT_OUT_COLUMNS.get(f"{schema}.{table}", ()) if c in present]
+                select = "*" + (f" EXCLUDE ({', '.join(left_out)})" if left_out else "")
+                con.execute(
+                    f'CREATE TABLE snapshot_target."{schema}"."{table}" AS '
+                    f'SELECT {select} FROM "{schema}"."{table}"{order}'
+                )
             # Data health groups quarantined rows by reason; the reasons travel, the records do not.
             con.execute(f"CREATE TABLE snapshot_target.ops.quarantine_reasons AS {quarantine_reasons_sql(quarantined)}")
         finally:
