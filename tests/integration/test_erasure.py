@@ -1,6 +1,6 @@
 """Erasure on a small built company, end to end through the real `crm` commands.
 
-A company of 200 persons and six weeks is generated with one hostile name in its sales database,
+A company of 150 persons and a month is generated with one hostile name in its sales database,
 built once with `crm build` (Dagster's storage and the build log under the data folder, as in the
 default layout), a saved segment exported, one person erased with `crm erase --email`, and every
 source row ingested again from the untouched sources, the snapshot published again and the
@@ -76,8 +76,8 @@ def erasure_company(tmp_path_factory) -> ErasureCompany:
     from simulator import SimulationConfig, generate
 
     root = tmp_path_factory.mktemp("erasure_company")
-    start = date.today() - timedelta(days=46)
-    generate(SimulationConfig(customers=200, seed=5, start=start, days=45, out=root / "sources"))
+    start = date.today() - timedelta(days=31)
+    generate(SimulationConfig(customers=150, seed=5, start=start, days=30, out=root / "sources"))
     with sqlite3.connect(root / "sources" / "sales" / "sales.sqlite") as db:
         db.execute("UPDATE contacts SET first_name = ? WHERE id = (SELECT min(id) FROM contacts)", [HOSTILE_NAME])
     data_dir = root / "data"
