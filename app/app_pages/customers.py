@@ -16,7 +16,7 @@ if not text.strip():
     st.caption("Type at least part of a name, an email, a phone number or a customer id.")
     st.stop()
 
-matches = data.search_customers(reader, text)
+matches = ui.call(data.search_customers, reader, text)
 if matches.height == 0:
     st.warning(f"No customer matches “{text}”.")
     st.stop()
@@ -31,7 +31,7 @@ labels = {
     for row in matches.iter_rows(named=True)
 }
 customer_id = st.selectbox("Customer", list(labels), format_func=labels.get, key="customer_pick")
-card = data.customer_card(reader, customer_id)
+card = ui.call(data.customer_card, reader, customer_id)
 if card is None:
     st.error(f"Customer {customer_id} is not in this snapshot.")
     st.stop()
@@ -78,10 +78,10 @@ with scores:
         st.caption(data.NO_SCORES)
 
 with st.expander("Source records behind this customer (identity resolution)"):
-    st.dataframe(ui.masked(data.customer_records(reader, customer_id)), hide_index=True)
+    st.dataframe(ui.masked(ui.call(data.customer_records, reader, customer_id)), hide_index=True)
 
 st.subheader("Time line")
-timeline = data.customer_timeline(reader, customer_id)
+timeline = ui.call(data.customer_timeline, reader, customer_id)
 if timeline.height == 0:
     st.caption("Nothing recorded for this customer yet.")
 else:

@@ -42,7 +42,7 @@ st.dataframe(
 )
 st.download_button(
     "Download my list (CSV)",
-    data=lambda: data.to_csv_bytes(book.to_arrow()),
+    data=lambda: data.rep_book_csv(reader, rep_id),
     key="download_book",
     file_name=f"actions_{rep_id}.csv",
     mime="text/csv",

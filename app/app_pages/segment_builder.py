@@ -24,8 +24,12 @@ SUGGESTED = [
 
 st.title("Segment builder & export")
 reader = ui.reader()
-columns = ui.query(data.filterable_columns)
-saved = {segment.name: segment for segment in data.load_segments(data.data_dir())}
+# Contact details are offered as filters (with their values) only while they are shown.
+columns = {c: t for c, t in ui.query(data.filterable_columns).items() if ui.show_pii() or c not in data.PII_COLUMNS}
+problems: list[str] = []
+saved = {segment.name: segment for segment in data.load_segments(data.data_dir(), problems)}
+for problem in problems:
+    st.warning(f"A saved segment file was skipped: {problem}")
 
 CHANNEL_LABELS = {None: "analysis (no channel)", "email": "email campaign", "sms": "sms campaign"}
 
@@ -124,7 +128,7 @@ channel = next(key for key, label in CHANNEL_LABELS.items() if label == channel_
 definition = data.SegmentDefinition(name=start_from if base else "segment", conditions=conditions, channel=channel)
 
 try:
-    matched, excluded = data.segment_count(reader, definition)
+    matched, excluded = ui.call(data.segment_count, reader, definition)
 except data.SegmentError as exc:
     st.error(str(exc))
     st.stop()
@@ -137,22 +141,29 @@ if channel:
         help=f"{count(matched)} match the filters; {count(excluded)} of them cannot be contacted by {channel}.",
     )
 
-preview = data.segment_rows(reader, definition, limit=100).rows
+preview = ui.call(data.segment_rows, reader, definition, limit=100).rows
 st.dataframe(ui.masked(data.pl.from_arrow(preview)), hide_index=True)
-st.caption(
-    f"First {min(100, preview.num_rows)} rows shown."
-    + ("" if ui.show_pii() else " Emails and phones are masked, in the downloads too; switch them on in the sidebar.")
-)
+st.caption(f"First {min(100, preview.num_rows)} rows shown.")
 
 stem = f"segment_{date.today():%Y%m%d}"
-mask = not ui.show_pii()
+include_contacts = False
+if data.may_export_contacts(reader.viewer, definition):
+    include_contacts = st.checkbox(
+        "Include contact details (clear emails and phones) in the download",
+        key="export_contacts",
+        help="Recorded in the audit trail with the segment, row count and file hash.",
+    )
+else:
+    st.caption(
+        "Downloads carry masked emails and phones for your role" + ("" if channel else " in analysis exports") + "."
+    )
 for column, (label, (suffix, mime)) in zip(st.columns(3), data.EXPORT_FORMATS.items(), strict=True):
     column.download_button(
         f"Download {label}",
         key=f"download_{label}",
         file_name=stem + suffix,
         mime=mime,
-        data=lambda fmt=label: data.export_bytes(reader, definition, fmt, mask=mask),
+        data=lambda fmt=label: data.export_bytes(reader, definition, fmt, include_contacts=include_contacts),
         on_click="ignore",
     )
 
@@ -162,9 +173,12 @@ st.caption(
     f"every night to {data.exports_dir(data.data_dir())} with a manifest."
 )
 name = st.text_input("Name", key="segment_name")
+replace = name.strip() in saved and st.checkbox(f"Replace the saved segment “{name.strip()}”", key="segment_replace")
 if st.button("Save segment", key="segment_save", disabled=not name.strip()):
     try:
-        path = data.save_segment(data.data_dir(), definition.model_copy(update={"name": name.strip()}))
+        path = data.save_segment(
+            data.data_dir(), definition.model_copy(update={"name": name.strip()}), replace=bool(replace)
+        )
     except data.SegmentError as exc:
         st.error(str(exc))
     else:

@@ -32,6 +32,7 @@ from crm.ingest.readers import (
     read_sql,
 )
 from crm.ingest.validate import ensure_entity_tables, split_batch
+from crm.security.suppression import suppress_batch
 from crm.settings import EntityMapping, FileDropSource, PagedExportSource, Settings, Source, SqlSource
 
 
@@ -46,12 +47,13 @@ class IngestReport:
     rows_loaded: int
     rows_quarantined: int
     files_read: int
+    rows_suppressed: int = 0  # rows of persons erased with `crm erase`, dropped before raw/quarantine
     drift_warnings: list[str] = field(default_factory=list)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def reconciled(self) -> bool:
-        return self.rows_read == self.rows_parsed == self.rows_loaded + self.rows_quarantined
+        return self.rows_read == self.rows_parsed == self.rows_loaded + self.rows_quarantined + self.rows_suppressed
 
     @property
     def quarantine_share(self) -> float:
@@ -90,6 +92,8 @@ def ingest_entity(
     parsed = con.execute(
         f"SELECT (SELECT count(*) FROM {BATCH_TABLE}) + (SELECT count(*) FROM {REJECTS_TABLE})"
     ).fetchall()[0][0]
+    # Erased persons stay erased: their rows are dropped here and counted as suppressed in the ledger.
+    suppressed = suppress_batch(con, entity_name, settings.data_dir, BATCH_TABLE, REJECTS_TABLE, entity.column_names)
     con.execute("BEGIN TRANSACTION")
     try:
         window_params = {"start": window.start, "end": window.end}
@@ -131,6 +135,7 @@ def ingest_entity(
         rows_parsed=parsed,
         rows_loaded=loaded,
         rows_quarantined=quarantined,
+        rows_suppressed=sum(suppressed.values()),
         files_read=len(read.files),
         drift_warnings=read.drift_warnings,
         quarantine_reasons=reasons,

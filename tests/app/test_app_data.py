@@ -28,7 +28,9 @@ def read_xlsx(payload: bytes) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def reader(published):
-    opened = data.SnapshotReader(published.snapshot)
+    from crm.security.roles import Viewer
+
+    opened = data.SnapshotReader(published.snapshot, Viewer.for_role("test-admin", "admin"))
     yield opened
     opened.close()
 
@@ -150,13 +152,13 @@ def test_an_email_export_holds_exactly_the_consenting_filtered_rows(reader, publ
     assert (matched, excluded) == (len(filtered), len(filtered) - len(sendable))
     assert excluded > 0, "the fixture company should have B2C customers without email consent"
 
-    csv = pl.read_csv(io.BytesIO(data.export_bytes(reader, definition, "CSV", mask=False)))
+    csv = pl.read_csv(io.BytesIO(data.export_bytes(reader, definition, "CSV", include_contacts=True)))
     assert set(csv["customer_id"].to_list()) == sendable and csv.height == len(sendable)
     assert csv["email_consent"].all()
-    parquet = pq.read_table(io.BytesIO(data.export_bytes(reader, definition, "Parquet", mask=True)))
+    parquet = pq.read_table(io.BytesIO(data.export_bytes(reader, definition, "Parquet")))
     assert set(parquet["customer_id"].to_pylist()) == sendable
     assert all("***@" in e for e in parquet["email"].to_pylist() if e)
-    excel = read_xlsx(data.export_bytes(reader, definition, "Excel", mask=False))
+    excel = read_xlsx(data.export_bytes(reader, definition, "Excel", include_contacts=True))
     assert excel.columns == csv.columns
     assert set(excel["customer_id"].to_list()) == sendable and excel.height == len(sendable)
     assert excel["email"].to_list() == csv["email"].to_list()

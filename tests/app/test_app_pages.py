@@ -15,14 +15,13 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from app.format import count, money, share
-from tests.app.conftest import APP_SCRIPT, PAGES, republish
+from tests.app.conftest import APP_SCRIPT, PAGES, republish, sign_in
 
 TIMEOUT = 60
 
 
-def open_page(page: str) -> AppTest:
-    app = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT)
-    app.run()
+def open_page(page: str, role: str = "admin") -> AppTest:
+    app = sign_in(AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT), role)
     if page != "overview":
         app.switch_page(f"app_pages/{page}.py")
         app.run()
@@ -66,7 +65,7 @@ def test_customers_page_finds_a_customer_and_masks_contact_details(app_env, clea
     assert app.selectbox(key="customer_pick").value == customer_id
     page_text = " ".join(m.value for m in app.markdown)
     assert email not in page_text and email[0] + "***@" in page_text
-    app.sidebar.toggle[0].set_value(True).run()
+    app.sidebar.toggle(key="show_pii").set_value(True).run()
     assert email in " ".join(m.value for m in app.markdown)
     assert not app.exception
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.app.conftest import environment_for_subprocess
+from tests.app.conftest import PASSWORDS, environment_for_subprocess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -67,14 +67,18 @@ def _healthy(base: str) -> bool:
 
 
 @pytest.fixture
-def served_app(published, tmp_path):
+def served_app(published, app_users, tmp_path):
     """`crm app --port N` (what `crm demo` ends with): the URL it prints, once Streamlit answers there."""
     port = _free_port()
     log = tmp_path / "crm_app.log"
     with open(log, "w") as output:
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("crm")), "app", "--port", str(port)],
-            env={**environment_for_subprocess(published.data_dir), "COLUMNS": "200"},
+            env={
+                **environment_for_subprocess(published.data_dir),
+                "CRM_USERS_FILE": str(app_users.path),
+                "COLUMNS": "200",
+            },
             start_new_session=True,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -117,8 +121,19 @@ def test_every_page_opens_in_chromium_without_an_exception(served_app, published
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Not signed in: the login form and nothing else, whichever page the address names.
+            page.goto(f"{served_app}/customers", wait_until="domcontentloaded")
+            _settle(page, "CRM dashboard")
+            assert page.locator('[data-testid="stDataFrame"]').count() == 0
+            assert page.locator('[data-testid="stMetric"]').count() == 0
+            page.screenshot(path=str(shots / "login.png"), full_page=True)
+            page.get_by_label("User name").fill("test-admin")
+            page.get_by_label("Password", exact=True).fill(PASSWORDS["admin"])
+            page.get_by_role("button", name="Sign in").click()
+            _settle(page, "Overview")
             for path, title in PAGES.items():
-                page.goto(f"{served_app}/{path}", wait_until="domcontentloaded")
+                # Through the sidebar, as a person would: a new address would start a new session.
+                page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
                 _settle(page, title)
                 if path == "customers":
                     search = page.get_by_label("Search by name, email, phone or customer id")
@@ -136,4 +151,4 @@ def test_every_page_opens_in_chromium_without_an_exception(served_app, published
         Path(target).mkdir(parents=True, exist_ok=True)
         for shot in shots.iterdir():
             shutil.copy(shot, Path(target) / shot.name)
-    assert len(list(shots.iterdir())) == len(PAGES)
+    assert len(list(shots.iterdir())) == len(PAGES) + 1
