@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 
 from crm import warehouse
+from crm.build_lock import build_lock
 from crm.settings import Settings, load_settings
 
 
@@ -45,6 +46,14 @@ class WarehouseResource(dg.ConfigurableResource):
             memory_limit=settings.warehouse_memory_limit,
             threads=settings.warehouse_threads,
         )
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[WarehouseResource]:
+        # Every run that writes the warehouse holds its build lock: a second run is refused at once
+        # (crm/build_lock.py). Re-entrant, so `crm build`, which takes it first, passes through.
+        run = context.run.run_id[:8] if context.run else "outside a run"
+        with build_lock(Path(self.path), what=f"dagster run {run}"):
+            yield self
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
