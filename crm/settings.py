@@ -180,6 +180,9 @@ class Settings(_Strict):
     # Only for the simulated company: the hidden truth that `crm evaluate` and the model card compare with.
     ground_truth_dir: Path | None = None
     history_start: date | Literal["auto"] = "auto"
+    # The B2B/B2C segment of customers when the sources hold no account at all (an orders file):
+    # a sensible default instead of one big "Unknown" segment.
+    default_segment: str = "B2C"
     schedule: ScheduleSettings = ScheduleSettings()
     quality: QualitySettings = QualitySettings()
     sources: dict[str, Source]

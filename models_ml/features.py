@@ -26,13 +26,25 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-__all__ = ["FEATURES", "NUMERIC_FEATURES", "Feature", "build_features", "churn_labels", "last_data_day"]
+__all__ = [
+    "FEATURES",
+    "FEATURE_SOURCES",
+    "NUMERIC_FEATURES",
+    "Feature",
+    "available_sources",
+    "build_features",
+    "churn_labels",
+    "last_data_day",
+]
 
 
 @dataclass(frozen=True)
 class Feature:
     name: str
     description: str
+    # The kind of source data the feature is computed from: orders, marketing, support, accounts.
+    # A company without that data has no such feature (the models leave it out and say why).
+    source: str = "orders"
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -50,24 +62,32 @@ FEATURES: tuple[Feature, ...] = (
     Feature("cancellations_365d", "orders cancelled in the last 365 days"),
     Feature("discount_order_share", "share of orders placed with a discount"),
     Feature("average_discount_pct", "average discount per order (%)"),
-    Feature("opens_90d", "marketing emails opened in the last 90 days"),
-    Feature("clicks_90d", "marketing clicks in the last 90 days"),
-    Feature("engagement_decayed", "opens and clicks weighted by recency (30-day half-life)"),
-    Feature("days_since_engagement", "days since the last open, click or conversion"),
-    Feature("is_unsubscribed", "unsubscribed from marketing"),
-    Feature("tickets_90d", "support tickets raised in the last 90 days"),
-    Feature("tickets_lifetime", "support tickets raised so far"),
-    Feature("open_tickets", "support tickets still open"),
-    Feature("bad_ratings_90d", "bad support ratings on tickets of the last 90 days"),
-    Feature("good_ratings_lifetime", "good support ratings so far"),
-    Feature("bad_ratings_lifetime", "bad support ratings so far"),
-    Feature("slow_tickets_lifetime", "tickets that took more than 5 days to resolve"),
-    Feature("median_resolution_hours", "median hours to resolve the customer's tickets"),
+    Feature("opens_90d", "marketing emails opened in the last 90 days", "marketing"),
+    Feature("clicks_90d", "marketing clicks in the last 90 days", "marketing"),
+    Feature("engagement_decayed", "opens and clicks weighted by recency (30-day half-life)", "marketing"),
+    Feature("days_since_engagement", "days since the last open, click or conversion", "marketing"),
+    Feature("is_unsubscribed", "unsubscribed from marketing", "marketing"),
+    Feature("tickets_90d", "support tickets raised in the last 90 days", "support"),
+    Feature("tickets_lifetime", "support tickets raised so far", "support"),
+    Feature("open_tickets", "support tickets still open", "support"),
+    Feature("bad_ratings_90d", "bad support ratings on tickets of the last 90 days", "support"),
+    Feature("good_ratings_lifetime", "good support ratings so far", "support"),
+    Feature("bad_ratings_lifetime", "bad support ratings so far", "support"),
+    Feature("slow_tickets_lifetime", "tickets that took more than 5 days to resolve", "support"),
+    Feature("median_resolution_hours", "median hours to resolve the customer's tickets", "support"),
     Feature("tenure_days", "days since the customer was first seen"),
-    Feature("is_b2b", "business customer (B2B account)"),
-    Feature("payment_terms_days", "payment terms of the account (days)"),
+    Feature("is_b2b", "business customer (B2B account)", "accounts"),
+    Feature("payment_terms_days", "payment terms of the account (days)", "accounts"),
 )
 NUMERIC_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURE_SOURCES: dict[str, str] = {f.name: f.source for f in FEATURES}
+# What each kind of source data is, for the notes that say why a feature was left out.
+SOURCE_DESCRIPTIONS = {
+    "orders": "orders",
+    "marketing": "marketing events",
+    "support": "support tickets",
+    "accounts": "accounts (B2B/B2C, payment terms)",
+}
 
 # Rows of the facts are visible at cut-off c when they happened on or before c. A ticket is solved
 # more than five days after it was created: the simulator's (and most desks') "bad experience".
@@ -239,6 +259,20 @@ def churn_labels(
         .pl()
         .with_columns(pl.col("churned").cast(pl.Int8))
     )
+
+
+def available_sources(con: duckdb.DuckDBPyConnection, *, schema: str = "marts") -> dict[str, bool]:
+    """Which kinds of source data this warehouse holds at all (features from absent ones are left out)."""
+
+    def has_rows(sql: str) -> bool:
+        return bool(con.execute(f"select count(*) > 0 from ({sql} limit 1)").fetchall()[0][0])
+
+    return {
+        "orders": has_rows(f"select 1 from {schema}.orders where customer_id is not null"),
+        "marketing": has_rows(f"select 1 from {schema}.marketing_events where customer_id is not null"),
+        "support": has_rows(f"select 1 from {schema}.support_tickets where customer_id is not null"),
+        "accounts": has_rows(f"select 1 from {schema}.customers where account_id is not null"),
+    }
 
 
 def last_data_day(con: duckdb.DuckDBPyConnection, *, schema: str = "marts") -> date | None:

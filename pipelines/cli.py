@@ -73,16 +73,26 @@ def generate(
     customers: int = typer.Option(2_000, help="Number of real persons in the company."),
     seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical sources."),
     start: str = typer.Option(None, help="First visible day (YYYY-MM-DD); default: so the history ends yesterday."),
-    days: int = typer.Option(730, help="Days of visible history."),
-    out: Path = typer.Option(DEFAULT_SOURCES, help="Where the three source systems are written."),
+    days: int = typer.Option(None, help="Days of visible history (default: the profile's, 730 for full)."),
+    out: Path = typer.Option(DEFAULT_SOURCES, help="Where the source systems are written."),
     truth_out: Path = typer.Option(None, help="Where the ground truth is written (default: next to --out)."),
+    profile: str = typer.Option(
+        "full", help="The company's shape: full, orders-only, b2b-no-marketing (simulator/profiles.py)."
+    ),
 ) -> None:
-    """Write the simulated company: a sales database, marketing file drops, a support export, and the truth."""
+    """Write a simulated company (its source systems and its ground truth) in the shape of a profile."""
     from simulator import SimulationConfig
     from simulator import generate as simulate
+    from simulator.profiles import PROFILES
 
+    if profile not in PROFILES:
+        err.print(f"[red]Unknown profile {profile!r}[/red]; profiles: {', '.join(PROFILES)}")
+        raise typer.Exit(2)
+    shape = PROFILES[profile]
+    days = days or shape.default_days
     first_day = date.fromisoformat(start) if start else date.today() - timedelta(days=days)
     config = SimulationConfig(
+        profile=profile,
         customers=customers,
         seed=seed,
         start=first_day,
@@ -99,7 +109,11 @@ def generate(
             progress.update(tasks[stage], completed=done, total=total)
 
         mess = simulate(config, progress=report)
-    console.print(f"[green]Company written[/green] to {config.out} (ground truth: {config.truth_out})")
+    console.print(
+        f"[green]Company written[/green] ({profile}: {shape.description}) to {config.out} "
+        f"(ground truth: {config.truth_out})"
+    )
+    console.print(f"Check and build it with: crm check --config {shape.config}; crm build --config {shape.config}")
     console.print(f"history {first_day} .. {first_day + timedelta(days=days - 1)}, {customers:,} persons, seed {seed}")
     if isinstance(mess, dict):
         rates = mess.get("rates", mess)
@@ -367,7 +381,7 @@ def demo(
     sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
     if not sales_db.exists():
         console.print(f"No company under {DEFAULT_SOURCES}: generating {customers:,} customers...")
-        generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None)
+        generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None, profile="full")
     settings = _settings_or_exit(DEFAULT_CONFIG)
     outcome = _run_build(settings, None, None)
     if not outcome.success:

@@ -38,6 +38,8 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT
     threads: int | None = None
+    # dbt's `default_segment` var: the segment of customers when the sources hold no account.
+    default_segment: str = "B2C"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
@@ -45,6 +47,7 @@ class WarehouseResource(dg.ConfigurableResource):
             path=str(settings.warehouse_path),
             memory_limit=settings.warehouse_memory_limit,
             threads=settings.warehouse_threads,
+            default_segment=settings.default_segment,
         )
 
     @contextmanager
@@ -65,7 +68,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def dbt_vars(self) -> str:
         """The `--vars` that point dbt's profile (dbt_project/profiles.yml) at this warehouse."""
-        values = {"warehouse_path": str(Path(self.path).resolve()), "warehouse_memory_limit": self.memory_limit}
+        values = {
+            "warehouse_path": str(Path(self.path).resolve()),
+            "warehouse_memory_limit": self.memory_limit,
+            "default_segment": self.default_segment,
+        }
         if self.threads:
             values["warehouse_threads"] = self.threads
         return json.dumps(values)

@@ -307,7 +307,7 @@ def _commit_batch(
             {"where": where, "reason": reason, "record": record}
             for where, reason, record in con.execute(
                 f"SELECT _source_location, _reason, _raw_record FROM quarantine.{entity.name} WHERE _batch_id = $b "
-                "ORDER BY _source_location LIMIT 5",
+                "ORDER BY length(_source_location), _source_location LIMIT 5",
                 {"b": report.batch_id},
             ).fetchall()
         ]

@@ -101,7 +101,11 @@ def _type_rules(column: Column, formats: RowFormats, raw: str, typed: str, shown
             column.name,
             f"{raw} IS NOT NULL AND {typed} IS NULL",
             f"{_lit(column.name + ': not a valid ' + column.dtype.lower() + ' ')} || {shown}"
-            + (_lit(" (numbers here are written with a decimal comma, as declared)") if formats.decimal == "," else ""),
+            + (
+                " || " + _lit(" (numbers here are written with a decimal comma, as declared)")
+                if formats.decimal == ","
+                else ""
+            ),
         )
     ]
     if column.dtype == "DOUBLE":
