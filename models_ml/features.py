@@ -99,7 +99,10 @@ with params as (
     select cast($cutoff as date) as c, cast($cutoff as timestamp) + interval 1 day as c_end
 ),
 orders as (
-    select o.customer_id, o.order_day, o.total_amount, o.discount_pct,
+    -- Exact decimals: a sum of doubles depends on the order rows arrive in, and a rebuild reorders
+    -- them; features must not change in their last bits when the data did not change.
+    select o.customer_id, o.order_day,
+        cast(o.total_amount as decimal(38, 6)) as total_amount, cast(o.discount_pct as decimal(38, 6)) as discount_pct,
         -- the status known at the cut-off: a later change is not known yet
         case when o.updated_at < p.c_end then o.status else 'placed' end as status_then
     from {schema}.orders o, params p
@@ -121,7 +124,7 @@ order_stats as (
             then o.total_amount else 0 end) as revenue_365d,
         sum(case when o.order_day > p.c - 365 and o.status_then = 'returned' then 1 else 0 end) as returns_365d,
         sum(case when o.order_day > p.c - 365 and o.status_then = 'cancelled' then 1 else 0 end) as cancellations_365d,
-        avg(case when coalesce(o.discount_pct, 0) > 0 then 1.0 else 0.0 end) as discount_order_share,
+        avg(case when coalesce(o.discount_pct, 0) > 0 then 1 else 0 end) as discount_order_share,
         avg(coalesce(o.discount_pct, 0)) as average_discount_pct
     from orders o, params p
     group by o.customer_id
@@ -139,7 +142,8 @@ event_stats as (
         sum(case when e.event_type = 'open' and e.occurred_on > p.c - 90 then 1 else 0 end) as opens_90d,
         sum(case when e.event_type = 'click' and e.occurred_on > p.c - 90 then 1 else 0 end) as clicks_90d,
         sum(case when e.event_type in ('open', 'click')
-            then pow(0.5, (p.c - e.occurred_on) / {half_life}) else 0 end) as engagement_decayed,
+            then cast(pow(0.5, (p.c - e.occurred_on) / {half_life}) as decimal(38, 15)) else 0 end)
+            as engagement_decayed,
         max(case when e.event_type in ('open', 'click', 'conversion') then e.occurred_on end) as last_engaged_day,
         max(case when e.event_type = 'unsubscribe' then 1 else 0 end) as unsubscribed_event
     from events e, params p

@@ -90,7 +90,8 @@ def revenue_between(con: duckdb.DuckDBPyConnection, start: date, end: date, *, s
     """customer_id, revenue: order value (any status, as clv_12m counts it) on days in (start, end]."""
     return con.sql(
         f"""
-        select customer_id, sum(greatest(coalesce(total_amount, 0), 0)) as revenue
+        select customer_id, cast(sum(cast(greatest(coalesce(total_amount, 0), 0) as decimal(38, 6))) as double)
+            as revenue
         from {schema}.orders
         where customer_id is not null and order_day > $start and order_day <= $end
         group by customer_id

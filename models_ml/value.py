@@ -91,6 +91,7 @@ def order_log(con: duckdb.DuckDBPyConnection, cutoff: date, *, schema: str = "ma
         select customer_id, order_day, greatest(coalesce(total_amount, 0), 0) as total_amount
         from {schema}.orders
         where customer_id is not null and order_day <= $c
+        order by customer_id, order_day, total_amount
         """,
         params={"c": cutoff},
     ).pl()
