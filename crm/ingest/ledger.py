@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS ops.loaded_files (
 ALTER TABLE ops.loaded_files ADD COLUMN IF NOT EXISTS modified_ns BIGINT;
 CREATE TABLE IF NOT EXISTS ops.source_state (
     entity VARCHAR PRIMARY KEY, watermark VARCHAR, cursor VARCHAR, cursor_date DATE, updated_at TIMESTAMP);
+ALTER TABLE ops.source_state ADD COLUMN IF NOT EXISTS config_sha VARCHAR;
 """
 
 
@@ -99,9 +100,9 @@ def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
 def source_state(con: duckdb.DuckDBPyConnection, entity: str, source_filter: str = "true") -> SourceState:
     """The ledger's cursor for an entity: watermark, export cursor, and the files loaded so far."""
     rows = con.execute(
-        "SELECT watermark, cursor, cursor_date FROM ops.source_state WHERE entity = $e", {"e": entity}
+        "SELECT watermark, cursor, cursor_date, config_sha FROM ops.source_state WHERE entity = $e", {"e": entity}
     ).fetchall()
-    watermark, cursor, cursor_date = rows[0] if rows else (None, None, None)
+    watermark, cursor, cursor_date, config_sha = rows[0] if rows else (None, None, None, None)
     loaded = {
         path: LoadedUnit(path, day, size, modified, sha)
         for path, day, size, modified, sha in con.execute(
@@ -109,7 +110,9 @@ def source_state(con: duckdb.DuckDBPyConnection, entity: str, source_filter: str
             {"e": entity},
         ).fetchall()
     }
-    return SourceState(watermark=watermark, cursor=cursor, cursor_date=cursor_date, loaded=loaded)
+    return SourceState(
+        watermark=watermark, cursor=cursor, cursor_date=cursor_date, loaded=loaded, config_sha=config_sha
+    )
 
 
 def stored_cursor(con: duckdb.DuckDBPyConnection, entity: str) -> tuple[str, date] | None:
@@ -156,6 +159,7 @@ def record_batch(
     days_touched: list[date],
     started_at: str,
     finished_at: str,
+    config_sha: str | None = None,
 ) -> None:
     """Write the ledger rows for a batch; runs in the caller's transaction, after the data."""
     days = read.scope.days if read.scope is not None else None
@@ -217,10 +221,11 @@ def record_batch(
                 for f in read.files
             ],
         )
-    if read.watermark is not None or read.cursor is not None:
+    if read.watermark is not None or read.cursor is not None or config_sha is not None:
         con.execute(
-            "INSERT INTO ops.source_state VALUES ($entity, $watermark, $cursor, $cursor_date, $now) "
+            "INSERT INTO ops.source_state VALUES ($entity, $watermark, $cursor, $cursor_date, $now, $config) "
             "ON CONFLICT (entity) DO UPDATE SET "
+            "config_sha = coalesce(excluded.config_sha, ops.source_state.config_sha), "
             "watermark = CASE WHEN excluded.watermark > coalesce(ops.source_state.watermark, '') "
             "                 THEN excluded.watermark ELSE ops.source_state.watermark END, "
             "cursor = CASE WHEN excluded.cursor IS NOT NULL AND excluded.cursor_date >= "
@@ -234,6 +239,7 @@ def record_batch(
                 "cursor": read.cursor,
                 "cursor_date": read.cursor_date,
                 "now": finished_at,
+                "config": config_sha,
             },
         )
 

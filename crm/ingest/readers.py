@@ -82,6 +82,8 @@ class SourceState:
     cursor: str | None = None
     cursor_date: date | None = None
     loaded: dict[str, LoadedUnit] = field(default_factory=dict)
+    # The entity's mapping and formats as the last load read them: a change re-reads everything.
+    config_sha: str | None = None
 
 
 @dataclass(frozen=True)

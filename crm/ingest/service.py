@@ -147,10 +147,19 @@ def ingest_entity(
         _commit_batch(con, report, ReadResult(), started_at, run_id, entity, RowFormats(), settings.quality, False)
         return report
     source_name, source, mapping = located
+    state = source_state(con, entity_name)
+    config_sha = _config_fingerprint(source, mapping, settings.history_start)
+    notes = []
+    if window is None and state.config_sha is not None and state.config_sha != config_sha:
+        # The mapping or a declared format changed since the last load: what was read (or refused)
+        # under the old config is read again under the new one.
+        window, mode = Window(None, None), "window"
+        report.mode = mode
+        notes.append("the entity's config changed since the last load: every row of the source is read again")
     request = ReadRequest(
         window=window,
         history_start=history_start(settings),
-        state=source_state(con, entity_name),
+        state=state,
         today=today,
         scratch_dir=settings.data_dir / "tmp",
     )
@@ -179,7 +188,24 @@ def ingest_entity(
     )
     if read.rows_read == 0 and not read.scope.sources and read.scope.days is None:
         report.status = "nothing new"
-    return _commit_batch(con, report, read, started_at, run_id, entity, formats, settings.quality, validate)
+    read.notes[:0] = notes
+    return _commit_batch(
+        con, report, read, started_at, run_id, entity, formats, settings.quality, validate, config_sha
+    )
+
+
+def _config_fingerprint(source, mapping, first_day) -> str:
+    """What of the config decides which rows are read and how: the mapping, the source's formats and the
+    history's start (not the source's location)."""
+    import hashlib
+    import json
+
+    described = {
+        "mapping": mapping.model_dump(mode="json"),
+        "source": source.model_dump(mode="json", exclude={"entities", "path", "url", "optional", "ignore_files"}),
+        "history_start": str(first_day),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _read(con, source_name, source, entity: Entity, mapping, request: ReadRequest) -> ReadResult:
@@ -277,6 +303,7 @@ def _commit_batch(
     formats: RowFormats,
     quality: QualitySettings,
     validate: bool,
+    config_sha: str | None = None,
 ) -> IngestReport:
     """Replace the batch's scope, apply the row rules, run the blocking checks, and commit or roll back."""
     report.rows_parsed = con.execute(
@@ -346,6 +373,7 @@ def _commit_batch(
             days_touched=sorted(set(new_days) | set(replaced_days)),
             started_at=started_at,
             finished_at=_now(),
+            config_sha=config_sha,
         )
         con.execute("COMMIT")
     except IngestRefusedError:
@@ -375,7 +403,12 @@ def _blocking_checks(
             True,
             f"{report.quarantine_share:.2%} of the batch's rows quarantined (limit "
             f"{quality.max_quarantine_share:.2%}, quality.max_quarantine_share); top reasons: "
-            + "; ".join(f"{reason} ({rows})" for reason, rows in list(report.quarantine_reasons.items())[:3]),
+            + "; ".join(f"{reason} ({rows})" for reason, rows in list(report.quarantine_reasons.items())[:3])
+            + (
+                f"; for example {report.quarantine_sample[0]['where']}: {report.quarantine_sample[0]['reason']}"
+                if report.quarantine_sample
+                else ""
+            ),
             {"quarantine_share": round(report.quarantine_share, 5), "reasons": report.quarantine_reasons},
         ),
     ]
