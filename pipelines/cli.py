@@ -157,6 +157,20 @@ def check(
         raise typer.Exit(1)
 
 
+def _entity_lines(e) -> list[str]:
+    lines = [f"[red]error:[/red] {m}" for m in e.errors] + [f"[yellow]warning:[/yellow] {m}" for m in e.warnings]
+    if e.required_missing:
+        lines.append(f"[red]required columns missing:[/red] {', '.join(e.required_missing)}")
+    if e.optional_missing:
+        lines.append(f"optional columns missing (loaded empty): {', '.join(e.optional_missing)}")
+    if e.columns_unmapped:
+        lines.append(f"unmapped source columns (not loaded): {', '.join(e.columns_unmapped)}")
+    if e.columns_mapped:
+        lines.append("mapped: " + ", ".join(f"{k} <- {v}" for k, v in e.columns_mapped.items()))
+    lines += [f"would quarantine {row['where']}: {row['reason']}" for row in e.quarantine_sample]
+    return lines
+
+
 def _print_check(report) -> None:
     console.print(f"[bold]Sources config[/bold] {report.config}  (history start: {report.history_start or 'auto'})")
     table = Table("entity", "source", "status", "rows", "quarantined", "before history", "days", title="Entities")
@@ -174,17 +188,7 @@ def _print_check(report) -> None:
         )
     console.print(table)
     for e in report.entities:
-        lines = [f"[red]error:[/red] {m}" for m in e.errors] + [f"[yellow]warning:[/yellow] {m}" for m in e.warnings]
-        if e.required_missing:
-            lines.append(f"[red]required columns missing:[/red] {', '.join(e.required_missing)}")
-        if e.optional_missing:
-            lines.append(f"optional columns missing (loaded empty): {', '.join(e.optional_missing)}")
-        if e.columns_unmapped:
-            lines.append(f"unmapped source columns (not loaded): {', '.join(e.columns_unmapped)}")
-        if e.columns_mapped:
-            lines.append("mapped: " + ", ".join(f"{k} <- {v}" for k, v in e.columns_mapped.items()))
-        for row in e.quarantine_sample:
-            lines.append(f"would quarantine {row['where']}: {row['reason']}")
+        lines = _entity_lines(e)
         if lines:
             console.print(f"[bold]{e.entity}[/bold] (source '{e.source}')")
             for line in lines:
@@ -381,7 +385,9 @@ def demo(
     sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
     if not sales_db.exists():
         console.print(f"No company under {DEFAULT_SOURCES}: generating {customers:,} customers...")
-        generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None, profile="full")
+        generate(
+            customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None, profile="full"
+        )
     settings = _settings_or_exit(DEFAULT_CONFIG)
     outcome = _run_build(settings, None, None)
     if not outcome.success:

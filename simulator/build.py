@@ -297,8 +297,16 @@ def _truth(
     report = {
         "seed": cfg.seed,
         "profile": cfg.profile,
-        "systems": [name for name, on in (("sales_db", shape.sales_db), ("marketing", shape.marketing),
-                                          ("support", shape.support), ("orders_csv", shape.orders_csv)) if on],
+        "systems": [
+            name
+            for name, on in (
+                ("sales_db", shape.sales_db),
+                ("marketing", shape.marketing),
+                ("support", shape.support),
+                ("orders_csv", shape.orders_csv),
+            )
+            if on
+        ],
         "customers": cfg.customers,
         "start_date": cfg.start.isoformat(),
         "end_date": cfg.end_date.isoformat(),

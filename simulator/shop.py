@@ -63,7 +63,9 @@ def write_orders_csv(cfg: SimulationConfig, out: Path, orders: dict[str, np.ndar
     for row, k in zip(rows.tolist(), kind.tolist(), strict=True):
         if k == mess.BAD_DATE:
             day, month, year = date_text[row].split(".")
-            date_text[row] = f"{'30' if month == '02' else '31' if month in ('04', '06', '09', '11') else '32'}.{month}.{year}"
+            date_text[row] = (
+                f"{'30' if month == '02' else '31' if month in ('04', '06', '09', '11') else '32'}.{month}.{year}"
+            )
             fields.append("order_date")
         elif k == mess.NON_NUMERIC:
             amount_text[row] = amount_text[row] + " EUR"

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from crm.ingest.entities import ENTITIES
 from crm.ingest.file_reader import list_drop_files, unread_files
 from crm.ingest.history import history_start
-from crm.ingest.ledger import create_reconciliation_view, quarantine_reasons_sql
+from crm.ingest.ledger import quarantine_reasons_sql
 from crm.ingest.page_reader import page_header_day
+from crm.ingest.service import refresh_reconciliation
 from crm.ingest.sql_reader import open_source_engine
 from crm.settings import FileDropSource, PagedExportSource, Settings, SqlSource
 
@@ -56,10 +57,9 @@ def read_audit(settings: Settings) -> dict:
         }
         if "ops.ingest_batches" not in tables:
             raise FileNotFoundError(f"The warehouse at {path} has no ingestion ledger yet.")
-        if all(f"raw.{e}" in tables and f"quarantine.{e}" in tables for e in ENTITIES):
-            create_reconciliation_view(con)
+        refresh_reconciliation(con)
         entities = con.sql("SELECT * FROM ops.ingest_reconciliation").pl().to_dicts()
-        reasons = con.sql(quarantine_reasons_sql([e for e in ENTITIES if f"quarantine.{e}" in tables])).pl().to_dicts()
+        reasons = con.sql(quarantine_reasons_sql(list(ENTITIES))).pl().to_dicts()
         loaded = con.sql("SELECT entity, path, size_bytes, rows_read FROM ops.loaded_files").pl()
         watermarks = dict(con.execute("SELECT entity, watermark FROM ops.source_state").fetchall())
         findings = _source_findings(settings, con, loaded, watermarks)
@@ -77,39 +77,38 @@ def _source_findings(settings: Settings, con, loaded: pl.DataFrame, watermarks: 
     findings: list[Finding] = []
     start = history_start(settings)
     for source_name, source in settings.sources.items():
-        if isinstance(source, FileDropSource):
-            if not source.path.is_dir():
-                continue
-            for relative in unread_files(source):
-                findings.append(
-                    Finding(
-                        source_name,
-                        None,
-                        relative,
-                        "never read",
-                        "no entity's pattern matches this file (list it in `ignore_files` if that is intended)",
-                        True,
-                    )
-                )
-            for entity, mapping in source.entities.items():
-                listing = list_drop_files(source, mapping)
-                files = [(p, d) for p, d in listing.dated] + ([(listing.single, None)] if listing.single else [])
-                files += [(p, None) for p, _ in listing.near_misses]
-                for file_path, day in files:
-                    relative = file_path.relative_to(source.path).as_posix()
-                    findings.extend(_file_finding(source_name, entity, file_path, relative, day, start, loaded))
-        elif isinstance(source, PagedExportSource):
-            if not source.path.is_dir():
-                continue
+        if isinstance(source, FileDropSource) and source.path.is_dir():
+            findings += _drop_findings(source_name, source, start, loaded)
+        elif isinstance(source, PagedExportSource) and source.path.is_dir():
             for entity in source.entities:
                 for page in sorted(source.path.glob("*.jsonl")):
                     relative = page.relative_to(source.path).as_posix()
-                    findings.extend(
-                        _file_finding(source_name, entity, page, relative, page_header_day(page), start, loaded)
-                    )
+                    findings += _file_finding(source_name, entity, page, relative, page_header_day(page), start, loaded)
         elif isinstance(source, SqlSource):
             for entity, mapping in source.entities.items():
-                findings.extend(_sql_findings(con, source_name, source, entity, mapping, start, watermarks.get(entity)))
+                findings += _sql_findings(con, source_name, source, entity, mapping, start, watermarks.get(entity))
+    return findings
+
+
+def _drop_findings(source_name: str, source: FileDropSource, start, loaded: pl.DataFrame) -> list[Finding]:
+    findings = [
+        Finding(
+            source_name,
+            None,
+            relative,
+            "never read",
+            "no entity's pattern matches this file (list it in `ignore_files` if that is intended)",
+            True,
+        )
+        for relative in unread_files(source)
+    ]
+    for entity, mapping in source.entities.items():
+        listing = list_drop_files(source, mapping)
+        files = [(p, d) for p, d in listing.dated] + ([(listing.single, None)] if listing.single else [])
+        files += [(p, None) for p, _ in listing.near_misses]
+        for file_path, day in files:
+            relative = file_path.relative_to(source.path).as_posix()
+            findings += _file_finding(source_name, entity, file_path, relative, day, start, loaded)
     return findings
 
 
@@ -159,10 +158,11 @@ def _sql_findings(con, source_name, source, entity, mapping, start, watermark) -
                 return []
             prep = engine.dialect.identifier_preparer
             text = "TEXT" if engine.dialect.name in ("sqlite", "postgresql") else "VARCHAR(4000)"
+            updated = prep.quote(mapping.columns["updated_at"])
             rows = conn.execute(
                 sa.text(
-                    f"SELECT CAST({prep.quote(key_source)} AS {text}), CAST({prep.quote(mapping.columns['updated_at'])} "
-                    f"AS {text}) FROM {prep.quote(mapping.table)}"
+                    f"SELECT CAST({prep.quote(key_source)} AS {text}), CAST({updated} AS {text}) "
+                    f"FROM {prep.quote(mapping.table)}"
                 )
             ).fetchall()
     finally:
@@ -176,10 +176,10 @@ def _sql_findings(con, source_name, source, entity, mapping, start, watermark) -
         schema={"location": pl.String, "updated": pl.String},
     )
     origin = f"{source_name}.{mapping.table}"
-    seen = con.execute(
+    seen = con.sql(
         f"SELECT DISTINCT _source_location FROM raw.{entity} WHERE _source = $s UNION "
         f"SELECT DISTINCT _source_location FROM quarantine.{entity} WHERE _source = $s",
-        {"s": origin},
+        params={"s": origin},
     ).pl()
     unread = source_rows.join(seen.rename({"_source_location": "location"}), on="location", how="anti")
     if unread.height == 0:

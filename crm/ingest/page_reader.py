@@ -180,25 +180,7 @@ def read_paged_export(
             continue
         relative = page.path.relative_to(source.path).as_posix()
         origin = f"{source_name}:{relative}"
-        if page.problem is not None:
-            rows.reject_page(data, relative, page.day, origin, f"page header unreadable: {page.problem}")
-            result.warnings.append(
-                f"source '{source_name}', page '{relative}': {page.problem}; its {lines} line(s) went to quarantine"
-                + (f" and the walk went on at '{page.next_cursor}'" if page.next_cursor else "")
-            )
-            page_rows = lines
-        else:
-            page_rows, page_keys = rows.read(data, relative, page.day, origin)
-            # A page whose every line is broken (they go to quarantine) has no columns to check.
-            if page_keys:
-                _, warnings = resolve_columns(sorted(page_keys), mapping, entity, source_name, f"page '{relative}'")
-                result.drift_warnings.extend(warnings)
-            announced = page.header.get("count")
-            if isinstance(announced, int) and announced != page_rows:
-                result.warnings.append(
-                    f"source '{source_name}', page '{relative}': the header announces {announced} lines, "
-                    f"the page holds {page_rows}"
-                )
+        page_rows = _read_page(rows, page, data, lines, relative, origin, source_name, entity, mapping, result)
         if request.incremental:
             scope.sources.append(origin)
         result.rows_read += page_rows
@@ -207,6 +189,31 @@ def read_paged_export(
             rows.flush(con, mapping, entity)
     rows.flush(con, mapping, entity)
     return result
+
+
+def _read_page(
+    rows, page: Page, data: bytes, lines: int, relative, origin, source_name, entity, mapping, result
+) -> int:
+    """One page's lines into the batch (or, when its header cannot be used, into quarantine); rows read."""
+    if page.problem is not None:
+        rows.reject_page(data, relative, page.day, origin, f"page header unreadable: {page.problem}")
+        result.warnings.append(
+            f"source '{source_name}', page '{relative}': {page.problem}; its {lines} line(s) went to quarantine"
+            + (f" and the walk went on at '{page.next_cursor}'" if page.next_cursor else "")
+        )
+        return lines
+    page_rows, page_keys = rows.read(data, relative, page.day, origin)
+    # A page whose every line is broken (they go to quarantine) has no columns to check.
+    if page_keys:
+        _, warnings = resolve_columns(sorted(page_keys), mapping, entity, source_name, f"page '{relative}'")
+        result.drift_warnings.extend(warnings)
+    announced = page.header.get("count")
+    if isinstance(announced, int) and announced != page_rows:
+        result.warnings.append(
+            f"source '{source_name}', page '{relative}': the header announces {announced} lines, "
+            f"the page holds {page_rows}"
+        )
+    return page_rows
 
 
 def _dig(record: dict, dotted: str) -> object:

@@ -189,9 +189,7 @@ def ingest_entity(
     if read.rows_read == 0 and not read.scope.sources and read.scope.days is None:
         report.status = "nothing new"
     read.notes[:0] = notes
-    return _commit_batch(
-        con, report, read, started_at, run_id, entity, formats, settings.quality, validate, config_sha
-    )
+    return _commit_batch(con, report, read, started_at, run_id, entity, formats, settings.quality, validate, config_sha)
 
 
 def _config_fingerprint(source, mapping, first_day) -> str:

@@ -188,7 +188,9 @@ def test_infinity_and_far_future_timestamps_are_quarantined_and_offsets_kept(tmp
     assert str(loaded["e1"]) == "2024-01-01 05:00:00"  # converted to UTC, not silently dropped
     assert "e4" in loaded and "e6" in loaded  # 1970 is old but possible; tomorrow is not yet implausible
     for line in (3, 4, 6):
-        assert "is not a plausible time (before 1900-01-01 or after tomorrow" in reasons[f"events_2024-01-01.csv:{line}"]
+        assert (
+            "is not a plausible time (before 1900-01-01 or after tomorrow" in reasons[f"events_2024-01-01.csv:{line}"]
+        )
 
 
 def _orders_db(tmp_path: Path, rows: list[tuple]) -> dict:
@@ -200,7 +202,11 @@ def _orders_db(tmp_path: Path, rows: list[tuple]) -> dict:
         )
         con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)", rows)
     return {
-        "db": {"kind": "sql", "url": f"sqlite:///{db}", "entities": {"sales_orders": {"table": "orders", "columns": ORDERS}}}
+        "db": {
+            "kind": "sql",
+            "url": f"sqlite:///{db}",
+            "entities": {"sales_orders": {"table": "orders", "columns": ORDERS}},
+        }
     }
 
 
@@ -332,3 +338,32 @@ def test_a_broken_cursor_chain_is_an_error_naming_the_page(tmp_path, broken_to):
     message = str(error.value)
     assert "page 'p2.jsonl'" in message
     assert ("cycle" in message) if broken_to == "p1" else ("'p9.jsonl', which does not exist" in message)
+
+
+def test_the_audit_reconciles_against_what_the_sources_hold(tmp_path):
+    """A file nobody reads, or a table row no window reached, can never show as reconciled."""
+    from crm.ingest.audit import read_audit
+
+    drop = tmp_path / "drop"
+    _write_events(drop, "2024-01-01", ["e1,a@x.com,open,2024-01-01 10:00:00,"])
+    (drop / "notes.txt").write_text("nobody reads me\n")
+    sources = {**_events_source(drop), **_orders_db(tmp_path, [_order(1, 10.0, updated="2024-01-05 10:00:00")])}
+    settings = _settings(tmp_path, sources)
+    with settings.connect_warehouse() as con:
+        ingest_entity(con, settings, "marketing_events")
+        ingest_entity(con, settings, "sales_orders")
+    with sqlite3.connect(tmp_path / "sales.sqlite") as db:  # a row written with an old timestamp
+        db.execute("INSERT INTO orders VALUES (2, 102, '2024-01-01', 5.0, '2024-01-01', '2024-01-02 08:00:00')")
+    _write_events(drop, "2024-01-02", ["e2,b@x.com,open,2024-01-02 10:00:00,"])
+    report = read_audit(settings)
+    findings = {(f["what"], f["status"]): f for f in report["source_findings"]}
+    assert not report["reconciled"]
+    assert findings[("notes.txt", "never read")]["loss"]
+    assert not findings[("events_2024-01-02.csv", "not loaded yet")]["loss"]
+    lost = findings[("table orders", "never read")]
+    assert lost["loss"] and "orders:id=2" in lost["detail"]
+    with settings.connect_warehouse() as con:  # an explicit window reaches the late row
+        ingest_entity(con, settings, "sales_orders", Window(date(2024, 1, 1), None))
+        ingest_entity(con, settings, "marketing_events")
+    (drop / "notes.txt").unlink()
+    assert read_audit(settings)["reconciled"]

@@ -77,9 +77,10 @@ def test_declared_formats_decimal_comma_and_latin1(tmp_path):
     _, rows, reasons = _load(settings)
     assert rows == [("K2", date(2024, 2, 1), 7.5), ("Müller", date(2023, 12, 31), 1234.5)]
     assert reasons["orders.csv:4"].startswith("order_date: '2024-02-01' does not match date_format '%d.%m.%Y'")
-    assert "total_amount: not a valid double '7.50' (numbers here are written with a decimal comma" in reasons[
-        "orders.csv:4"
-    ]
+    assert (
+        "total_amount: not a valid double '7.50' (numbers here are written with a decimal comma"
+        in reasons["orders.csv:4"]
+    )
 
 
 def test_an_ambiguous_day_month_order_needs_a_declaration_and_the_reason_says_which(tmp_path):

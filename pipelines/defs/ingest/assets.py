@@ -63,7 +63,8 @@ def _check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
             CHECK_QUARANTINE_SHARE,
             asset=key,
             blocking=True,
-            description="The share of quarantined rows stays under quality.max_quarantine_share; checked before commit.",
+            description="The share of quarantined rows stays under quality.max_quarantine_share; "
+            "checked before commit.",
         ),
         dg.AssetCheckSpec(
             CHECK_CONTRACT,
