@@ -24,6 +24,7 @@ import dagster as dg
 from crm.build_lock import build_lock
 from crm.settings import PROJECT_ROOT, Settings
 from pipelines.definitions import build_definitions
+from pipelines.defs.orchestration.recovery import recover_interrupted_builds
 from pipelines.defs.orchestration.schedules import NIGHTLY_JOB
 
 
@@ -71,40 +72,6 @@ class BuildOutcome:
     warned_checks: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
     check_messages: dict[str, str] = field(default_factory=dict)
-
-
-_UNFINISHED = (
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-)
-
-
-def recover_interrupted_builds(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
-    """Clear what killed builds left behind; call only while holding the build lock (no build is alive).
-
-    Returns one line per thing cleared, for the build's output.
-    """
-    recovered = []
-    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=list(_UNFINISHED))):
-        run = record.dagster_run
-        instance.report_run_failed(
-            run,
-            message="The process running this build ended without finishing it (killed or crashed); "
-            "marked failed by the next build.",
-        )
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        recovered.append(f"run {run.run_id[:8]} ({run.status.value}) marked failed, its pool slots freed")
-    for folder, pattern in ((settings.data_dir / "snapshots", ".*.partial*"), (settings.data_dir / "tmp", "*")):
-        for leftover in sorted(folder.glob(pattern)) if folder.exists() else []:
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-            recovered.append(f"removed the leftover {leftover}")
-    return recovered
 
 
 class _ProgressHandler(logging.Handler):
@@ -155,7 +122,7 @@ def run_build(
         if instance is None:
             _relax_sqlite_durability()
             instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
-        recovered = recover_interrupted_builds(instance, settings)
+        recovered = recover_interrupted_builds(instance, settings, include_unlaunched=True)
         outcome = _execute(settings, instance, start, end, on_step, quiet, groups)
         outcome.recovered = recovered
         return outcome

@@ -40,7 +40,12 @@ def test_nightly_schedule_runs_the_job_once_a_night_at_two(use_company, small_co
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "nightly_build"
     tick = datetime(2024, 3, 5, 2, 0, tzinfo=UTC)
-    with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def()) as ctx:
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+        ) as ctx,
+    ):
         requests = schedule.evaluate_tick(ctx).run_requests
     assert [(r.run_key, r.partition_key) for r in requests] == [("2024-03-05", None)]
 

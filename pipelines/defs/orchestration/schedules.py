@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from crm.build_lock import BuildRunningError, build_lock
 from crm.settings import Settings
+from pipelines.defs.orchestration.recovery import recover_interrupted_builds
 
 NIGHTLY_JOB = "nightly_build"
 
@@ -34,6 +36,14 @@ def build_nightly(settings: Settings):
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if tick.tzinfo is not None:
             tick = tick.astimezone(ZoneInfo(settings.schedule.timezone))
+        # A build that holds the lock is alive: skip this tick, the next one reads what arrived. A
+        # free lock means no build is alive, so runs still shown as started are dead: clear them.
+        try:
+            with build_lock(settings.warehouse_path, what="nightly schedule tick"):
+                for line in recover_interrupted_builds(context.instance, settings):
+                    context.log.warning(f"recovered: {line}")
+        except BuildRunningError as exc:
+            return dg.SkipReason(str(exc))
         # One run per tick: the run key makes a re-evaluated tick idempotent.
         return dg.RunRequest(run_key=tick.date().isoformat(), tags={"crm/nightly": tick.date().isoformat()})
 
