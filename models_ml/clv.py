@@ -53,6 +53,8 @@ __all__ = [
     "GammaGammaModel",
     "GammaGammaParams",
     "InvalidInputError",
+    "MeanSpendModel",
+    "MeanSpendParams",
     "ModelFitError",
     "NBDModel",
     "NBDParams",
@@ -60,7 +62,9 @@ __all__ = [
     "PoissonParams",
     "PurchaseParams",
     "fit_purchase_model",
+    "fit_spend_model",
     "purchase_model",
+    "spend_model",
     "NotFittedError",
     "NumericalError",
     "compress_rfm",
@@ -997,6 +1001,67 @@ class GammaGammaModel:
             raise NumericalError("Gamma-Gamma: p*x + q - 1 <= 0, conditional expected spend is undefined")
         out = prm.p * (prm.gamma + x * m) / denom
         return _nonnegative("expected average profit", out, np.maximum(m, 1.0))
+
+
+@dataclass(frozen=True)
+class MeanSpendParams:
+    """Gamma-Gamma's limits, for data that do not identify it.
+
+    ``own_weight`` 0: q, gamma -> inf (customers' mean spends vary no more than chance): every
+    customer's expected spend is the population mean. ``own_weight`` 1: p -> inf (no spread within a
+    customer): a repeat buyer's expected spend is their own mean, others get the population mean.
+    """
+
+    mean: float
+    own_weight: float = 0.0
+    n: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class MeanSpendModel:
+    def __init__(self, params: MeanSpendParams) -> None:
+        self.params = params
+
+    def conditional_expected_average_profit(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
+        x, m = _validate_spend(frequency, monetary_value)
+        own = (x > 0) & (self.params.own_weight > 0)
+        return np.where(own, m, self.params.mean).astype(np.float64)
+
+
+SpendParams = GammaGammaParams | MeanSpendParams
+
+
+def spend_model(params: SpendParams) -> GammaGammaModel | MeanSpendModel:
+    """The model object for fitted spend parameters (Gamma-Gamma or one of its limits)."""
+    return GammaGammaModel.from_params(params) if isinstance(params, GammaGammaParams) else MeanSpendModel(params)
+
+
+def fit_spend_model(
+    frequency: ArrayLike, monetary_value: ArrayLike, weights: ArrayLike | None = None
+) -> tuple[SpendParams, str]:
+    """Gamma-Gamma when the data identify it, else its limit (see :class:`MeanSpendParams`) and why.
+
+    Too few repeat buyers still raises :class:`ModelFitError`.
+    """
+    try:
+        return GammaGammaModel().fit(frequency, monetary_value, weights), ""
+    except ModelFitError as exc:
+        text = str(exc)
+        if "need at least" in text or "no repeat buyers" in text:
+            raise
+        reason = text
+    x, m = _validate_spend(frequency, monetary_value)
+    w = _validate_weights(weights, len(x))
+    use = (x > 0) & (w > 0)
+    # The mean spend per repeat transaction over every repeat buyer (each weighted by their repeats).
+    mean = float(np.dot(w[use] * x[use], m[use]) / np.dot(w[use], x[use]))
+    own = 1.0 if "['p']" in reason else 0.0
+    what = "each repeat buyer's own mean spend" if own else "one mean spend for every customer"
+    return MeanSpendParams(mean=mean, own_weight=own, n=float(w[use].sum())), (
+        f"Gamma-Gamma not identified ({reason}); fell back to its limit: {what} ({mean:,.2f})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import polars as pl
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from models_ml.clv import ModelFitError, NumericalError
 from models_ml.features import NUMERIC_FEATURES, build_features
 from models_ml.value import ValueModels, value_as_of
 
@@ -110,7 +111,10 @@ def fit_forecast_correction(
         return (
             f"the history starts {first}: a 365-day correction needs orders before {cutoff} (one year before {as_of})"
         )
-    _, past_value = value_as_of(con, cutoff, segments)
+    try:
+        _, past_value = value_as_of(con, cutoff, segments)
+    except (ModelFitError, NumericalError) as exc:
+        return f"the value models could not be fitted at {cutoff} ({exc})"
     train = (
         build_features(con, cutoff)
         .join(past_value, on="customer_id", how="inner", maintain_order="left")

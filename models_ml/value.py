@@ -18,6 +18,8 @@ value with a model learned on the past year (``value.forecast_method`` in config
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -26,12 +28,16 @@ import numpy as np
 import polars as pl
 
 from models_ml.clv import (
-    GammaGammaModel,
-    GammaGammaParams,
+    ModelFitError,
+    NBDModel,
+    NumericalError,
     PurchaseParams,
+    SpendParams,
     compress_rfm,
     fit_purchase_model,
+    fit_spend_model,
     purchase_model,
+    spend_model,
     summary_from_transactions,
 )
 
@@ -56,10 +62,11 @@ MIN_SEGMENT_REPEAT_BUYERS = 200
 class ValueModels:
     # BG/NBD, or its limit when the company's data do not identify it (NBD, Poisson; see purchase_note).
     bgnbd: PurchaseParams
-    gamma_gamma: GammaGammaParams  # pooled over every segment
+    gamma_gamma: SpendParams  # pooled over every segment (Gamma-Gamma, or its limit: see spend_note)
     cutoff: date
-    segment_gamma_gamma: dict[str, GammaGammaParams] = field(default_factory=dict)
+    segment_gamma_gamma: dict[str, SpendParams] = field(default_factory=dict)
     purchase_note: str = ""  # empty: BG/NBD itself; else why it fell back
+    spend_note: str = ""  # empty: Gamma-Gamma itself; else why it fell back
 
     @property
     def purchase_model_name(self) -> str:
@@ -114,7 +121,7 @@ def fit_value_models(summary: pl.DataFrame, cutoff: date, segments: pl.DataFrame
     """
     bg_params, note = _fit_bgnbd(summary)
     repeat = summary.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") > 0))
-    gg_params = GammaGammaModel().fit(repeat["frequency"], repeat["monetary_value"])
+    gg_params, spend_note = fit_spend_model(repeat["frequency"], repeat["monetary_value"])
     per_segment = {}
     if segments is not None:
         repeat = repeat.join(segments, on="customer_id", how="left", maintain_order="left").with_columns(
@@ -122,9 +129,18 @@ def fit_value_models(summary: pl.DataFrame, cutoff: date, segments: pl.DataFrame
         )
         for (segment,), rows in repeat.group_by("segment"):
             if rows.height >= MIN_SEGMENT_REPEAT_BUYERS:
-                per_segment[segment] = GammaGammaModel().fit(rows["frequency"], rows["monetary_value"])
+                # A segment whose spend Gamma-Gamma cannot identify keeps the pooled fit.
+                with contextlib.suppress(ModelFitError):
+                    params, note = fit_spend_model(rows["frequency"], rows["monetary_value"])
+                    if not note:
+                        per_segment[segment] = params
     return ValueModels(
-        bgnbd=bg_params, gamma_gamma=gg_params, cutoff=cutoff, segment_gamma_gamma=per_segment, purchase_note=note
+        bgnbd=bg_params,
+        gamma_gamma=gg_params,
+        cutoff=cutoff,
+        segment_gamma_gamma=per_segment,
+        purchase_note=note,
+        spend_note=spend_note,
     )
 
 
@@ -162,7 +178,7 @@ def predict_value(models: ValueModels, summary: pl.DataFrame, segments: pl.DataF
     e90 = bg.expected_purchases(90.0, ux, ut, uT)[inverse]
     e365 = bg.expected_purchases(365.0, ux, ut, uT)[inverse]
     m_spend = np.where(m > 0, m, 0.0)
-    spend = GammaGammaModel.from_params(models.gamma_gamma).conditional_expected_average_profit(x_spend, m_spend)
+    spend = spend_model(models.gamma_gamma).conditional_expected_average_profit(x_spend, m_spend)
     if segments is not None and models.segment_gamma_gamma:
         seg = (
             summary.select("customer_id")
@@ -172,9 +188,7 @@ def predict_value(models: ValueModels, summary: pl.DataFrame, segments: pl.DataF
         for segment, params in models.segment_gamma_gamma.items():
             rows = seg == segment
             if rows.any():
-                spend[rows] = GammaGammaModel.from_params(params).conditional_expected_average_profit(
-                    x_spend[rows], m_spend[rows]
-                )
+                spend[rows] = spend_model(params).conditional_expected_average_profit(x_spend[rows], m_spend[rows])
     return pl.DataFrame(
         {
             "customer_id": summary["customer_id"],
@@ -193,7 +207,18 @@ def value_as_of(
     """Fit BG/NBD x Gamma-Gamma on the orders on or before ``cutoff`` and predict every customer's value."""
     summary = rfm_summary(order_log(con, cutoff), cutoff)
     models = fit_value_models(summary, cutoff, segments)
-    return models, predict_value(models, summary, segments)
+    try:
+        return models, predict_value(models, summary, segments)
+    except NumericalError as exc:
+        # BG/NBD's conditional expectation can leave floating point for extreme parameters: predict
+        # with its no-dropout limit instead of failing the night, and say so.
+        x, t_x, T, w, _ = compress_rfm(summary["frequency"], summary["recency"], summary["T"])
+        limit = NBDModel().fit(x, t_x, T, weights=w)
+        note = f"BG/NBD's predictions were not finite ({exc}); predicted with its no-dropout limit, NBD"
+        models = dataclasses.replace(
+            models, bgnbd=limit, purchase_note="; ".join(n for n in (models.purchase_note, note) if n)
+        )
+        return models, predict_value(models, summary, segments)
 
 
 def no_order_probability(models: ValueModels, summary: pl.DataFrame, horizon_days: float) -> pl.DataFrame:

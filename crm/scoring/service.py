@@ -498,8 +498,10 @@ def compute_scores(
     forecast = forecast_value(
         con, as_of, config.value.forecast_method, segments=customer_segments(con), features=features
     )
-    if forecast.models is not None and forecast.models.purchase_note:
-        notes.add("value", forecast.models.purchase_note)
+    if forecast.models is not None:
+        for note in (forecast.models.purchase_note, forecast.models.spend_note):
+            if note:
+                notes.add("value", note)
     notes.add("value", f"12-month value: {forecast.note}")
     probability, reasons = _churn(con, config, model, features, forecast, as_of, notes)
     bands = config.churn.bands
