@@ -217,8 +217,14 @@ class _CsvReader:
             ]
             window = Window(min(changed), None) if changed else None
         if window is not None:
-            result.scope.days = window
-            self._read_files([(path, day) for path, day in in_history if window.contains(day)])
+            chosen = [(path, day) for path, day in in_history if window.contains(day)]
+            result.scope.days, result.scope.replace_days = window, False
+            # Replaced file by file: the rows of a file that is no longer in the folder (archived
+            # after it was read) stay, whatever window is re-read.
+            result.scope.sources += [
+                f"{self.source_name}:{p.relative_to(self.source.path).as_posix()}" for p, _ in chosen
+            ]
+            self._read_files(chosen)
         elif in_history:
             result.notes.append(f"no new or changed file since the last load ({len(in_history)} files loaded)")
         self._quarantine_near_misses(listing.near_misses)

@@ -127,6 +127,9 @@ class Scope:
     source_filter: str
     days: Window | None = None
     sources: list[str] = field(default_factory=list)
+    # False: ``days`` only records the window read (daily drops replace file by file, so the rows
+    # of a file no longer in the folder stay).
+    replace_days: bool = True
 
 
 @dataclass

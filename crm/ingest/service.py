@@ -230,7 +230,12 @@ def _check_not_empty(con, source_name, source, entity: Entity, mapping, read: Re
     the config says it may be empty): never a green build that quietly loaded nothing."""
     optional = is_optional(source, mapping)
     where = f"source '{source_name}', entity '{entity.name}'"
-    if read.source_rows == 0 and read.rows_read == 0 and read.rows_outside == 0:
+    ever_loaded = con.execute(
+        f"SELECT (SELECT count(*) FROM raw.{entity.name} WHERE {read.scope.source_filter}) + "
+        f"(SELECT count(*) FROM quarantine.{entity.name} WHERE {read.scope.source_filter})"
+    ).fetchall()[0][0]
+    # A drop folder emptied after earlier loads (files archived once read) is not an empty source.
+    if read.source_rows == 0 and read.rows_read == 0 and read.rows_outside == 0 and not ever_loaded:
         message = (
             f"{where}: the source holds no rows at all (no file matches the pattern, an empty table or file); "
             "check `path:`/`pattern:`/`table:`, or mark it `optional: true` if it may be empty"
@@ -244,10 +249,6 @@ def _check_not_empty(con, source_name, source, entity: Entity, mapping, read: Re
             f"{where}: {read.rows_outside:,} row(s) dated {span} lie before history_start "
             f"{request.history_start} and were not loaded"
         )
-        ever_loaded = con.execute(
-            f"SELECT (SELECT count(*) FROM raw.{entity.name} WHERE {read.scope.source_filter}) + "
-            f"(SELECT count(*) FROM quarantine.{entity.name} WHERE {read.scope.source_filter})"
-        ).fetchall()[0][0]
         if read.rows_read == 0 and not ever_loaded:
             raise OutsideHistoryError(
                 f"{message}, and none lies in the history ({request.history_start} on): set `history_start: auto` "
@@ -267,7 +268,7 @@ def _delete_scope(con: duckdb.DuckDBPyConnection, entity: Entity, scope: Scope |
         "WHERE _partition_date IS NULL))"
     ]
     params: dict = {}
-    if scope.days is not None:
+    if scope.days is not None and scope.replace_days:
         parts.append(
             "(_partition_date BETWEEN coalesce($start, DATE '0001-01-01') AND coalesce($end, DATE '9999-12-31'))"
         )

@@ -178,6 +178,11 @@ def test_daily_drops_read_only_new_or_changed_files_and_windows_replace_their_da
         assert fourth.window == Window(date(2024, 1, 1), None) and fourth.rows_replaced == 3
         window = ingest_entity(con, settings, "marketing_events", Window(date(2024, 1, 2), date(2024, 1, 2)))
         assert (window.rows_read, window.rows_replaced) == (1, 1)
+        # A drop folder emptied after the load (files archived once read): nothing new, nothing lost.
+        for path in drop.iterdir():
+            path.unlink()
+        assert ingest_entity(con, settings, "marketing_events").status == "nothing new"
+        ingest_entity(con, settings, "marketing_events", Window(date(2024, 1, 1), None))
         ids = sorted(r[0] for r in con.execute("SELECT event_id FROM raw.marketing_events").fetchall())
         batches = con.execute(
             "SELECT mode, days_touched FROM ops.ingest_batches WHERE entity = 'marketing_events' ORDER BY finished_at"
@@ -185,5 +190,6 @@ def test_daily_drops_read_only_new_or_changed_files_and_windows_replace_their_da
         books = next(r for r in refresh_reconciliation(con) if r["entity"] == "marketing_events")
     assert ids == ["2024-01-02", "fixed", "new"] and books["reconciled"] and books["rows_read"] == 3
     # What changed in each run is on record: the mode and the days it touched.
-    assert batches[-1] == ("window", [date(2024, 1, 2)])
+    assert batches[-3] == ("window", [date(2024, 1, 2)])
     assert batches[2] == ("incremental", [date(2024, 1, 3)])
+    assert batches[-1] == ("window", [])  # re-reading days whose files are gone replaced nothing
