@@ -56,7 +56,9 @@ if reader.has("ops.source_coverage"):
     if absent.height:
         st.subheader("What these sources cannot tell")
         st.warning(f"{count(absent.height)} thing(s) cannot be computed from the configured sources.")
-        st.dataframe(absent.rename({"missing_cost": "why, and what it costs"}), hide_index=True)
+        st.markdown(
+            "\n".join(f"- **{row['capability']}**: {row['missing_cost']}" for row in absent.iter_rows(named=True))
+        )
 if reader.has("ml.scoring_notes"):
     notes = reader.frame("SELECT component, note FROM ml.scoring_notes")
     if notes.height:

@@ -20,9 +20,7 @@ def _write(folder: Path, config: dict) -> Path:
     return path
 
 
-def test_relative_paths_resolve_against_the_config_folder_and_writes_go_under_the_data_folder(
-    tmp_path, monkeypatch
-):
+def test_relative_paths_resolve_against_the_config_folder_and_writes_go_under_the_data_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a working directory unrelated to the config
     for name in ("CRM_DATA_DIR", "CRM_WAREHOUSE_PATH", "CRM_GROUND_TRUTH_DIR", "CRM_SCORING_CONFIG"):
         monkeypatch.delenv(name, raising=False)
