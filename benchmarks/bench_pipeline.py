@@ -73,14 +73,14 @@ def _stage(name: str, workdir: Path, customers: int) -> None:
         with duckdb.connect(str(warehouse), config={"memory_limit": "4GB"}) as con:
             for entity in ENTITIES:
                 t = time.perf_counter()
-                report = ingest_entity(con, settings, entity, Window(START, end), first_partition=START)
+                report = ingest_entity(con, settings, entity, Window(START, end))
                 print(f"    {entity:22s} {report.rows_read:>12,} rows {time.perf_counter() - t:7.1f}s", flush=True)
                 assert report.reconciled, entity
     elif name == "build":
         from pipelines.build import run_build
 
-        shutil.rmtree(workdir / "dagster", ignore_errors=True)
-        outcome = run_build(settings, end=end)
+        shutil.rmtree(workdir / "data" / "dagster", ignore_errors=True)
+        outcome = run_build(settings)
         if not outcome.success:
             raise SystemExit("; ".join(outcome.failures + outcome.failed_checks))
 
@@ -105,7 +105,7 @@ def main() -> None:
         "CRM_SOURCES_DIR": str(workdir / "sources"),
         "CRM_WAREHOUSE_PATH": str(workdir / "warehouse" / "crm.duckdb"),
         "CRM_HISTORY_START": START.isoformat(),
-        "DAGSTER_HOME": str(workdir / "dagster"),
+        "CRM_DATA_DIR": str(workdir / "data"),
     }
     results = []
     for stage in args.stages.split(","):

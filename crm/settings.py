@@ -2,9 +2,18 @@
 
 The file is named by ``--config``, else ``CRM_CONFIG``, else ``config/sources.demo.yml`` (the
 simulated company); it is read by :func:`crm.config.read_yaml`, so ``${VAR}`` and
-``${VAR:-default}`` in it are filled from the environment. Relative paths are resolved against
-the project root, not the working directory. The scores' settings (config/scoring.yml, or the
-file the sources config or ``CRM_SCORING_CONFIG`` names) load through the same reader.
+``${VAR:-default}`` in it are filled from the environment. The scores' settings (config/scoring.yml,
+or the file the sources config or ``CRM_SCORING_CONFIG`` names) load through the same reader.
+
+Relative paths, one rule each way (docs/sources.md, "Paths"):
+
+* what the project **reads** (source folders, a SQLite file, the scoring config, the ground truth)
+  and the data folder itself, when written in the config file, resolve against the config file's
+  folder, so a config works from any working directory;
+* what the project **writes** (``warehouse_path``) resolves against the data folder, so
+  ``CRM_DATA_DIR`` moves everything the project writes;
+* a path given in the environment instead of the file (``CRM_DATA_DIR``, ``CRM_WAREHOUSE_PATH``,
+  ...) resolves against the working directory, as a path typed on a command line does.
 """
 
 from __future__ import annotations
@@ -33,7 +42,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EntityMapping(_Strict):
+DateFormat = str | dict[str, str]
+
+
+def _checked_date_format(value: DateFormat | None) -> DateFormat | None:
+    formats = [value] if isinstance(value, str) else list((value or {}).values())
+    for fmt in formats:
+        if "%" not in fmt:
+            raise ValueError(
+                f"date_format {fmt!r} is not a strftime format; write it with % codes, e.g. '%Y%m%d' for "
+                "19970101, '%d.%m.%Y' for 01.01.1997, '%m/%d/%Y %H:%M' for 01/31/1997 14:05"
+            )
+    return value
+
+
+class ReadingFormats(_Strict):
+    """How values are written in a source, declared on the source or (overriding it) on one entity.
+
+    ``date_format`` is a strftime format (``%Y%m%d``, ``%d.%m.%Y %H:%M``) for every date and
+    timestamp column, or a mapping canonical column -> format. Without one, ISO-8601 (with or without
+    a UTC offset) and the unambiguous ``YYYYMMDD``, ``YYYY/MM/DD`` and ``DD.MM.YYYY`` are read; a
+    day-month order that only a declaration can settle (``01/02/2024``) goes to quarantine with a
+    reason that says what to declare. ``decimal`` is the decimal mark of numbers (``,``: ``1.234,50``).
+    """
+
+    date_format: DateFormat | None = None
+    decimal: Literal[".", ","] | None = None
+
+    @field_validator("date_format")
+    @classmethod
+    def _strftime(cls, value: DateFormat | None) -> DateFormat | None:
+        return _checked_date_format(value)
+
+
+class EntityMapping(ReadingFormats):
     """How one source table/file maps onto a canonical entity."""
 
     # canonical column -> the source's column (for JSON: a dotted path such as requester.email)
@@ -45,34 +87,77 @@ class EntityMapping(_Strict):
     table: str | None = None  # sql
     pattern: str | None = None  # file_drop: relative glob with {date}, e.g. events/events_{date}.csv
     single_file: bool = False  # file_drop: one file holding all history, not one per day
-    date_column: str | None = None  # single_file: canonical column whose date assigns the partition
+    date_column: str | None = None  # single_file: canonical column whose date places each row in the history
+    # An entity that may legitimately be absent or empty: a warning instead of a failed step.
+    optional: bool | None = None
     # External ids of the person (kind -> the source's column), e.g. {loyalty_card: CardNo,
     # national_id: SSN}: stored together in the canonical `external_ids` column; identity
     # resolution links records that share one (guarded against placeholders).
     ids: dict[str, str] = Field(default_factory=dict)
 
 
-class SqlSource(_Strict):
+class _SourceBase(ReadingFormats):
+    # A source that may legitimately be missing (a folder not yet delivered, a table not yet
+    # created): its entities warn instead of failing the step. Every entity may override it.
+    optional: bool = False
+    entities: dict[str, EntityMapping]
+
+
+class SqlSource(_SourceBase):
     kind: Literal["sql"]
     url: str
-    entities: dict[str, EntityMapping]
 
 
-class FileDropSource(_Strict):
+class FileDropSource(_SourceBase):
     kind: Literal["file_drop"]
     path: Path
-    delimiter: str = ","
-    entities: dict[str, EntityMapping]
+    # None: read from each file's header (comma, semicolon, tab or pipe).
+    delimiter: str | None = None
+    # The files' character encoding: utf-8 (a byte-order mark is fine), latin-1, cp1252, utf-16, ...
+    encoding: str = "utf-8"
+    # Files in the drop folders that no entity reads on purpose (globs relative to `path`); any
+    # other file there that no pattern matches is reported by `crm check` and `crm audit`.
+    ignore_files: list[str] = Field(default_factory=list)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"encoding {value!r} is unknown; e.g. utf-8, latin-1, cp1252, utf-16") from exc
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(f"delimiter {value!r} must be one character (e.g. ',', ';', '\\t' written as a tab)")
+        return value
 
 
-class PagedExportSource(_Strict):
+class PagedExportSource(_SourceBase):
     kind: Literal["paged_export"]
     path: Path
     first_cursor: str
-    entities: dict[str, EntityMapping]
 
 
 Source = Annotated[SqlSource | FileDropSource | PagedExportSource, Field(discriminator="kind")]
+
+
+def is_optional(source: Source, mapping: EntityMapping) -> bool:
+    return mapping.optional if mapping.optional is not None else source.optional
+
+
+def date_formats(source: Source, mapping: EntityMapping) -> dict[str, str] | str | None:
+    """The entity's declared date format(s), else the source's."""
+    return mapping.date_format if mapping.date_format is not None else source.date_format
+
+
+def decimal_mark(source: Source, mapping: EntityMapping) -> str:
+    return mapping.decimal or source.decimal or "."
 
 
 class QualitySettings(_Strict):
@@ -116,6 +201,9 @@ class Settings(_Strict):
     # Only for the simulated company: the hidden truth that `crm evaluate` and the model card compare with.
     ground_truth_dir: Path | None = None
     history_start: date | Literal["auto"] = "auto"
+    # The B2B/B2C segment of customers when the sources hold no account at all (an orders file):
+    # a sensible default instead of one big "Unknown" segment.
+    default_segment: str = "B2C"
     schedule: ScheduleSettings = ScheduleSettings()
     quality: QualitySettings = QualitySettings()
     identity: IdentityConfig = IdentityConfig()
@@ -190,17 +278,17 @@ def _check_external_ids(source_name: str, entity_name: str, mapping: EntityMappi
             raise ValueError(f"{where}: id kind '{kind}' must be lower-case letters, digits and _ (e.g. loyalty_card)")
 
 
-def _resolve(path: Path) -> Path:
-    return path if path.is_absolute() else (PROJECT_ROOT / path)
+def _resolve(path: Path, base: Path = PROJECT_ROOT) -> Path:
+    return Path(os.path.normpath(path if path.is_absolute() else (base / path)))
 
 
-def _with_resolved_location(source: Source) -> Source:
+def _with_resolved_location(source: Source, base: Path) -> Source:
     if isinstance(source, SqlSource):
         prefix = "sqlite:///"
         if source.url.startswith(prefix) and not Path(source.url[len(prefix) :]).is_absolute():
-            return source.model_copy(update={"url": prefix + str(_resolve(Path(source.url[len(prefix) :])))})
+            return source.model_copy(update={"url": prefix + str(_resolve(Path(source.url[len(prefix) :]), base))})
         return source
-    return source.model_copy(update={"path": _resolve(source.path)})
+    return source.model_copy(update={"path": _resolve(source.path, base)})
 
 
 def config_path_from_env(explicit: str | Path | None = None) -> Path:
@@ -209,9 +297,10 @@ def config_path_from_env(explicit: str | Path | None = None) -> Path:
     return env_path("CRM_CONFIG", DEFAULT_CONFIG)
 
 
-# Settings a config file may leave out, with the environment variable that sets them instead.
+# Settings a config file may leave out, with the environment variable that sets them instead
+# (None: the default is derived, see load_settings).
 _ENVIRONMENT_DEFAULTS = {
-    "warehouse_path": ("CRM_WAREHOUSE_PATH", "data/warehouse/crm.duckdb"),
+    "warehouse_path": ("CRM_WAREHOUSE_PATH", None),
     "data_dir": ("CRM_DATA_DIR", "data"),
     "warehouse_memory_limit": ("CRM_DUCKDB_MEMORY_LIMIT", warehouse.DEFAULT_MEMORY_LIMIT),
     "scoring_config": ("CRM_SCORING_CONFIG", str(DEFAULT_SCORING_CONFIG)),
@@ -220,21 +309,48 @@ _ENVIRONMENT_DEFAULTS = {
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
+    """The sources config at ``path`` (else CRM_CONFIG, else the demo), with every path resolved."""
     config_path = config_path_from_env(path)
+    config_dir = config_path.parent
     raw = read_yaml(config_path, "sources config")
+    # Where each path-valued setting came from decides what a relative value is relative to.
+    from_environment = set()
     for key, (variable, default) in _ENVIRONMENT_DEFAULTS.items():
-        raw.setdefault(key, os.environ.get(variable) or default)
+        if key in raw:
+            # `data_dir: ${CRM_DATA_DIR:-../data}`: the variable's value is a path given in the environment.
+            if os.environ.get(variable) and str(raw[key]) == os.environ[variable]:
+                from_environment.add(key)
+            continue
+        if os.environ.get(variable):
+            raw[key] = os.environ[variable]
+            from_environment.add(key)
+        elif default is not None:
+            raw[key] = default
     try:
-        settings = Settings(config_path=config_path, **raw)
+        settings = Settings(config_path=config_path, warehouse_path=raw.pop("warehouse_path", "-"), **raw)
     except ValueError as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
-    sources = {name: _with_resolved_location(src) for name, src in settings.sources.items()}
+    cwd = Path.cwd()
+
+    def read_base(key: str) -> Path:
+        return cwd if key in from_environment else config_dir
+
+    data_dir = _resolve(settings.data_dir, read_base("data_dir"))
+    if str(settings.warehouse_path) == "-":
+        warehouse_path = data_dir / "warehouse" / "crm.duckdb"
+    else:
+        warehouse_path = _resolve(settings.warehouse_path, cwd if "warehouse_path" in from_environment else data_dir)
+    sources = {name: _with_resolved_location(src, config_dir) for name, src in settings.sources.items()}
     return settings.model_copy(
         update={
-            "warehouse_path": _resolve(settings.warehouse_path),
-            "data_dir": _resolve(settings.data_dir),
-            "scoring_config": _resolve(settings.scoring_config),
-            "ground_truth_dir": _resolve(settings.ground_truth_dir) if settings.ground_truth_dir else None,
+            "warehouse_path": warehouse_path,
+            "data_dir": data_dir,
+            "scoring_config": _resolve(settings.scoring_config, read_base("scoring_config")),
+            "ground_truth_dir": (
+                _resolve(settings.ground_truth_dir, read_base("ground_truth_dir"))
+                if settings.ground_truth_dir
+                else None
+            ),
             "sources": sources,
         }
     )

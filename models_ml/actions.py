@@ -14,7 +14,7 @@ import polars as pl
 
 from models_ml.scoring_config import ActionRule, ActionSettings
 
-__all__ = ["ACTION_FIELDS", "action_reasons", "assign_actions", "rep_book"]
+__all__ = ["ACTION_FIELDS", "ACTION_FIELD_SOURCES", "action_reasons", "assign_actions", "rep_book", "usable_rules"]
 
 ACTION_FIELDS = (
     "churn_band",
@@ -28,6 +28,9 @@ ACTION_FIELDS = (
     "recency_days",
     "p_alive",
 )
+# Fields computed from a kind of source data a company may not have: a rule that needs one is
+# skipped for a company without it (it could never fire, or fire on a default, not on a fact).
+ACTION_FIELD_SOURCES = {"last_rating_bad": "support"}
 _COMPARISON = re.compile(r"^\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -49,13 +52,32 @@ def _condition(field: str, expected: object, rule: ActionRule) -> pl.Expr:
     return (col == expected).fill_null(False)
 
 
-def assign_actions(frame: pl.DataFrame, settings: ActionSettings) -> pl.DataFrame:
+def usable_rules(settings: ActionSettings, sources: dict[str, bool] | None = None) -> tuple[list[int], dict[str, str]]:
+    """Indexes of the rules a company's data can decide, and the skipped ones with why."""
+    sources = sources or {}
+    usable, skipped = [], {}
+    for i, rule in enumerate(settings.rules):
+        missing = sorted(
+            {ACTION_FIELD_SOURCES[f] for f in rule.when if not sources.get(ACTION_FIELD_SOURCES.get(f), True)}
+        )
+        if missing:
+            skipped[f"{rule.action} (rule {i + 1})"] = f"needs {', '.join(missing)} data, which this company has not"
+        else:
+            usable.append(i)
+    return usable, skipped
+
+
+def assign_actions(
+    frame: pl.DataFrame, settings: ActionSettings, sources: dict[str, bool] | None = None
+) -> pl.DataFrame:
     """Add ``next_action``, ``action_priority``, ``value_at_stake`` and ``action_rule`` (index in the table).
 
-    ``frame`` needs the fields the rules use plus ``clv_12m`` and ``churn_probability``.
+    ``frame`` needs the fields the rules use plus ``clv_12m`` and ``churn_probability``. Rules whose
+    fields need data the company has not (``sources``) are skipped (:func:`usable_rules`).
     """
+    usable, _ = usable_rules(settings, sources)
     rule_index = None
-    for i, rule in reversed(list(enumerate(settings.rules))):
+    for i, rule in reversed([(i, settings.rules[i]) for i in usable]):
         cond = pl.lit(True)
         for field, expected in rule.when.items():
             cond = cond & _condition(field, expected, rule)
@@ -72,7 +94,7 @@ def assign_actions(frame: pl.DataFrame, settings: ActionSettings) -> pl.DataFram
     value = pl.col("clv_12m").fill_null(0)
     return (
         frame.with_columns(rule_index.cast(pl.Int32).alias("action_rule"))
-        .join(rules, on="action_rule", how="left")
+        .join(rules, on="action_rule", how="left", maintain_order="left")
         .with_columns(
             value_at_stake=pl.when(pl.col("_risk"))
             .then(value * pl.col("churn_probability").fill_null(0))
@@ -87,7 +109,9 @@ def rep_book(scores: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
 
     ``customers``: customer_id, customer_name, rep_id, rep_name. Ties: more urgent priority first.
     """
-    book = scores.join(customers, on="customer_id", how="inner").filter(pl.col("rep_id").is_not_null())
+    book = scores.join(customers, on="customer_id", how="inner", maintain_order="left").filter(
+        pl.col("rep_id").is_not_null()
+    )
     return (
         book.sort(
             ["rep_id", "value_at_stake", "action_priority", "customer_id"], descending=[False, True, False, False]

@@ -50,6 +50,7 @@ __all__ = [
     "drift_report",
     "explain",
     "feature_description",
+    "learnable_features",
     "load_model",
     "psi",
     "train_churn_model",
@@ -240,6 +241,8 @@ class ChurnModel:
     training_rows: int
     training_churn_rate: float
     importance: dict[str, float] = field(default_factory=dict)
+    # Features asked for but not used, with why (no values in the training data, a source absent).
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in frame.columns]
@@ -270,6 +273,7 @@ class ChurnModel:
             "training_rows": self.training_rows,
             "training_churn_rate": self.training_churn_rate,
             "importance": self.importance,
+            "left_out": self.left_out,
         }
         (folder / "churn_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -297,6 +301,7 @@ def load_model(folder: Path) -> ChurnModel:
         training_rows=meta["training_rows"],
         training_churn_rate=meta["training_churn_rate"],
         importance=meta.get("importance", {}),
+        left_out=meta.get("left_out", {}),
     )
 
 
@@ -335,11 +340,30 @@ def drift_report(model: ChurnModel, frame: pl.DataFrame, scores: np.ndarray) -> 
     return out
 
 
+def learnable_features(data: pl.DataFrame, wanted: Sequence[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The features of ``wanted`` that carry information in ``data``, and why the others were left out.
+
+    A feature nobody has a value for (no marketing events, no tickets: every customer null) or that
+    is the same for everyone cannot be learned from; the booster's binning would fail on it, and a
+    model card that lists it would claim more than the model knows.
+    """
+    kept, left_out = [], {}
+    for name in wanted:
+        values = data.get_column(name).cast(pl.Float64).fill_nan(None).drop_nulls()
+        if values.len() == 0:
+            left_out[name] = "no customer has a value"
+        elif values.n_unique() == 1 and values.len() == data.height:
+            left_out[name] = f"the same value ({values[0]:g}) for every customer"
+        else:
+            kept.append(name)
+    return tuple(kept), left_out
+
+
 def train_churn_model(
     features: pl.DataFrame, labels: pl.DataFrame, params: ChurnModelParams = ChurnModelParams()
 ) -> ChurnModel:
     """Fit and calibrate on ``features`` joined to ``labels`` (``customer_id``, ``churned``)."""
-    data = features.join(labels.select("customer_id", "churned"), on="customer_id", how="inner")
+    data = features.join(labels.select("customer_id", "churned"), on="customer_id", how="inner", maintain_order="left")
     if data.height < MIN_TRAINING_ROWS:
         raise InsufficientDataError(
             f"churn training needs at least {MIN_TRAINING_ROWS} labelled customers, got {data.height}"
@@ -354,7 +378,10 @@ def train_churn_model(
             np.arange(data.height), train_size=params.max_training_rows, stratify=y_all, random_state=params.seed
         )
         data = data.select(pl.all().gather(np.sort(keep)))
-    X = data.select([pl.col(f).cast(pl.Float64) for f in params.features]).to_numpy()
+    features, left_out = learnable_features(data, params.features)
+    if not features:
+        raise InsufficientDataError("no feature has a value that varies between customers: nothing to learn from")
+    X = data.select([pl.col(f).cast(pl.Float64) for f in features]).to_numpy()
     y = data.get_column("churned").to_numpy().astype(int)
     fit_idx, cal_idx = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=params.seed)
     booster = HistGradientBoostingClassifier(
@@ -372,7 +399,7 @@ def train_churn_model(
     calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
     calibrated.fit(X[cal_idx], y[cal_idx])
     reference = {}
-    for i, name in enumerate(params.features):
+    for i, name in enumerate(features):
         col = X[:, i]
         finite = col[~np.isnan(col)]
         # "Typical" is missing when most customers have no value (no ticket, never engaged).
@@ -380,16 +407,17 @@ def train_churn_model(
         reference[name] = float("nan") if typical_missing else float(np.median(finite))
     model = ChurnModel(
         estimator=calibrated,
-        features=tuple(params.features),
+        features=features,
         calibration_method=method,
         reference=reference,
         drift_bins={},
         drift_reference={},
         training_rows=len(y),
         training_churn_rate=float(y.mean()),
+        left_out=left_out,
     )
     scores = model.predict(X)
-    for name, values in [(f, X[:, i]) for i, f in enumerate(params.features)] + [("churn_probability", scores)]:
+    for name, values in [(f, X[:, i]) for i, f in enumerate(features)] + [("churn_probability", scores)]:
         edges, shares = _drift_bins(values)
         model.drift_bins[name] = edges
         model.drift_reference[name] = shares
@@ -397,7 +425,7 @@ def train_churn_model(
     # the same perturbation the reasons use, averaged over a sample of the training rows.
     sample = X[rng.choice(len(y), size=min(len(y), 5_000), replace=False)]
     base = model.predict(sample)
-    for i, name in enumerate(params.features):
+    for i, name in enumerate(features):
         shifted = sample.copy()
         shifted[:, i] = reference[name]
         model.importance[name] = float(np.mean(np.abs(base - model.predict(shifted))))

@@ -53,7 +53,18 @@ __all__ = [
     "GammaGammaModel",
     "GammaGammaParams",
     "InvalidInputError",
+    "MeanSpendModel",
+    "MeanSpendParams",
     "ModelFitError",
+    "NBDModel",
+    "NBDParams",
+    "PoissonModel",
+    "PoissonParams",
+    "PurchaseParams",
+    "fit_purchase_model",
+    "fit_spend_model",
+    "purchase_model",
+    "spend_model",
     "NotFittedError",
     "NumericalError",
     "compress_rfm",
@@ -645,6 +656,184 @@ class BetaGeoModel:
         zero = np.zeros_like(tt)
         return _bgnbd_conditional_expectation(self._require_params(), tt, zero, zero, zero)
 
+    def probability_no_purchase(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """P(no purchase in the next ``t`` | x, t_x, T): dead, or alive and buying nothing.
+
+        Alive at T, a customer's rate is Gamma(r + x, alpha + T) (dropout happens only at a purchase),
+        so P(none in t | alive) = ((alpha + T) / (alpha + T + t))^(r + x).
+        """
+        p = self._require_params()
+        tt = _as_float_array("t", t)
+        x, t_x, TT = _validate_rfm(frequency, recency, T, broadcast=True)
+        alive = _bgnbd_p_alive(p, x, t_x, TT)
+        none_if_alive = np.exp((p.r + x) * (np.log(p.alpha + TT) - np.log(p.alpha + TT + tt)))
+        return np.clip(1.0 - alive + alive * none_if_alive, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The limits of BG/NBD: no dropout (NBD), and no heterogeneity either (Poisson)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NBDParams:
+    """BG/NBD's limit without dropout (a -> 0): every customer stays, buying at ``lambda ~ Gamma(r, alpha)``.
+
+    What BG/NBD degrades to when a company's data show no sign of dropout (its ``a``, ``b`` run off to
+    a degenerate limit): the purchase counts are still modelled, every customer is "alive".
+    """
+
+    r: float
+    alpha: float
+    log_likelihood: float = float("nan")
+    n: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PoissonParams:
+    """The limit of NBD without heterogeneity (r, alpha -> inf): one purchase rate for everyone."""
+
+    rate: float
+    n: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class _NBDLikelihood:
+    """Mean negative log-likelihood of the purchase times without dropout, in (log r, log alpha):
+    ``Gamma(r + x) alpha^r / (Gamma(r) (alpha + T)^(r + x))`` per customer (BG/NBD's alive term)."""
+
+    def __init__(self, x: FloatArray, T: FloatArray, w: FloatArray) -> None:
+        self.x, self.T, self.w, self.n = x, T, w, float(w.sum())
+
+    def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
+        r, alpha = np.exp(theta)
+        x, T, w = self.x, self.T, self.w
+        ln_aT = np.log(alpha + T)
+        ll = float(np.dot(w, special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) - (r + x) * ln_aT))
+        d_r = float(np.dot(w, special.digamma(r + x) - special.digamma(r) + np.log(alpha) - ln_aT))
+        d_alpha = float(np.dot(w, r / alpha - (r + x) / (alpha + T)))
+        grad = np.array([d_r * r, d_alpha * alpha])
+        return -ll / self.n, -grad / self.n
+
+
+class NBDModel:
+    """Purchases without dropout: P(alive) = 1, E[Y(t) | x, T] = (r + x) / (alpha + T) * t."""
+
+    def __init__(self, params: NBDParams | None = None) -> None:
+        self.params = params
+
+    def fit(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None
+    ) -> NBDParams:
+        x, _, TT = _validate_rfm(frequency, recency, T)
+        w = _validate_weights(weights, len(x))
+        rate = float(np.dot(w, x) / max(np.dot(w, TT), 1e-12))
+        theta, f, _ = _maximise(
+            _NBDLikelihood(x, TT, w),
+            np.log([1.0, 1.0 / max(rate, 1e-6)]),
+            ("r", "alpha"),
+            "NBD",
+            "r, alpha -> inf: purchase rates show no heterogeneity",
+        )
+        r, alpha = (float(v) for v in np.exp(theta))
+        self.params = NBDParams(r=r, alpha=alpha, log_likelihood=-f * float(w.sum()), n=float(w.sum()))
+        return self.params
+
+    def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
+        x, _, _ = _validate_rfm(frequency, recency, T, broadcast=True)
+        return np.ones_like(x)
+
+    def expected_purchases(self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
+        p = self.params
+        x, _, TT = _validate_rfm(frequency, recency, T, broadcast=True)
+        return (p.r + x) / (p.alpha + TT) * _as_float_array("t", t)
+
+    def probability_no_purchase(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        p = self.params
+        x, _, TT = _validate_rfm(frequency, recency, T, broadcast=True)
+        tt = _as_float_array("t", t)
+        return np.exp((p.r + x) * (np.log(p.alpha + TT) - np.log(p.alpha + TT + tt)))
+
+
+class PoissonModel:
+    """One purchase rate for every customer (no dropout, no heterogeneity): the last resort."""
+
+    def __init__(self, params: PoissonParams | None = None) -> None:
+        self.params = params
+
+    def fit(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None
+    ) -> PoissonParams:
+        x, _, TT = _validate_rfm(frequency, recency, T)
+        w = _validate_weights(weights, len(x))
+        exposure = float(np.dot(w, TT))
+        if exposure <= 0:
+            raise ModelFitError("Poisson: no observation time")
+        self.params = PoissonParams(rate=float(np.dot(w, x)) / exposure, n=float(w.sum()))
+        return self.params
+
+    def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
+        x, _, _ = _validate_rfm(frequency, recency, T, broadcast=True)
+        return np.ones_like(x)
+
+    def expected_purchases(self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
+        x, _, _ = _validate_rfm(frequency, recency, T, broadcast=True)
+        return np.full_like(x, self.params.rate) * _as_float_array("t", t)
+
+    def probability_no_purchase(
+        self, t: ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        x, _, _ = _validate_rfm(frequency, recency, T, broadcast=True)
+        return np.exp(-self.params.rate * _as_float_array("t", t)) * np.ones_like(x)
+
+
+PurchaseParams = BetaGeoParams | NBDParams | PoissonParams
+
+
+def purchase_model(params: PurchaseParams) -> BetaGeoModel | NBDModel | PoissonModel:
+    """The model object for fitted purchase parameters (BG/NBD or one of its limits)."""
+    if isinstance(params, BetaGeoParams):
+        return BetaGeoModel.from_params(params)
+    if isinstance(params, NBDParams):
+        return NBDModel(params)
+    return PoissonModel(params)
+
+
+def fit_purchase_model(
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None
+) -> tuple[PurchaseParams, str]:
+    """BG/NBD when the data identify it, else its limit: NBD (no dropout), else Poisson (one rate).
+
+    Returns the parameters and a note: empty for BG/NBD, else why it fell back (for the model card
+    and the Data health page). Never raises for data that merely fail to identify BG/NBD; a company
+    with too few customers or no repeat purchase still raises :class:`ModelFitError`.
+    """
+    try:
+        return BetaGeoModel().fit(frequency, recency, T, weights), ""
+    except ModelFitError as exc:
+        text = str(exc)
+        if "customers, need" in text or "no customer made a repeat purchase" in text:
+            raise
+        reason = text
+    try:
+        params = NBDModel().fit(frequency, recency, T, weights)
+        return params, f"BG/NBD not identified ({reason}); fell back to its no-dropout limit, NBD"
+    except ModelFitError as exc:
+        params = PoissonModel().fit(frequency, recency, T, weights)
+        return params, (
+            f"BG/NBD not identified ({reason}); NBD not identified either ({exc}); fell back to one purchase rate "
+            "for every customer (Poisson)"
+        )
+
 
 # ----------------------------------------------------------------------------------------------
 # Gamma-Gamma
@@ -812,6 +1001,67 @@ class GammaGammaModel:
             raise NumericalError("Gamma-Gamma: p*x + q - 1 <= 0, conditional expected spend is undefined")
         out = prm.p * (prm.gamma + x * m) / denom
         return _nonnegative("expected average profit", out, np.maximum(m, 1.0))
+
+
+@dataclass(frozen=True)
+class MeanSpendParams:
+    """Gamma-Gamma's limits, for data that do not identify it.
+
+    ``own_weight`` 0: q, gamma -> inf (customers' mean spends vary no more than chance): every
+    customer's expected spend is the population mean. ``own_weight`` 1: p -> inf (no spread within a
+    customer): a repeat buyer's expected spend is their own mean, others get the population mean.
+    """
+
+    mean: float
+    own_weight: float = 0.0
+    n: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class MeanSpendModel:
+    def __init__(self, params: MeanSpendParams) -> None:
+        self.params = params
+
+    def conditional_expected_average_profit(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
+        x, m = _validate_spend(frequency, monetary_value)
+        own = (x > 0) & (self.params.own_weight > 0)
+        return np.where(own, m, self.params.mean).astype(np.float64)
+
+
+SpendParams = GammaGammaParams | MeanSpendParams
+
+
+def spend_model(params: SpendParams) -> GammaGammaModel | MeanSpendModel:
+    """The model object for fitted spend parameters (Gamma-Gamma or one of its limits)."""
+    return GammaGammaModel.from_params(params) if isinstance(params, GammaGammaParams) else MeanSpendModel(params)
+
+
+def fit_spend_model(
+    frequency: ArrayLike, monetary_value: ArrayLike, weights: ArrayLike | None = None
+) -> tuple[SpendParams, str]:
+    """Gamma-Gamma when the data identify it, else its limit (see :class:`MeanSpendParams`) and why.
+
+    Too few repeat buyers still raises :class:`ModelFitError`.
+    """
+    try:
+        return GammaGammaModel().fit(frequency, monetary_value, weights), ""
+    except ModelFitError as exc:
+        text = str(exc)
+        if "need at least" in text or "no repeat buyers" in text:
+            raise
+        reason = text
+    x, m = _validate_spend(frequency, monetary_value)
+    w = _validate_weights(weights, len(x))
+    use = (x > 0) & (w > 0)
+    # The mean spend per repeat transaction over every repeat buyer (each weighted by their repeats).
+    mean = float(np.dot(w[use] * x[use], m[use]) / np.dot(w[use], x[use]))
+    own = 1.0 if "['p']" in reason else 0.0
+    what = "each repeat buyer's own mean spend" if own else "one mean spend for every customer"
+    return MeanSpendParams(mean=mean, own_weight=own, n=float(w[use].sum())), (
+        f"Gamma-Gamma not identified ({reason}); fell back to its limit: {what} ({mean:,.2f})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

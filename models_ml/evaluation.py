@@ -57,6 +57,7 @@ class Backtest:
     labelled_eval_features: pl.DataFrame | None = None
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibration: pl.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)  # what fell back, for the model card
 
 
 def run_backtest(
@@ -68,20 +69,26 @@ def run_backtest(
     train = build_features(con, train_cutoff, schema=schema)
     model = train_churn_model(train, churn_labels(con, train_cutoff, horizon_days, schema=schema), params)
     evaluate = build_features(con, eval_cutoff, schema=schema).join(
-        churn_labels(con, eval_cutoff, horizon_days, schema=schema), on="customer_id", how="inner"
+        churn_labels(con, eval_cutoff, horizon_days, schema=schema),
+        on="customer_id",
+        how="inner",
+        maintain_order="left",
     )
     summary = rfm_summary(order_log(con, eval_cutoff, schema=schema), eval_cutoff)
+    notes: list[str] = []
     frame = (
         evaluate.select("customer_id", "churned", "recency_days")
         .with_columns(churn_probability=pl.Series(model.predict(evaluate)))
         .join(
-            bgnbd_p_alive(summary).select("customer_id", (1 - pl.col("p_alive")).alias("bgnbd_churn")),
+            bgnbd_p_alive(summary, notes).select("customer_id", (1 - pl.col("p_alive")).alias("bgnbd_churn")),
             on="customer_id",
             how="left",
+            maintain_order="left",
         )
     )
     y = frame["churned"].to_numpy()
     bt = Backtest(as_of, horizon_days, train_cutoff, eval_cutoff, model, frame, labelled_eval_features=evaluate)
+    bt.notes = notes
     bt.metrics["model"] = classification_metrics(y, frame["churn_probability"].to_numpy())
     bt.metrics["baseline_recency"] = classification_metrics(y, frame["recency_days"].to_numpy(), probabilities=False)
     bt.metrics["baseline_bgnbd_p_alive"] = classification_metrics(y, frame["bgnbd_churn"].fill_null(0.5).to_numpy())
@@ -118,7 +125,7 @@ def oracle_scores(con: duckdb.DuckDBPyConnection, ground_truth: Path, cutoff: da
     )
     return (
         customer_persons(con, ground_truth)
-        .join(persons, on="person_id", how="inner")
+        .join(persons, on="person_id", how="inner", maintain_order="left")
         .group_by("customer_id")
         .agg(pl.col("p_no_order").product().alias("oracle_churn"))
     )
@@ -142,8 +149,8 @@ def known_rates_scores(
     alive_weight = (1 - p) * (-rate * since_last).exp()
     p_alive = pl.when(pl.col("frequency") == 0).then(1.0).otherwise(alive_weight / (alive_weight + p))
     return (
-        summary.join(person_of, on="customer_id", how="inner")
-        .join(persons, on="person_id", how="inner")
+        summary.join(person_of, on="customer_id", how="inner", maintain_order="left")
+        .join(persons, on="person_id", how="inner", maintain_order="left")
         .select("customer_id", (1 - p_alive * (1 - (-rate * horizon_days).exp())).alias("known_rates_churn"))
     )
 

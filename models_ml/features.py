@@ -26,13 +26,25 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-__all__ = ["FEATURES", "NUMERIC_FEATURES", "Feature", "build_features", "churn_labels", "last_data_day"]
+__all__ = [
+    "FEATURES",
+    "FEATURE_SOURCES",
+    "NUMERIC_FEATURES",
+    "Feature",
+    "available_sources",
+    "build_features",
+    "churn_labels",
+    "last_data_day",
+]
 
 
 @dataclass(frozen=True)
 class Feature:
     name: str
     description: str
+    # The kind of source data the feature is computed from: orders, marketing, support, accounts.
+    # A company without that data has no such feature (the models leave it out and say why).
+    source: str = "orders"
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -50,24 +62,32 @@ FEATURES: tuple[Feature, ...] = (
     Feature("cancellations_365d", "orders cancelled in the last 365 days"),
     Feature("discount_order_share", "share of orders placed with a discount"),
     Feature("average_discount_pct", "average discount per order (%)"),
-    Feature("opens_90d", "marketing emails opened in the last 90 days"),
-    Feature("clicks_90d", "marketing clicks in the last 90 days"),
-    Feature("engagement_decayed", "opens and clicks weighted by recency (30-day half-life)"),
-    Feature("days_since_engagement", "days since the last open, click or conversion"),
-    Feature("is_unsubscribed", "unsubscribed from marketing"),
-    Feature("tickets_90d", "support tickets raised in the last 90 days"),
-    Feature("tickets_lifetime", "support tickets raised so far"),
-    Feature("open_tickets", "support tickets still open"),
-    Feature("bad_ratings_90d", "bad support ratings on tickets of the last 90 days"),
-    Feature("good_ratings_lifetime", "good support ratings so far"),
-    Feature("bad_ratings_lifetime", "bad support ratings so far"),
-    Feature("slow_tickets_lifetime", "tickets that took more than 5 days to resolve"),
-    Feature("median_resolution_hours", "median hours to resolve the customer's tickets"),
+    Feature("opens_90d", "marketing emails opened in the last 90 days", "marketing"),
+    Feature("clicks_90d", "marketing clicks in the last 90 days", "marketing"),
+    Feature("engagement_decayed", "opens and clicks weighted by recency (30-day half-life)", "marketing"),
+    Feature("days_since_engagement", "days since the last open, click or conversion", "marketing"),
+    Feature("is_unsubscribed", "unsubscribed from marketing", "marketing"),
+    Feature("tickets_90d", "support tickets raised in the last 90 days", "support"),
+    Feature("tickets_lifetime", "support tickets raised so far", "support"),
+    Feature("open_tickets", "support tickets still open", "support"),
+    Feature("bad_ratings_90d", "bad support ratings on tickets of the last 90 days", "support"),
+    Feature("good_ratings_lifetime", "good support ratings so far", "support"),
+    Feature("bad_ratings_lifetime", "bad support ratings so far", "support"),
+    Feature("slow_tickets_lifetime", "tickets that took more than 5 days to resolve", "support"),
+    Feature("median_resolution_hours", "median hours to resolve the customer's tickets", "support"),
     Feature("tenure_days", "days since the customer was first seen"),
-    Feature("is_b2b", "business customer (B2B account)"),
-    Feature("payment_terms_days", "payment terms of the account (days)"),
+    Feature("is_b2b", "business customer (B2B account)", "accounts"),
+    Feature("payment_terms_days", "payment terms of the account (days)", "accounts"),
 )
 NUMERIC_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURE_SOURCES: dict[str, str] = {f.name: f.source for f in FEATURES}
+# What each kind of source data is, for the notes that say why a feature was left out.
+SOURCE_DESCRIPTIONS = {
+    "orders": "orders",
+    "marketing": "marketing events",
+    "support": "support tickets",
+    "accounts": "accounts (B2B/B2C, payment terms)",
+}
 
 # Rows of the facts are visible at cut-off c when they happened on or before c. A ticket is solved
 # more than five days after it was created: the simulator's (and most desks') "bad experience".
@@ -79,7 +99,10 @@ with params as (
     select cast($cutoff as date) as c, cast($cutoff as timestamp) + interval 1 day as c_end
 ),
 orders as (
-    select o.customer_id, o.order_day, o.total_amount, o.discount_pct,
+    -- Exact decimals: a sum of doubles depends on the order rows arrive in, and a rebuild reorders
+    -- them; features must not change in their last bits when the data did not change.
+    select o.customer_id, o.order_day,
+        cast(o.total_amount as decimal(38, 6)) as total_amount, cast(o.discount_pct as decimal(38, 6)) as discount_pct,
         -- the status known at the cut-off: a later change is not known yet
         case when o.updated_at < p.c_end then o.status else 'placed' end as status_then
     from {schema}.orders o, params p
@@ -101,7 +124,7 @@ order_stats as (
             then o.total_amount else 0 end) as revenue_365d,
         sum(case when o.order_day > p.c - 365 and o.status_then = 'returned' then 1 else 0 end) as returns_365d,
         sum(case when o.order_day > p.c - 365 and o.status_then = 'cancelled' then 1 else 0 end) as cancellations_365d,
-        avg(case when coalesce(o.discount_pct, 0) > 0 then 1.0 else 0.0 end) as discount_order_share,
+        avg(case when coalesce(o.discount_pct, 0) > 0 then 1 else 0 end) as discount_order_share,
         avg(coalesce(o.discount_pct, 0)) as average_discount_pct
     from orders o, params p
     group by o.customer_id
@@ -119,7 +142,8 @@ event_stats as (
         sum(case when e.event_type = 'open' and e.occurred_on > p.c - 90 then 1 else 0 end) as opens_90d,
         sum(case when e.event_type = 'click' and e.occurred_on > p.c - 90 then 1 else 0 end) as clicks_90d,
         sum(case when e.event_type in ('open', 'click')
-            then pow(0.5, (p.c - e.occurred_on) / {half_life}) else 0 end) as engagement_decayed,
+            then cast(pow(0.5, (p.c - e.occurred_on) / {half_life}) as decimal(38, 15)) else 0 end)
+            as engagement_decayed,
         max(case when e.event_type in ('open', 'click', 'conversion') then e.occurred_on end) as last_engaged_day,
         max(case when e.event_type = 'unsubscribe' then 1 else 0 end) as unsubscribed_event
     from events e, params p
@@ -239,6 +263,20 @@ def churn_labels(
         .pl()
         .with_columns(pl.col("churned").cast(pl.Int8))
     )
+
+
+def available_sources(con: duckdb.DuckDBPyConnection, *, schema: str = "marts") -> dict[str, bool]:
+    """Which kinds of source data this warehouse holds at all (features from absent ones are left out)."""
+
+    def has_rows(sql: str) -> bool:
+        return bool(con.execute(f"select count(*) > 0 from ({sql} limit 1)").fetchall()[0][0])
+
+    return {
+        "orders": has_rows(f"select 1 from {schema}.orders where customer_id is not null"),
+        "marketing": has_rows(f"select 1 from {schema}.marketing_events where customer_id is not null"),
+        "support": has_rows(f"select 1 from {schema}.support_tickets where customer_id is not null"),
+        "accounts": has_rows(f"select 1 from {schema}.customers where account_id is not null"),
+    }
 
 
 def last_data_day(con: duckdb.DuckDBPyConnection, *, schema: str = "marts") -> date | None:

@@ -34,8 +34,9 @@ import polars as pl
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from models_ml.clv import ModelFitError, NumericalError
 from models_ml.features import NUMERIC_FEATURES, build_features
-from models_ml.value import value_as_of
+from models_ml.value import ValueModels, value_as_of
 
 __all__ = [
     "FORECAST_METHODS",
@@ -82,13 +83,16 @@ class ForecastResult:
     note: str
     bgnbd_total: float  # sum of the plain BG/NBD x Gamma-Gamma clv_12m, for comparison
     correction: ForecastCorrection | None = None
+    # The value models fitted at as_of (their purchase_note says when BG/NBD fell back to a limit).
+    models: ValueModels | None = None
 
 
 def revenue_between(con: duckdb.DuckDBPyConnection, start: date, end: date, *, schema: str = "marts") -> pl.DataFrame:
     """customer_id, revenue: order value (any status, as clv_12m counts it) on days in (start, end]."""
     return con.sql(
         f"""
-        select customer_id, sum(greatest(coalesce(total_amount, 0), 0)) as revenue
+        select customer_id, cast(sum(cast(greatest(coalesce(total_amount, 0), 0) as decimal(38, 6))) as double)
+            as revenue
         from {schema}.orders
         where customer_id is not null and order_day > $start and order_day <= $end
         group by customer_id
@@ -107,11 +111,14 @@ def fit_forecast_correction(
         return (
             f"the history starts {first}: a 365-day correction needs orders before {cutoff} (one year before {as_of})"
         )
-    _, past_value = value_as_of(con, cutoff, segments)
+    try:
+        _, past_value = value_as_of(con, cutoff, segments)
+    except (ModelFitError, NumericalError) as exc:
+        return f"the value models could not be fitted at {cutoff} ({exc})"
     train = (
         build_features(con, cutoff)
-        .join(past_value, on="customer_id", how="inner")
-        .join(revenue_between(con, cutoff, as_of), on="customer_id", how="left")
+        .join(past_value, on="customer_id", how="inner", maintain_order="left")
+        .join(revenue_between(con, cutoff, as_of), on="customer_id", how="left", maintain_order="left")
         .with_columns(pl.col("revenue").fill_null(0.0))
     )
     if train.height < MIN_TRAINING_ROWS:
@@ -152,15 +159,17 @@ def forecast_value(
     """
     if method not in FORECAST_METHODS:
         raise ValueError(f"forecast method {method!r}: expected one of {', '.join(FORECAST_METHODS)}")
-    _, value = value_as_of(con, as_of, segments)
+    models, value = value_as_of(con, as_of, segments)
     bgnbd_total = float(value["clv_12m"].sum())
     if method == "bgnbd":
-        return ForecastResult(value, "bgnbd", "BG/NBD x Gamma-Gamma", bgnbd_total)
+        return ForecastResult(value, "bgnbd", "BG/NBD x Gamma-Gamma", bgnbd_total, models=models)
     correction = fit_forecast_correction(con, as_of, segments)
     if isinstance(correction, str):
-        return ForecastResult(value, "bgnbd", f"fell back to BG/NBD x Gamma-Gamma: {correction}", bgnbd_total)
+        return ForecastResult(
+            value, "bgnbd", f"fell back to BG/NBD x Gamma-Gamma: {correction}", bgnbd_total, models=models
+        )
     features = features if features is not None else build_features(con, as_of)
-    frame = value.join(features, on="customer_id", how="left")
+    frame = value.join(features, on="customer_id", how="left", maintain_order="left")
     corrected = frame.select(value.columns).with_columns(
         clv_12m=pl.Series(np.maximum(correction.predict_revenue(frame), 0.0))
     )
@@ -173,10 +182,11 @@ def forecast_value(
             f"{correction.train_cutoff} forecasts {total:,.0f} against BG/NBD's {bgnbd_total:,.0f} "
             f"(more than {MAX_TOTAL_SHIFT:.0%} apart: it extrapolates)",
             bgnbd_total,
+            models=models,
         )
     past_ratio = correction.past_actual / correction.past_expected if correction.past_expected else float("nan")
     note = (
         f"BG/NBD x Gamma-Gamma corrected by a Poisson booster learned at {correction.train_cutoff} on "
         f"{correction.training_rows:,} customers (their past year: actual / BG/NBD-expected = {past_ratio:.3f})"
     )
-    return ForecastResult(corrected, "supervised_correction", note, bgnbd_total, correction)
+    return ForecastResult(corrected, "supervised_correction", note, bgnbd_total, correction, models=models)

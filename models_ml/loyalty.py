@@ -6,6 +6,10 @@
   *satisfaction* ((good + 1.5) / (good + bad + 2) support ratings, so no rating = 0.75, minus 0.1 per
   ticket that took over five days). Percentile ranks make the score comparable between nights even
   when the currency or the size of the company changes.
+* **A company without a source** keeps what it can measure: without marketing events, engagement
+  is recency alone; without support tickets, satisfaction is dropped and the weights are
+  re-normalised over the components present (a constant 0.75 for everyone would only compress the
+  scale). :func:`loyalty_components` says which components were used.
 * **Tiers** Bronze < Silver < Gold < Platinum by lower bounds, with a hysteresis band ``h``: a customer
   moves up to tier t only when the score reaches ``bound(t) + h`` and down out of tier t only when it
   falls below ``bound(t) - h``; inside the band the previous tier stays.
@@ -20,7 +24,15 @@ import polars as pl
 
 from models_ml.scoring_config import TIERS, BenefitSettings, LoyaltySettings, TierBenefits
 
-__all__ = ["assign_tiers", "benefits_text", "loyalty_scores", "points_to_next_tier", "tier_costs", "with_benefits"]
+__all__ = [
+    "assign_tiers",
+    "benefits_text",
+    "loyalty_components",
+    "loyalty_scores",
+    "points_to_next_tier",
+    "tier_costs",
+    "with_benefits",
+]
 
 
 def _pct_rank(expr: pl.Expr) -> pl.Expr:
@@ -29,17 +41,29 @@ def _pct_rank(expr: pl.Expr) -> pl.Expr:
     return pl.when(n > 1).then((expr.rank("average") - 1) / (n - 1)).otherwise(0.5)
 
 
-def loyalty_scores(frame: pl.DataFrame, settings: LoyaltySettings) -> pl.Series:
-    """Score 0..100 from clv_12m, revenue_365d, engagement_decayed, recency_days, good/bad ratings, slow tickets."""
-    w = settings.weights
-    total = sum(w.values())
+def loyalty_components(settings: LoyaltySettings, sources: dict[str, bool] | None = None) -> dict[str, float]:
+    """The components used and their weights, re-normalised to sum to 1 over the components present."""
+    sources = sources or {}
+    weights = {k: v for k, v in settings.weights.items() if v > 0}
+    if not sources.get("support", True):
+        weights.pop("satisfaction", None)
+    if not weights:
+        weights = {"value": 1.0}
+    total = sum(weights.values())
+    return {k: v / total for k, v in weights.items()}
+
+
+def loyalty_scores(frame: pl.DataFrame, settings: LoyaltySettings, sources: dict[str, bool] | None = None) -> pl.Series:
+    """Score 0..100 from clv_12m, revenue_365d, engagement_decayed, recency_days, good/bad ratings, slow tickets.
+
+    ``sources`` (kind of data -> present; default: all) leaves out what a company has no data for.
+    """
+    w = loyalty_components(settings, sources)
+    recency = _pct_rank(-pl.col("recency_days").fill_null(pl.col("recency_days").max()))
+    has_marketing = (sources or {}).get("marketing", True)
     components = frame.select(
         value=(_pct_rank(pl.col("clv_12m").fill_null(0)) + _pct_rank(pl.col("revenue_365d").fill_null(0))) / 2,
-        engagement=(
-            _pct_rank(pl.col("engagement_decayed").fill_null(0))
-            + _pct_rank(-pl.col("recency_days").fill_null(pl.col("recency_days").max()))
-        )
-        / 2,
+        engagement=(_pct_rank(pl.col("engagement_decayed").fill_null(0)) + recency) / 2 if has_marketing else recency,
         satisfaction=(
             (pl.col("good_ratings_lifetime").fill_null(0) + 1.5)
             / (pl.col("good_ratings_lifetime").fill_null(0) + pl.col("bad_ratings_lifetime").fill_null(0) + 2)
@@ -50,7 +74,7 @@ def loyalty_scores(frame: pl.DataFrame, settings: LoyaltySettings) -> pl.Series:
         w.get("value", 0) * components["value"]
         + w.get("engagement", 0) * components["engagement"]
         + w.get("satisfaction", 0) * components["satisfaction"]
-    ) * (100 / total)
+    ) * 100
     return score.clip(0, 100).alias("loyalty_score")
 
 
@@ -119,7 +143,7 @@ def with_benefits(frame: pl.DataFrame, settings: BenefitSettings) -> pl.DataFram
             }
         )
     policy = pl.DataFrame(rows)
-    out = frame.join(policy, on="loyalty_tier", how="left")
+    out = frame.join(policy, on="loyalty_tier", how="left", maintain_order="left")
     value = pl.col("clv_12m").fill_null(0)
     orders = pl.col("expected_purchases_365d").fill_null(0)
     return out.with_columns(
@@ -136,7 +160,7 @@ def tier_costs(scores: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         pl.DataFrame({"loyalty_tier": list(TIERS), "_order": list(range(len(TIERS)))})
-        .join(agg, on="loyalty_tier", how="left")
+        .join(agg, on="loyalty_tier", how="left", maintain_order="left")
         .with_columns(pl.col("customers").fill_null(0), pl.col("yearly_cost").fill_null(0.0))
         .sort("_order")
         .drop("_order")

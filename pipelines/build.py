@@ -2,6 +2,12 @@
 
 The run goes through the same Dagster definitions as the UI and the nightly schedule, recorded in
 the project's Dagster instance (<data folder>/dagster), so its runs show up in `crm dev` afterwards.
+
+One build at a time: a build holds the warehouse's build lock (crm/build_lock.py) for its whole
+run, so a second one is refused before it starts. Holding the lock also means no other build is
+alive, so whatever an earlier, killed build left behind is cleared first, without anyone's help:
+its runs still marked as started are marked failed, the warehouse pool slots they hold are freed,
+and half-written snapshot and scratch files are removed.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from crm.build_lock import build_lock
 from crm.settings import PROJECT_ROOT, Settings
 from pipelines.definitions import build_definitions
 from pipelines.defs.identity.assets import IDENTITY_OP
+from pipelines.defs.orchestration.recovery import recover_interrupted_builds
 from pipelines.defs.orchestration.schedules import NIGHTLY_JOB
 
 
@@ -57,11 +65,14 @@ def prepare_dagster_home(settings: Settings) -> Path:
 class BuildOutcome:
     success: bool
     run_id: str
-    partition_range: tuple[str, str] | None
+    # The days an explicit window re-read (None: each source read what was new since the last load).
+    window: tuple[str | None, str | None] | None
     assets_materialized: int
     failures: list[str] = field(default_factory=list)
     failed_checks: list[str] = field(default_factory=list)
     warned_checks: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    check_messages: dict[str, str] = field(default_factory=dict)
 
 
 class _ProgressHandler(logging.Handler):
@@ -92,18 +103,6 @@ def _progress_logger(on_step: Callable[[str, str], None]) -> dg.LoggerDefinition
     return progress
 
 
-def _partition_range(
-    partitions: dg.PartitionsDefinition, start: date | None, end: date | None
-) -> tuple[str, str] | None:
-    keys = partitions.get_partition_keys()
-    if not keys:
-        return None
-    first = start.isoformat() if start else keys[0]
-    last = end.isoformat() if end else keys[-1]
-    first, last = max(first, keys[0]), min(last, keys[-1])
-    return (first, last) if first <= last else None
-
-
 def run_build(
     settings: Settings,
     *,
@@ -115,45 +114,71 @@ def run_build(
     groups: list[str] | None = None,
     reresolve: bool = False,
 ) -> BuildOutcome:
-    """Materialize every asset (or those of ``groups``): the days start..end (default: all) in one run.
+    """Materialize every asset (or those of ``groups``) in one run.
 
+    Without ``start``/``end`` each source reads what is new since the last load (everything, the
+    first time); with them, those days are re-read and replaced (either side may be open).
     ``reresolve``: identity resolution scores every pair of records again instead of only the new ones.
+    Raises :class:`crm.build_lock.BuildRunningError` at once when another build holds the lock.
     """
+    with build_lock(settings.warehouse_path, what="crm build"):
+        if instance is None:
+            _relax_sqlite_durability()
+            instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
+        recovered = recover_interrupted_builds(instance, settings, include_unlaunched=True)
+        outcome = _execute(settings, instance, start, end, on_step, quiet, groups, reresolve)
+        outcome.recovered = recovered
+        return outcome
+
+
+def _run_config(window: tuple[str | None, str | None] | None, quiet: bool, progress: bool, reresolve: bool) -> dict:
+    """The run's config: log level, the ingest window (re-read those days), progress, identity's re-resolve."""
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL" if quiet else "INFO"}}}}
+    if window:
+        run_config["resources"] = {"ingest_window": {"config": {"start": window[0] or "", "end": window[1] or ""}}}
+    if progress:
+        run_config["loggers"]["progress"] = {}
+    if reresolve:
+        run_config["ops"] = {IDENTITY_OP: {"config": {"reresolve": True}}}
+    return run_config
+
+
+def _execute(settings, instance, start, end, on_step, quiet, groups, reresolve) -> BuildOutcome:
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
     selection = None
     if groups:
         graph = defs.resolve_asset_graph()
         selection = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name in groups]
-    partitions = job.partitions_def
-    key_range = _partition_range(partitions, start, end)
-    tags = {}
-    if key_range:
-        tags = {"dagster/asset_partition_range_start": key_range[0], "dagster/asset_partition_range_end": key_range[1]}
-    loggers = {"console": {"config": {"log_level": "CRITICAL" if quiet else "INFO"}}}
+    window = (start.isoformat() if start else None, end.isoformat() if end else None) if start or end else None
+    run_config = _run_config(window, quiet, on_step is not None, reresolve)
     if on_step is not None:
         job = job.with_logger_defs({**job.loggers, "progress": _progress_logger(on_step)})
-        loggers["progress"] = {}
-    if instance is None:
-        _relax_sqlite_durability()
-        instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
-    run_config: dict = {"loggers": loggers}
-    if reresolve:
-        run_config["ops"] = {IDENTITY_OP: {"config": {"reresolve": True}}}
     result = job.execute_in_process(
-        instance=instance, tags=tags, raise_on_error=False, run_config=run_config, asset_selection=selection
+        instance=instance, raise_on_error=False, run_config=run_config, asset_selection=selection
     )
     failures = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             error = event.step_failure_data.error
-            message = (error.cause or error).message.strip() if error else "unknown error"
+            user_failure = event.step_failure_data.user_failure_data
+            if user_failure is not None and user_failure.description:
+                message = user_failure.description
+            else:
+                message = (error.cause or error).message.strip() if error else "unknown error"
             failures.append(f"{event.step_key}: {message}")
-    failed_checks, warned_checks = [], []
+        elif event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE") and not failures:
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            cause = (error.cause or error).message.strip() if error else ""
+            failures.append(f"run: {event.message}" + (f" ({cause})" if cause else ""))
+    failed_checks, warned_checks, check_messages = [], [], {}
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed:
             continue
         label = f"{evaluation.asset_key.to_user_string()} / {evaluation.check_name}"
+        if evaluation.description:
+            check_messages[label] = evaluation.description[:500]
         if evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failed_checks.append(label)
         else:
@@ -162,9 +187,10 @@ def run_build(
     return BuildOutcome(
         success=result.success and not failed_checks,
         run_id=result.run_id,
-        partition_range=key_range,
+        window=window,
         assets_materialized=materialized,
         failures=failures,
         failed_checks=failed_checks,
         warned_checks=warned_checks,
+        check_messages=check_messages,
     )

@@ -1,6 +1,7 @@
 """The `crm` command: generate the simulated company, build the warehouse, audit it, serve it.
 
-crm generate [--customers N --seed S --start DATE --days D --out DIR]
+crm generate [--profile full|orders-only|b2b-no-marketing --customers N --seed S --start DATE --days D --out DIR]
+crm check    [--config FILE] [--json]   (a dry run: what a build would read, lose, quarantine and compute)
 crm build    [--config FILE --start DATE --end DATE --reresolve]
 crm audit    [--json]
 crm demo     (generate the small company if absent, build, then serve the dashboard)
@@ -77,16 +78,26 @@ def generate(
     customers: int = typer.Option(2_000, help="Number of real persons in the company."),
     seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical sources."),
     start: str = typer.Option(None, help="First visible day (YYYY-MM-DD); default: so the history ends yesterday."),
-    days: int = typer.Option(730, help="Days of visible history."),
-    out: Path = typer.Option(DEFAULT_SOURCES, help="Where the three source systems are written."),
+    days: int = typer.Option(None, help="Days of visible history (default: the profile's, 730 for full)."),
+    out: Path = typer.Option(DEFAULT_SOURCES, help="Where the source systems are written."),
     truth_out: Path = typer.Option(None, help="Where the ground truth is written (default: next to --out)."),
+    profile: str = typer.Option(
+        "full", help="The company's shape: full, orders-only, b2b-no-marketing (simulator/profiles.py)."
+    ),
 ) -> None:
-    """Write the simulated company: a sales database, marketing file drops, a support export, and the truth."""
+    """Write a simulated company (its source systems and its ground truth) in the shape of a profile."""
     from simulator import SimulationConfig
     from simulator import generate as simulate
+    from simulator.profiles import PROFILES
 
+    if profile not in PROFILES:
+        err.print(f"[red]Unknown profile {profile!r}[/red]; profiles: {', '.join(PROFILES)}")
+        raise typer.Exit(2)
+    shape = PROFILES[profile]
+    days = days or shape.default_days
     first_day = date.fromisoformat(start) if start else date.today() - timedelta(days=days)
     config = SimulationConfig(
+        profile=profile,
         customers=customers,
         seed=seed,
         start=first_day,
@@ -103,7 +114,11 @@ def generate(
             progress.update(tasks[stage], completed=done, total=total)
 
         mess = simulate(config, progress=report)
-    console.print(f"[green]Company written[/green] to {config.out} (ground truth: {config.truth_out})")
+    console.print(
+        f"[green]Company written[/green] ({profile}: {shape.description}) to {config.out} "
+        f"(ground truth: {config.truth_out})"
+    )
+    console.print(f"Check and build it with: crm check --config {shape.config}; crm build --config {shape.config}")
     console.print(f"history {first_day} .. {first_day + timedelta(days=days - 1)}, {customers:,} persons, seed {seed}")
     if isinstance(mess, dict):
         rates = mess.get("rates", mess)
@@ -126,69 +141,193 @@ def _progress(screen) -> Progress:
 
 
 @app.command()
+def check(
+    config: Path = ConfigOption,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    sample: int = typer.Option(5, help="Quarantined rows to show per entity."),
+) -> None:
+    """Dry run: probe every configured source as a build would, without writing the warehouse.
+
+    Exits 1 when the build would fail or leave rows unread; every error names the fix.
+    """
+    from crm.ingest.check import check_sources
+
+    settings = _settings_or_exit(config)
+    report = check_sources(settings, sample=sample)
+    if as_json:
+        print(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _entity_lines(e) -> list[str]:
+    lines = [f"[red]error:[/red] {m}" for m in e.errors] + [f"[yellow]warning:[/yellow] {m}" for m in e.warnings]
+    if e.required_missing:
+        lines.append(f"[red]required columns missing:[/red] {', '.join(e.required_missing)}")
+    if e.optional_missing:
+        lines.append(f"optional columns missing (loaded empty): {', '.join(e.optional_missing)}")
+    if e.columns_unmapped:
+        lines.append(f"unmapped source columns (not loaded): {', '.join(e.columns_unmapped)}")
+    if e.columns_mapped:
+        lines.append("mapped: " + ", ".join(f"{k} <- {v}" for k, v in e.columns_mapped.items()))
+    lines += [f"would quarantine {row['where']}: {row['reason']}" for row in e.quarantine_sample]
+    return lines
+
+
+def _print_check(report) -> None:
+    console.print(f"[bold]Sources config[/bold] {report.config}  (history start: {report.history_start or 'auto'})")
+    table = Table("entity", "source", "status", "rows", "quarantined", "before history", "days", title="Entities")
+    colour = {"ok": "green", "warning": "yellow", "error": "red"}
+    for e in report.entities:
+        days = f"{e.first_day}..{e.last_day}" if e.first_day else "-"
+        table.add_row(
+            e.entity,
+            e.source,
+            f"[{colour[e.status]}]{e.status}[/{colour[e.status]}]",
+            f"{e.rows_read:,}",
+            f"{e.rows_quarantined:,}",
+            f"{e.rows_outside_history:,}",
+            days,
+        )
+    console.print(table)
+    for e in report.entities:
+        lines = _entity_lines(e)
+        if lines:
+            console.print(f"[bold]{e.entity}[/bold] (source '{e.source}')")
+            for line in lines:
+                console.print(f"  {line}", highlight=False)
+    for item in report.unread_files:
+        console.print(
+            f"[red]file nobody reads:[/red] {item} (map it with a pattern, or list it in `ignore_files`)",
+            highlight=False,
+        )
+    capabilities = Table("capability", "available", "what its absence costs", title="What the pipeline can compute")
+    for row in report.coverage:
+        capabilities.add_row(
+            row["capability"],
+            "[green]yes[/green]" if row["available"] else "[yellow]no[/yellow]",
+            row["missing_cost"] or "",
+        )
+    console.print(capabilities)
+    if report.unconfigured:
+        console.print(f"Not configured (empty tables): {', '.join(report.unconfigured)}")
+    est = report.estimate
+    console.print(
+        f"Estimate: {est['source_rows']:,} source rows, a warehouse of about {est['warehouse_mb']:,} MB, a first build "
+        f"of about {est['first_build_minutes']} min ({est['note']})."
+    )
+    if report.ok:
+        console.print("[green]crm build can run with this config.[/green]")
+    else:
+        err.print("[red]crm build would fail or leave rows unread with this config: fix the errors above.[/red]")
+
+
+@app.command()
 def build(
     config: Path = ConfigOption,
-    start: str = typer.Option(None, help="First day to (re)load; default: the whole history."),
-    end: str = typer.Option(None, help="Last day to (re)load; default: yesterday."),
+    start: str = typer.Option(
+        None, help="Re-read and replace the days from this one (YYYY-MM-DD); default: read what is new."
+    ),
+    end: str = typer.Option(None, help="Last day to re-read with --start (default: no end)."),
     reresolve: bool = typer.Option(
         False, "--reresolve", help="Identity resolution compares every pair of records again, not only new ones."
     ),
 ) -> None:
-    """Materialize every asset for the configured sources, in this process (no server needed)."""
+    """Materialize every asset for the configured sources, in this process (no server needed).
+
+    Without --start/--end every source reads what is new since the last build (everything, the
+    first time). A second build of the same warehouse is refused at once.
+    """
     settings = _settings_or_exit(config)
     outcome = _run_build(settings, start, end, reresolve=reresolve)
     if not outcome.success:
         raise typer.Exit(1)
 
 
+class _LineProgress:
+    """Step progress as one line per event, for logs and pipes (stdout is not a terminal)."""
+
+    def __init__(self, screen) -> None:
+        self.screen, self.started, self.step_started = screen, time.monotonic(), {}
+
+    def __call__(self, step: str, status: str) -> None:
+        now = time.monotonic()
+        stamp = datetime.now().strftime("%H:%M:%S")
+        if status == "STEP_START":
+            self.step_started[step] = now
+            line = f"{stamp} started   {step}"
+        else:
+            took = now - self.step_started.get(step, now)
+            word = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}.get(status, status)
+            line = f"{stamp} {word:<9} {step} ({took:.1f}s)"
+        print(line, file=self.screen, flush=True)
+
+
 def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool = False):
+    from crm.build_lock import BuildRunningError
     from pipelines.build import run_build
 
     started = time.monotonic()
     log_path = settings.data_dir / "logs" / f"build-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     screen = sys.stdout
-    with log_path.open("w", encoding="utf-8") as log, _progress(screen) as progress:
-        task = progress.add_task("materializing assets", total=None)
-        done: set[str] = set()
+    try:
+        first = date.fromisoformat(start) if start else None
+        last = date.fromisoformat(end) if end else None
+    except ValueError as exc:
+        err.print(f"[red]--start/--end must be YYYY-MM-DD:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with log_path.open("w", encoding="utf-8") as log, contextlib.ExitStack() as stack:
+        if screen.isatty():
+            progress = stack.enter_context(_progress(screen))
+            task = progress.add_task("materializing assets", total=None)
+            done: set[str] = set()
 
-        def on_step(step: str, status: str) -> None:
-            if status == "STEP_START":
-                progress.update(task, description=f"materializing {step}")
-            else:
-                done.add(step)
-                progress.update(task, completed=len(done))
-
+            def on_step(step: str, status: str) -> None:
+                if status == "STEP_START":
+                    progress.update(task, description=f"materializing {step}")
+                else:
+                    done.add(step)
+                    progress.update(task, completed=len(done))
+        else:
+            on_step = _LineProgress(screen)
         # dagster-dbt echoes every dbt log line to stdout; they go to the build log, not between the
-        # progress lines (the progress bar keeps the screen it was given).
-        with contextlib.redirect_stdout(log):
-            outcome = run_build(
-                settings,
-                start=date.fromisoformat(start) if start else None,
-                end=date.fromisoformat(end) if end else None,
-                on_step=on_step,
-                reresolve=reresolve,
-            )
-        progress.update(task, total=len(done), description="done")
+        # progress lines (the progress keeps the screen it was given).
+        try:
+            with contextlib.redirect_stdout(log):
+                outcome = run_build(settings, start=first, end=last, on_step=on_step, reresolve=reresolve)
+        except BuildRunningError as exc:
+            err.print(f"[red]Build refused:[/red] {exc}")
+            raise typer.Exit(3) from exc
     elapsed = time.monotonic() - started
-    window = f"{outcome.partition_range[0]}..{outcome.partition_range[1]}" if outcome.partition_range else "none"
+    for line in outcome.recovered:
+        console.print(f"  recovered: {line}", highlight=False)
+    window = f"days {outcome.window[0] or '…'}..{outcome.window[1] or '…'} re-read" if outcome.window else "new data"
     if outcome.success:
         console.print(
             f"[green]Build succeeded[/green] in {elapsed:.1f}s: {outcome.assets_materialized} assets, "
-            f"days {window}, warehouse {settings.warehouse_path} (run {outcome.run_id[:8]})"
+            f"{window}, warehouse {settings.warehouse_path} (run {outcome.run_id[:8]})"
         )
     else:
         err.print(
-            f"[red]Build failed[/red] after {elapsed:.1f}s (run {outcome.run_id[:8]}, days {window}). "
+            f"[red]Build failed[/red] after {elapsed:.1f}s (run {outcome.run_id[:8]}, {window}). "
             "The last good warehouse tables are unchanged for every step that failed."
         )
         for failure in outcome.failures:
-            err.print(f"  [red]x[/red] {redact_secrets(failure)}")
+            err.print(f"  [red]x[/red] {redact_secrets(failure)}", highlight=False)
         for check in outcome.failed_checks:
-            err.print(f"  [red]x[/red] blocking check failed: {check}")
+            detail = outcome.check_messages.get(check)
+            err.print(
+                f"  [red]x[/red] blocking check failed: {check}" + (f": {redact_secrets(detail)}" if detail else "")
+            )
         err.print(f"  dbt's output of this build: {log_path}")
     for check in outcome.warned_checks:
-        console.print(f"  [yellow]![/yellow] warning check: {check}")
+        detail = outcome.check_messages.get(check)
+        console.print(
+            f"  [yellow]![/yellow] warning check: {check}" + (f": {detail}" if detail else ""), highlight=False
+        )
     return outcome
 
 
@@ -196,8 +335,8 @@ def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool 
 def audit(
     config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
 ) -> None:
-    """Rows read = rows in raw + rows in quarantine + rows suppressed (erased persons), per source entity;
-    and why rows were quarantined."""
+    """Rows read = rows in raw + rows in quarantine + rows suppressed (erased persons) per entity, and every
+    source file, page and table row checked against what was loaded; exits 1 when anything was lost or left unread."""
     from crm.ingest.audit import read_audit
 
     settings = _settings_or_exit(config)
@@ -236,9 +375,15 @@ def audit(
         for row in report["quarantine_reasons"]:
             reasons.add_row(row["entity"], row["reason"], f"{row['rows']:,}")
         console.print(reasons)
-        if report["files_not_loaded"]:
-            console.print(f"[yellow]{len(report['files_not_loaded'])} dropped files are not loaded yet[/yellow]")
-    if not all(row["reconciled"] for row in report["entities"]):
+        findings = Table("source", "entity", "what", "status", "detail", title="Sources against what was loaded")
+        for f in report["source_findings"]:
+            status = f"[red]{f['status']}[/red]" if f["loss"] else f"[yellow]{f['status']}[/yellow]"
+            findings.add_row(f["source"], f["entity"] or "-", f["what"], status, f["detail"])
+        if report["source_findings"]:
+            console.print(findings)
+        else:
+            console.print("[green]Every file, page and table row of the sources is loaded.[/green]")
+    if not report["reconciled"]:
         raise typer.Exit(1)
 
 
@@ -252,7 +397,9 @@ def demo(
     sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
     if not sales_db.exists():
         console.print(f"No company under {DEFAULT_SOURCES}: generating {customers:,} customers...")
-        generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None)
+        generate(
+            customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None, profile="full"
+        )
     settings = _settings_or_exit(DEFAULT_CONFIG)
     outcome = _run_build(settings, None, None)
     if not outcome.success:

@@ -11,7 +11,7 @@ import dagster as dg
 
 from crm.settings import Settings, load_settings
 from pipelines.defs.identity.assets import identity_resolution
-from pipelines.defs.ingest.assets import build_ingest_assets, daily_partitions
+from pipelines.defs.ingest.assets import IngestWindowResource, build_ingest_assets
 from pipelines.defs.orchestration.schedules import build_nightly
 from pipelines.defs.scoring.assets import SCORING_ASSETS
 from pipelines.defs.serving.assets import build_serving_defs
@@ -33,10 +33,11 @@ def warehouse_definitions(settings: Settings) -> dg.Definitions:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    partitions = daily_partitions(settings)
-    nightly_job, nightly_schedule = build_nightly(settings, partitions)
+    nightly_job, nightly_schedule = build_nightly(settings)
     ingest = dg.Definitions(
-        assets=build_ingest_assets(settings),
+        assets=build_ingest_assets(),
+        # Empty: each run reads what is new; run config (or `crm build --start/--end`) sets a window.
+        resources={"ingest_window": IngestWindowResource()},
         jobs=[nightly_job],
         schedules=[nightly_schedule],
         # DuckDB has one writer: steps of a run execute one after another in this process.

@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 
 from crm import warehouse
+from crm.build_lock import build_lock
 from crm.settings import Settings, load_settings
 
 
@@ -37,6 +38,8 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     memory_limit: str = warehouse.DEFAULT_MEMORY_LIMIT
     threads: int | None = None
+    # dbt's `default_segment` var: the segment of customers when the sources hold no account.
+    default_segment: str = "B2C"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
@@ -44,7 +47,16 @@ class WarehouseResource(dg.ConfigurableResource):
             path=str(settings.warehouse_path),
             memory_limit=settings.warehouse_memory_limit,
             threads=settings.warehouse_threads,
+            default_segment=settings.default_segment,
         )
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[WarehouseResource]:
+        # Every run that writes the warehouse holds its build lock: a second run is refused at once
+        # (crm/build_lock.py). Re-entrant, so `crm build`, which takes it first, passes through.
+        run = context.run.run_id[:8] if context.run else "outside a run"
+        with build_lock(Path(self.path), what=f"dagster run {run}"):
+            yield self
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -56,7 +68,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def dbt_vars(self) -> str:
         """The `--vars` that point dbt's profile (dbt_project/profiles.yml) at this warehouse."""
-        values = {"warehouse_path": str(Path(self.path).resolve()), "warehouse_memory_limit": self.memory_limit}
+        values = {
+            "warehouse_path": str(Path(self.path).resolve()),
+            "warehouse_memory_limit": self.memory_limit,
+            "default_segment": self.default_segment,
+        }
         if self.threads:
             values["warehouse_threads"] = self.threads
         return json.dumps(values)

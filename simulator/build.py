@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator import behaviour, marketing, mess, sales, support, truth
+from simulator import behaviour, marketing, mess, sales, shop, support, truth
 from simulator.config import SimulationConfig, chunks, rng_for
 from simulator.people import build_population
+from simulator.profiles import profile
 
 Progress = Callable[[str, int, int], None]
 
@@ -98,50 +99,60 @@ def _generate_into(cfg: SimulationConfig, out: Path, truth_dir: Path, progress: 
         {"person_idx": purchases["person"][fut], "t": purchases["t"][fut], "amount": purchases["amount"][fut]}
     )
 
+    shape = profile(cfg.profile)
+    visible_orders = {
+        "person": purchases["person"][vis],
+        "t": purchases["t"][vis],
+        "amount": purchases["amount"][vis],
+        "campaign_discount": campaign_discount,
+    }
     progress("sales", 0, 1)
     s_contacts = sales.build_contacts(cfg, persons)
-    job = sales.SalesJob(cfg, out / ".sales-work", out / SALES_DB)
-    job.start(
-        persons,
-        pop.accounts,
-        pop.reps,
-        s_contacts,
-        {
-            "person": purchases["person"][vis],
-            "t": purchases["t"][vis],
-            "amount": purchases["amount"][vis],
-            "campaign_discount": campaign_discount,
-        },
-    )
+    job = sales.SalesJob(cfg, out / ".sales-work", out / SALES_DB) if shape.sales_db else None
+    if job is not None:
+        job.start(persons, pop.accounts, pop.reps, s_contacts, visible_orders)
     # The child has its copy; keep only what the ground truth still needs (memory at large scale).
     n_visible_orders = int(vis.sum())
     del purchases, vis, lifted, fut, campaign_discount, click_campaign
     s_contacts = s_contacts.select(
         "person_idx", "contact_id", "first_name", "last_name", "email", "phone", "email_kind"
     )
+    counts: dict[str, int] = {}
+    mk_counts, event_stats, support_lines = {}, {"duplicate_share": 0.0, "late_share": 0.0}, 0
+    tix = support.visible_tickets(cfg, tickets, persons)
+    del tickets
     try:
-        mk_counts, event_stats = marketing.write_marketing(
-            cfg, out, mk, dropout_t, conversions, mk_change, log, progress
-        )
+        if shape.marketing:
+            mk_counts, event_stats = marketing.write_marketing(
+                cfg, out, mk, dropout_t, conversions, mk_change, log, progress
+            )
         mk.sends.clear()
-        progress("support", 0, 1)
-        tix = support.visible_tickets(cfg, tickets, persons)
-        del tickets
-        support_lines = support.write_support(cfg, out, tix, sup_change, log, progress)
-        progress("support", 1, 1)
-        sales_counts, sales_malformed = job.wait()
+        if shape.support:
+            progress("support", 0, 1)
+            support_lines = support.write_support(cfg, out, tix, sup_change, log, progress)
+            progress("support", 1, 1)
+        if shape.orders_csv:
+            counts["sales_orders"] = shop.write_orders_csv(cfg, out, visible_orders, log)
+        if job is not None:
+            sales_counts, sales_malformed = job.wait()
+            log.rows.append(sales_malformed)
+            counts.update(sales_counts)
     except BaseException:
-        job.kill()
+        if job is not None:
+            job.kill()
         raise
-    shutil.rmtree(out / ".sales-work")
+    if job is not None:
+        shutil.rmtree(out / ".sales-work")
     progress("sales", 1, 1)
-    log.rows.append(sales_malformed)
-    counts = {**sales_counts, **mk_counts, "support_tickets": support_lines}
+    counts.update(mk_counts)
+    if shape.support:
+        counts["support_tickets"] = support_lines
 
     progress("ground truth", 0, 1)
     files = {
         folder: len(list((out / folder).glob("*")))
         for folder in (marketing.CAMPAIGNS_DIR, marketing.CONTACTS_DIR, marketing.EVENTS_DIR, support.EXPORT_DIR)
+        if (out / folder).exists()
     }
     report = _truth(
         cfg,
@@ -159,6 +170,8 @@ def _generate_into(cfg: SimulationConfig, out: Path, truth_dir: Path, progress: 
         event_stats,
         mk_change,
         sup_change,
+        shape,
+        np.unique(visible_orders["person"]),
     )
     progress("ground truth", 1, 1)
     return report
@@ -208,9 +221,26 @@ def _truth(
     event_stats,
     mk_change,
     sup_change,
+    shape,
+    ordering_persons,
 ):
     visible_end = cfg.visible_end_s
     vis_contacts = mk.contacts.filter(pl.col("signup_t") < visible_end)
+    if not shape.marketing:
+        vis_contacts = vis_contacts.clear()
+    if not shape.support:
+        tix = tix.clear()
+    if shape.orders_csv:
+        # The shop knows a customer by their customer number, which is what the orders carry.
+        s_contacts = persons.filter(pl.col("person_idx").is_in(ordering_persons.tolist())).select(
+            "person_idx",
+            contact_id=shop.customer_number(pl.col("person_idx")),
+            first_name=pl.lit(None, pl.String),
+            last_name=pl.lit(None, pl.String),
+            email=pl.lit(None, pl.String),
+            phone=pl.lit(None, pl.String),
+            email_kind=pl.lit("missing"),
+        )
     record_map = pl.concat(
         [
             s_contacts.select(
@@ -266,6 +296,17 @@ def _truth(
     share_bad = {s: round(per_source_bad[s] / max(per_source_rows[s], 1), 4) for s in per_source_rows}
     report = {
         "seed": cfg.seed,
+        "profile": cfg.profile,
+        "systems": [
+            name
+            for name, on in (
+                ("sales_db", shape.sales_db),
+                ("marketing", shape.marketing),
+                ("support", shape.support),
+                ("orders_csv", shape.orders_csv),
+            )
+            if on
+        ],
         "customers": cfg.customers,
         "start_date": cfg.start.isoformat(),
         "end_date": cfg.end_date.isoformat(),

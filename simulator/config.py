@@ -33,8 +33,13 @@ class SimulationConfig:
     out: Path = Path("data/sources")
     truth_out: Path | None = None
     horizon_days: int = 365
+    # Which systems the company exports and how it is shaped (simulator/profiles.py).
+    profile: str = "full"
 
     def __post_init__(self) -> None:
+        from simulator.profiles import profile as known_profile
+
+        known_profile(self.profile)
         if self.customers < 10:
             raise ValueError("customers must be at least 10")
         if self.days < 30:

@@ -16,6 +16,7 @@ import polars as pl
 
 from simulator import behaviour
 from simulator.config import SimulationConfig, rng_for
+from simulator.profiles import profile
 from simulator.refdata import (
     ACCENT_FOLD,
     ALT_DOMAINS,
@@ -34,7 +35,6 @@ from simulator.refdata import (
     SHARED_MAILBOXES,
 )
 
-B2B_SHARE = 0.25  # share of persons who buy for a company
 B2B_EXTRA_CONTACTS = 1.6  # a B2B account has 2 + Poisson(1.6) persons
 B2B_LANDLINE = 0.70  # B2B persons mostly give a direct office line
 B2C_LANDLINE = 0.15
@@ -82,10 +82,10 @@ def _bijection(x: np.ndarray, modulus: int) -> np.ndarray:
     return (x.astype(np.int64) * a + 104_729) % modulus
 
 
-def _b2b_account_sizes(rng: np.random.Generator, n_b2b: int) -> np.ndarray:
+def _b2b_account_sizes(rng: np.random.Generator, n_b2b: int, extra: float = B2B_EXTRA_CONTACTS) -> np.ndarray:
     if n_b2b < 2:
         return np.zeros(0, dtype=np.int64)
-    sizes = 2 + rng.poisson(B2B_EXTRA_CONTACTS, size=n_b2b // 2 + 1)
+    sizes = 2 + rng.poisson(extra, size=n_b2b // 2 + 1)
     cs = np.cumsum(sizes)
     k = int(np.searchsorted(cs, n_b2b))
     sizes = sizes[: k + 1].copy()
@@ -128,7 +128,8 @@ def build_population(cfg: SimulationConfig) -> Population:
     n = cfg.customers
 
     # --- accounts: B2B companies of several persons, B2C households of one --------------------------
-    sizes = _b2b_account_sizes(rng, int(round(n * B2B_SHARE)))
+    shape = profile(cfg.profile)
+    sizes = _b2b_account_sizes(rng, int(round(n * shape.b2b_share)), shape.b2b_extra_contacts)
     n_b2b_acc, n_b2b = len(sizes), int(sizes.sum())
     n_acc = n_b2b_acc + (n - n_b2b)
     slot_account = np.concatenate([np.repeat(np.arange(n_b2b_acc), sizes), n_b2b_acc + np.arange(n - n_b2b)])

@@ -506,6 +506,7 @@ class SalesJob:
                     "days": cfg.days,
                     "horizon_days": cfg.horizon_days,
                     "out": str(cfg.out),
+                    "profile": cfg.profile,
                 }
             )
         )

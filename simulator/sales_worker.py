@@ -23,6 +23,7 @@ def run(work: Path, db_path: Path) -> None:
         days=c["days"],
         horizon_days=c["horizon_days"],
         out=Path(c["out"]),
+        profile=c.get("profile", "full"),
     )
     read = lambda name: pl.read_ipc(work / f"{name}.arrow")  # noqa: E731
     orders_in = {k: v.to_numpy() for k, v in read("orders_in").to_dict().items()}

@@ -18,7 +18,7 @@ from crm.settings import DEFAULT_CONFIG, Settings, load_settings
 
 # Tests in these folders build a warehouse through Dagster (or read the shared build): `make test-fast`
 # (pytest -m "not slow") leaves them out for a quick loop; `make test` runs everything.
-SLOW_FOLDERS = ("integration", "app", "browser")
+SLOW_FOLDERS = ("integration", "app", "browser", "companies")
 
 
 # Modules that read the shared `built_company` build: `make test` (two xdist workers) keeps them on

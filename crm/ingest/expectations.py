@@ -34,9 +34,18 @@ class ExpectationOutcome:
 @lru_cache(maxsize=1)
 def _context():
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
+    # In memory and without a data docs site: GE would otherwise create a temporary folder for one
+    # (outside the data folder) in every process that validates a batch.
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False), data_docs_sites={}
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_definition = (
         context.data_sources.add_pandas("ingest")

@@ -1,7 +1,14 @@
-"""Load one entity for one window of days: read, validate, replace the window, record, all or nothing.
+"""Load one entity: read what is new (or an explicit window), check it, and replace it in one transaction.
 
-Plain Python over a DuckDB connection, so tests and benchmarks can call it without Dagster; the
-Dagster asset (assets.py) is a thin wrapper that adds the checks and the metadata.
+Plain Python over a DuckDB connection, so tests, benchmarks and `crm check` call it without
+Dagster; the Dagster asset (pipelines/defs/ingest) is a thin wrapper that reports the checks.
+
+What a run reads comes from the ledger, not from a calendar of partitions (docs/sources.md, "How a
+build reads"): new or changed files, SQL rows from the watermark's day on, export pages after the
+stored cursor. ``window`` re-reads and replaces those days instead. Either way the run's rows go
+through the row rules and the blocking checks *before* the transaction commits: a batch whose
+books do not balance, whose share of bad rows is over the limit, or that breaks the Great
+Expectations contract is rolled back, so nothing a check refuses ever reaches raw.
 """
 
 from __future__ import annotations
@@ -14,26 +21,64 @@ from datetime import UTC, date, datetime
 import duckdb
 
 from crm.ingest.entities import ENTITIES, EXTERNAL_IDS, Column, Entity
+from crm.ingest.file_reader import read_file_drop
+from crm.ingest.history import history_start
 from crm.ingest.ledger import (
     GROUPED_REASON_SQL,
     create_reconciliation_view,
     ensure_ledger,
     record_batch,
-    stored_cursor,
+    source_state,
 )
+from crm.ingest.page_reader import read_paged_export
 from crm.ingest.readers import (
     BATCH_TABLE,
     REJECTS_TABLE,
+    IngestError,
+    ReadRequest,
     ReadResult,
+    Scope,
+    SourceEmptyError,
+    SourceUnavailableError,
     Window,
     create_batch_tables,
-    read_file_drop,
-    read_paged_export,
-    read_sql,
 )
-from crm.ingest.validate import ensure_entity_tables, split_batch
+from crm.ingest.sql_reader import read_sql
+from crm.ingest.validate import RowFormats, ensure_entity_tables, split_batch
 from crm.security.suppression import suppress_batch
-from crm.settings import EntityMapping, FileDropSource, PagedExportSource, Settings, Source, SqlSource
+from crm.settings import (
+    EntityMapping,
+    FileDropSource,
+    PagedExportSource,
+    QualitySettings,
+    Settings,
+    Source,
+    SqlSource,
+    date_formats,
+    decimal_mark,
+    is_optional,
+)
+
+
+class IngestRefusedError(IngestError):
+    """A blocking check refused the batch before it was committed; the warehouse is unchanged."""
+
+    def __init__(self, message: str, report: IngestReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class OutsideHistoryError(IngestError):
+    """A source holds rows, but none of them lies in the history the config asks for."""
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    passed: bool
+    blocking: bool
+    message: str
+    details: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -41,15 +86,26 @@ class IngestReport:
     entity: str
     source: str | None
     batch_id: str
-    window: Window
-    rows_read: int
-    rows_parsed: int  # rows the readers handed to validation (parsed rows + unparseable lines)
-    rows_loaded: int
-    rows_quarantined: int
-    files_read: int
+    mode: str  # incremental | window
+    status: str  # loaded | nothing new | not configured | absent (optional source) | refused
+    window: Window | None  # the days replaced (None: none)
+    rows_read: int = 0
+    rows_parsed: int = 0  # rows the readers handed to validation (parsed rows + unparseable lines)
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
     rows_suppressed: int = 0  # rows of persons erased with `crm erase`, dropped before raw/quarantine
+    rows_replaced: int = 0
+    rows_outside: int = 0
+    outside_first: date | None = None
+    outside_last: date | None = None
+    files_read: int = 0
     drift_warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    # A few quarantined rows of this batch (where, reason, the record as read), for `crm check`.
+    quarantine_sample: list[dict] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
 
     @property
     def reconciled(self) -> bool:
@@ -69,77 +125,164 @@ def ingest_entity(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     entity_name: str,
-    window: Window,
+    window: Window | None = None,
     *,
-    first_partition: date,
     run_id: str = "manual",
+    validate: bool = True,
+    today: date | None = None,
+    only_source: str | None = None,
 ) -> IngestReport:
-    """Replace the window's days of ``raw.<entity>`` and ``quarantine.<entity>`` with a fresh read.
+    """Load ``entity_name``: what is new since the ledger's cursor, or (``window``) re-read those days.
 
-    Everything happens in one transaction: a failure (a schema change, an unreachable source)
-    leaves the warehouse exactly as the last good run left it.
+    Each source feeding the entity (usually one; two shops may feed one entity) is read and committed
+    as a batch of its own, in one transaction: a failure (a schema change, an unreachable source, a
+    refused batch) leaves that source's rows exactly as the last good run left them. ``only_source``
+    reads one of them (what `crm check` probes).
     """
     entity = ENTITIES[entity_name]
-    located = settings.sources_of(entity_name)
-    source_name = ", ".join(name for name, _, _ in located) or None
-    batch_id = f"{entity_name}:{window.start}:{window.end}:{uuid.uuid4().hex[:12]}"
-    started_at = _now()
     con.execute("SET TimeZone = 'UTC'")
     ensure_ledger(con)
+    located = [s for s in settings.sources_of(entity_name) if only_source in (None, s[0])]
     _ensure_tables_naming_systems(con, entity, located)
-    # Reading fills connection-local temp tables only, so it stays outside the transaction.
-    read = _read_every_source(con, entity, located, window, first_partition)
-    parsed = con.execute(
-        f"SELECT (SELECT count(*) FROM {BATCH_TABLE}) + (SELECT count(*) FROM {REJECTS_TABLE})"
-    ).fetchall()[0][0]
-    # Erased persons stay erased: their rows are dropped here and counted as suppressed in the ledger.
-    suppressed = suppress_batch(con, entity_name, settings.data_dir, BATCH_TABLE, REJECTS_TABLE, entity.column_names)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        window_params = {"start": window.start, "end": window.end}
-        for schema in ("raw", "quarantine"):
-            con.execute(
-                f"DELETE FROM {schema}.{entity_name} WHERE _partition_date BETWEEN $start AND $end", window_params
-            )
-        loaded, quarantined = split_batch(con, entity, batch_id, started_at)
-        record_batch(
-            con,
-            entity=entity_name,
-            source=source_name or "",
-            batch_id=batch_id,
-            run_id=run_id,
-            window=window,
-            read=read,
-            loaded=loaded,
-            quarantined=quarantined,
-            started_at=started_at,
-            finished_at=_now(),
-        )
-        reasons = dict(
-            con.execute(
-                f"SELECT {GROUPED_REASON_SQL} AS reason, "
-                f"count(*) FROM quarantine.{entity_name} WHERE _batch_id = $b GROUP BY reason ORDER BY 2 DESC LIMIT 20",
-                {"b": batch_id},
-            ).fetchall()
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return IngestReport(
-        entity=entity_name,
-        source=source_name,
-        batch_id=batch_id,
+    if not located:
+        report = IngestReport(entity_name, None, _batch_id(entity_name, window), _mode(window), "not configured", None)
+        _create_batch_tables(con, entity, None)
+        _commit_batch(con, report, ReadResult(), _now(), run_id, entity, RowFormats(), settings, False)
+        return report
+    state_keys = {name: entity_name if len(located) == 1 else f"{entity_name}@{name}" for name, _, _ in located}
+    reports = [
+        _ingest_source(con, settings, entity, located_source, window, run_id, validate, today, state_keys)
+        for located_source in located
+    ]
+    return reports[0] if len(reports) == 1 else _combined(reports)
+
+
+def _batch_id(entity_name: str, window: Window | None) -> str:
+    return f"{entity_name}:{_mode(window)}:{uuid.uuid4().hex[:12]}"
+
+
+def _mode(window: Window | None) -> str:
+    return "incremental" if window is None else "window"
+
+
+def _ingest_source(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    entity: Entity,
+    located: tuple[str, Source, EntityMapping],
+    window: Window | None,
+    run_id: str,
+    validate: bool,
+    today: date | None,
+    state_keys: dict[str, str],
+) -> IngestReport:
+    """Read one source of the entity and commit (or refuse) it as one batch."""
+    source_name, source, mapping = located
+    state_key = state_keys[source_name]
+    mode = _mode(window)
+    started_at = _now()
+    report = IngestReport(entity.name, source_name, _batch_id(entity.name, window), mode, "loaded", None)
+    state = source_state(con, state_key)
+    config_sha = _config_fingerprint(source, mapping, settings.history_start)
+    notes = []
+    if window is None and state.config_sha is not None and state.config_sha != config_sha:
+        # The mapping or a declared format changed since the last load: what was read (or refused)
+        # under the old config is read again under the new one.
+        window, mode = Window(None, None), "window"
+        report.mode = mode
+        notes.append("the entity's config changed since the last load: every row of the source is read again")
+    request = ReadRequest(
         window=window,
-        rows_read=read.rows_read,
-        rows_parsed=parsed,
-        rows_loaded=loaded,
-        rows_quarantined=quarantined,
-        rows_suppressed=sum(suppressed.values()),
-        files_read=len(read.files),
-        drift_warnings=read.drift_warnings,
-        quarantine_reasons=reasons,
+        history_start=history_start(settings),
+        state=state,
+        today=today,
+        scratch_dir=settings.data_dir / "tmp",
     )
+    # Each declared external id is read as a column of its own (drift checks and lineage work as
+    # for any column) and folded into `external_ids` afterwards.
+    reading_entity, reading_mapping = _with_id_columns(entity, mapping)
+    # Reading fills connection-local temp tables only, so it stays outside the transaction.
+    create_batch_tables(con, reading_entity)
+    try:
+        read = _read(con, source_name, source, reading_entity, reading_mapping, request)
+    except SourceUnavailableError as exc:
+        if not is_optional(source, mapping):
+            raise
+        report.status = "absent"
+        read = ReadResult(warnings=[f"{exc} (optional: the step goes on without it)"])
+        _create_batch_tables(con, entity, source_name)
+        _commit_batch(con, report, read, started_at, run_id, entity, RowFormats(), settings, False, state_key=state_key)
+        return report
+    _fold_external_ids(con, mapping)
+    _tag_source_system(con, source_name)
+    _check_not_empty(con, source_name, source, entity, mapping, read, request)
+    formats = RowFormats(
+        date_formats=date_formats(source, mapping),
+        decimal=decimal_mark(source, mapping),
+        where=f"entity '{entity.name}', source '{source_name}'",
+        placement_column=_placement_column(source, mapping),
+        placement_hint=(
+            "the database compares updated_at as text, and only ISO-8601 text (YYYY-MM-DD hh:mm:ss) sorts by "
+            "time; correct the value in the source, or map a timestamp column as updated_at"
+            if isinstance(source, SqlSource)
+            else f"it is not a date (declare `date_format` on entity '{entity.name}' if it is written otherwise)"
+        ),
+    )
+    if read.rows_read == 0 and not read.scope.sources and read.scope.days is None:
+        report.status = "nothing new"
+    read.notes[:0] = notes
+    return _commit_batch(
+        con, report, read, started_at, run_id, entity, formats, settings, validate, config_sha, state_key=state_key
+    )
+
+
+def _combined(reports: list[IngestReport]) -> IngestReport:
+    """One report for an entity fed by several sources: counts added up, messages gathered."""
+    first = reports[0]
+    statuses = {r.status for r in reports}
+    combined = IngestReport(
+        first.entity,
+        ", ".join(r.source or "" for r in reports),
+        first.batch_id,
+        first.mode if len({r.mode for r in reports}) == 1 else "mixed",
+        "loaded" if "loaded" in statuses else first.status,
+        None,
+    )
+    for name in (
+        "rows_read",
+        "rows_parsed",
+        "rows_loaded",
+        "rows_quarantined",
+        "rows_suppressed",
+        "rows_replaced",
+        "rows_outside",
+        "files_read",
+    ):
+        setattr(combined, name, sum(getattr(r, name) for r in reports))
+    for name in ("drift_warnings", "warnings", "notes", "quarantine_sample"):
+        setattr(combined, name, [item for r in reports for item in getattr(r, name)])
+    for r in reports:
+        for reason, rows in r.quarantine_reasons.items():
+            combined.quarantine_reasons[reason] = combined.quarantine_reasons.get(reason, 0) + rows
+    firsts = [r.outside_first for r in reports if r.outside_first]
+    lasts = [r.outside_last for r in reports if r.outside_last]
+    combined.outside_first, combined.outside_last = min(firsts, default=None), max(lasts, default=None)
+    # A check passed for the entity only if it passed for every source's batch.
+    checks: dict[str, CheckOutcome] = {}
+    for r in reports:
+        for check in r.checks:
+            seen = checks.get(check.name)
+            message = f"source '{r.source}': {check.message}"
+            if seen is None:
+                checks[check.name] = CheckOutcome(
+                    check.name, check.passed, check.blocking, message, {r.source: check.details}
+                )
+            else:
+                seen.passed = seen.passed and check.passed
+                seen.message += "; " + message
+                seen.details[r.source] = check.details
+    combined.checks = list(checks.values())
+    return combined
 
 
 def _ensure_tables_naming_systems(
@@ -160,60 +303,16 @@ def _ensure_tables_naming_systems(
             )
 
 
-def _read_every_source(
-    con: duckdb.DuckDBPyConnection,
-    entity: Entity,
-    located: list[tuple[str, Source, EntityMapping]],
-    window: Window,
-    first_partition: date,
-) -> ReadResult:
-    """Read each source of the entity into the batch tables, every row tagged with its source's name.
-
-    One source (the usual case) is read straight into the batch tables; several are read one after
-    another and stacked.
-    """
-    total = ReadResult()
-    parts = []
-    for index, (name, source, mapping) in enumerate(located):
-        reading_entity, reading_mapping = _with_id_columns(entity, mapping)
-        create_batch_tables(con, reading_entity)
-        # The export cursor is kept per entity: with several exports each walks its own chain.
-        resume = stored_cursor(con, entity.name) if len(located) == 1 else None
-        read = _read_source(con, name, source, reading_entity, reading_mapping, window, first_partition, resume)
-        _fold_external_ids(con, mapping)
-        for table in (BATCH_TABLE, REJECTS_TABLE):
-            con.execute(f"ALTER TABLE {table} ADD COLUMN _source_system VARCHAR DEFAULT {_sql_text(name)}")
-        if len(located) > 1:
-            for table in (BATCH_TABLE, REJECTS_TABLE):
-                con.execute(f"ALTER TABLE {table} RENAME TO {table}_{index}")
-            parts.append(index)
-            read = dataclasses.replace(read, cursor=None, cursor_date=None)
-        total.rows_read += read.rows_read
-        total.drift_warnings.extend(read.drift_warnings)
-        total.files.extend(read.files)
-        total.watermark = max(filter(None, [total.watermark, read.watermark]), default=None)
-        total.cursor, total.cursor_date = read.cursor or total.cursor, read.cursor_date or total.cursor_date
-    if not located:
-        create_batch_tables(con, entity)
-        for table in (BATCH_TABLE, REJECTS_TABLE):
-            con.execute(f"ALTER TABLE {table} ADD COLUMN _source_system VARCHAR")
-    if parts:
-        for table in (BATCH_TABLE, REJECTS_TABLE):
-            stacked = " UNION ALL BY NAME ".join(f"SELECT * FROM {table}_{i}" for i in parts)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {stacked}")
-            for i in parts:
-                con.execute(f"DROP TABLE {table}_{i}")
-    return total
+def _create_batch_tables(con: duckdb.DuckDBPyConnection, entity: Entity, source_name: str | None) -> None:
+    create_batch_tables(con, entity)
+    _tag_source_system(con, source_name)
 
 
-def _read_source(con, name, source, entity, mapping, window, first_partition, resume) -> ReadResult:
-    if isinstance(source, SqlSource):
-        return read_sql(con, name, source, entity, mapping, window)
-    if isinstance(source, FileDropSource):
-        return read_file_drop(con, name, source, entity, mapping, window, first_partition)
-    if isinstance(source, PagedExportSource):
-        return read_paged_export(con, name, source, entity, mapping, window, resume)
-    return ReadResult()
+def _tag_source_system(con: duckdb.DuckDBPyConnection, source_name: str | None) -> None:
+    """Every row of the batch keeps the config's name of the system it came from (`_source_system`)."""
+    default = _sql_text(source_name) if source_name is not None else "NULL"
+    for table in (BATCH_TABLE, REJECTS_TABLE):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN _source_system VARCHAR DEFAULT {default}")
 
 
 def _id_column(kind: str) -> str:
@@ -249,6 +348,267 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _config_fingerprint(source, mapping, first_day) -> str:
+    """What of the config decides which rows are read and how: the mapping, the source's formats and the
+    history's start (not the source's location)."""
+    import hashlib
+    import json
+
+    described = {
+        "mapping": mapping.model_dump(mode="json"),
+        "source": source.model_dump(mode="json", exclude={"entities", "path", "url", "optional", "ignore_files"}),
+        "history_start": str(first_day),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read(con, source_name, source, entity: Entity, mapping, request: ReadRequest) -> ReadResult:
+    if isinstance(source, SqlSource):
+        return read_sql(con, source_name, source, entity, mapping, request)
+    if isinstance(source, FileDropSource):
+        return read_file_drop(con, source_name, source, entity, mapping, request)
+    if isinstance(source, PagedExportSource):
+        return read_paged_export(con, source_name, source, entity, mapping, request)
+    raise TypeError(f"unknown source kind {type(source).__name__}")
+
+
+def _placement_column(source, mapping) -> str | None:
+    """The column whose value places a row in the history, when it is a column (not a file's day)."""
+    if isinstance(source, SqlSource):
+        return "updated_at"
+    if isinstance(source, FileDropSource) and mapping.single_file:
+        return mapping.date_column
+    return None
+
+
+def _check_not_empty(con, source_name, source, entity: Entity, mapping, read: ReadResult, request) -> None:
+    """A configured source that holds nothing, or nothing in the history, is an error (a warning when
+    the config says it may be empty): never a green build that quietly loaded nothing."""
+    optional = is_optional(source, mapping)
+    where = f"source '{source_name}', entity '{entity.name}'"
+    ever_loaded = con.execute(
+        f"SELECT (SELECT count(*) FROM raw.{entity.name} WHERE {read.scope.source_filter}) + "
+        f"(SELECT count(*) FROM quarantine.{entity.name} WHERE {read.scope.source_filter})"
+    ).fetchall()[0][0]
+    # A drop folder emptied after earlier loads (files archived once read) is not an empty source.
+    if read.source_rows == 0 and read.rows_read == 0 and read.rows_outside == 0 and not ever_loaded:
+        message = (
+            f"{where}: the source holds no rows at all (no file matches the pattern, an empty table or file); "
+            "check `path:`/`pattern:`/`table:`, or mark it `optional: true` if it may be empty"
+        )
+        if not optional:
+            raise SourceEmptyError(message)
+        read.warnings.append(message + " (optional: nothing loaded)")
+    if read.rows_outside:
+        span = f"{read.outside_first}..{read.outside_last}"
+        message = (
+            f"{where}: {read.rows_outside:,} row(s) dated {span} lie before history_start "
+            f"{request.history_start} and were not loaded"
+        )
+        if read.rows_read == 0 and not ever_loaded:
+            raise OutsideHistoryError(
+                f"{message}, and none lies in the history ({request.history_start} on): set `history_start: auto` "
+                f"(load everything the source holds) or a day on or before {read.outside_first}"
+            )
+        read.warnings.append(message + f" (set history_start on or before {read.outside_first} to load them)")
+
+
+def _delete_scope(con: duckdb.DuckDBPyConnection, entity: Entity, scope: Scope | None) -> tuple[int, list[date]]:
+    """Delete what this batch replaces from raw and quarantine; (rows deleted, days they were on)."""
+    if scope is None:
+        return 0, []
+    parts = [
+        # Undated rows (nothing placed them in a day) are replaced where they are read again.
+        f"(_partition_date IS NULL AND _source_location IN (SELECT _source_location FROM {BATCH_TABLE} "
+        f"WHERE _partition_date IS NULL UNION ALL SELECT _source_location FROM {REJECTS_TABLE} "
+        "WHERE _partition_date IS NULL))"
+    ]
+    params: dict = {}
+    if scope.days is not None and scope.replace_days:
+        parts.append(
+            "(_partition_date BETWEEN coalesce($start, DATE '0001-01-01') AND coalesce($end, DATE '9999-12-31'))"
+        )
+        params.update(start=scope.days.start, end=scope.days.end)
+    if scope.sources:
+        parts.append("_source IN (SELECT unnest($sources))")
+        params["sources"] = scope.sources
+    condition = f"({scope.source_filter}) AND ({' OR '.join(parts)})"
+    days: set[date] = set()
+    deleted = 0
+    for schema in ("raw", "quarantine"):
+        days.update(
+            d
+            for (d,) in con.execute(
+                f"SELECT DISTINCT _partition_date FROM {schema}.{entity.name} WHERE {condition} "
+                "AND _partition_date IS NOT NULL",
+                params,
+            ).fetchall()
+        )
+        deleted += con.execute(f"DELETE FROM {schema}.{entity.name} WHERE {condition}", params).fetchall()[0][0]
+    return deleted, sorted(days)
+
+
+def _commit_batch(
+    con: duckdb.DuckDBPyConnection,
+    report: IngestReport,
+    read: ReadResult,
+    started_at: str,
+    run_id: str,
+    entity: Entity,
+    formats: RowFormats,
+    settings: Settings,
+    validate: bool,
+    config_sha: str | None = None,
+    *,
+    state_key: str | None = None,
+) -> IngestReport:
+    """Replace the batch's scope, apply the row rules, run the blocking checks, and commit or roll back."""
+    report.rows_parsed = con.execute(
+        f"SELECT (SELECT count(*) FROM {BATCH_TABLE}) + (SELECT count(*) FROM {REJECTS_TABLE})"
+    ).fetchall()[0][0]
+    # Erased persons stay erased: their rows are dropped here and counted as suppressed in the ledger.
+    suppressed = suppress_batch(con, entity.name, settings.data_dir, BATCH_TABLE, REJECTS_TABLE, entity.column_names)
+    report.rows_suppressed = sum(suppressed.values())
+    report.rows_read = read.rows_read
+    report.rows_outside, report.outside_first, report.outside_last = (
+        read.rows_outside,
+        read.outside_first,
+        read.outside_last,
+    )
+    report.files_read = len(read.files)
+    report.drift_warnings, report.warnings = list(read.drift_warnings), list(read.warnings)
+    report.notes = list(read.notes)
+    report.window = read.scope.days if read.scope else None
+    con.execute("BEGIN TRANSACTION")
+    try:
+        report.rows_replaced, replaced_days = _delete_scope(con, entity, read.scope)
+        report.rows_loaded, report.rows_quarantined = split_batch(con, entity, report.batch_id, started_at, formats)
+        report.quarantine_reasons = dict(
+            con.execute(
+                f"SELECT {GROUPED_REASON_SQL} AS reason, count(*) FROM quarantine.{entity.name} "
+                "WHERE _batch_id = $b GROUP BY reason ORDER BY 2 DESC, 1 LIMIT 20",
+                {"b": report.batch_id},
+            ).fetchall()
+        )
+        report.quarantine_sample = [
+            {"where": where, "reason": reason, "record": record}
+            for where, reason, record in con.execute(
+                f"SELECT _source_location, _reason, _raw_record FROM quarantine.{entity.name} WHERE _batch_id = $b "
+                "ORDER BY length(_source_location), _source_location LIMIT 5",
+                {"b": report.batch_id},
+            ).fetchall()
+        ]
+        report.checks = _blocking_checks(con, entity, report, settings.quality, validate)
+        refused = [c for c in report.checks if c.blocking and not c.passed]
+        if refused:
+            con.execute("ROLLBACK")
+            report.status = "refused"
+            raise IngestRefusedError(
+                f"entity '{entity.name}' (source '{report.source}'): the batch was refused and nothing was "
+                "committed; the last good tables are unchanged: "
+                + "; ".join(f"{c.name}: {c.message}" for c in refused),
+                report,
+            )
+        new_days = [
+            d
+            for (d,) in con.execute(
+                f"SELECT DISTINCT _partition_date FROM raw.{entity.name} WHERE _batch_id = $b AND _partition_date "
+                f"IS NOT NULL UNION SELECT DISTINCT _partition_date FROM quarantine.{entity.name} WHERE _batch_id = $b "
+                "AND _partition_date IS NOT NULL",
+                {"b": report.batch_id},
+            ).fetchall()
+        ]
+        record_batch(
+            con,
+            entity=entity.name,
+            source=report.source or "",
+            batch_id=report.batch_id,
+            run_id=run_id,
+            mode=report.mode,
+            status=report.status,
+            read=read,
+            loaded=report.rows_loaded,
+            quarantined=report.rows_quarantined,
+            replaced=report.rows_replaced,
+            suppressed=report.rows_suppressed,
+            days_touched=sorted(set(new_days) | set(replaced_days)),
+            started_at=started_at,
+            finished_at=_now(),
+            config_sha=config_sha,
+            state_key=state_key,
+        )
+        con.execute("COMMIT")
+    except IngestRefusedError:
+        raise
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return report
+
+
+def _blocking_checks(
+    con: duckdb.DuckDBPyConnection, entity: Entity, report: IngestReport, quality: QualitySettings, validate: bool
+) -> list[CheckOutcome]:
+    """The checks that decide whether the batch may commit (and those that only report)."""
+    checks = [
+        CheckOutcome(
+            "rows_reconciled",
+            report.reconciled,
+            True,
+            f"rows read {report.rows_read:,}, handed to the rules {report.rows_parsed:,}, loaded "
+            f"{report.rows_loaded:,} + quarantined {report.rows_quarantined:,}"
+            + (f" + suppressed (erased persons) {report.rows_suppressed:,}" if report.rows_suppressed else ""),
+            {"rows_read": report.rows_read, "rows_parsed": report.rows_parsed},
+        ),
+        CheckOutcome(
+            "quarantine_share_within_limit",
+            report.quarantine_share <= quality.max_quarantine_share or report.rows_read < quality.min_rows_for_share,
+            True,
+            f"{report.quarantine_share:.2%} of the batch's rows quarantined (limit "
+            f"{quality.max_quarantine_share:.2%}, quality.max_quarantine_share); top reasons: "
+            + "; ".join(f"{reason} ({rows})" for reason, rows in list(report.quarantine_reasons.items())[:3])
+            + (
+                f"; for example {report.quarantine_sample[0]['where']}: {report.quarantine_sample[0]['reason']}"
+                if report.quarantine_sample
+                else ""
+            ),
+            {"quarantine_share": round(report.quarantine_share, 5), "reasons": report.quarantine_reasons},
+        ),
+    ]
+    if validate and report.rows_loaded:
+        from crm.ingest.expectations import validate_frame
+
+        frame = con.execute(
+            f"SELECT * EXCLUDE (_batch_id, _source, _ingested_at) FROM raw.{entity.name} WHERE _batch_id = $b",
+            {"b": report.batch_id},
+        ).df()
+        outcomes = validate_frame(entity, frame)
+        for severity, name in (("critical", "great_expectations_contract"), ("warning", "great_expectations_warnings")):
+            chosen = [o for o in outcomes if (o.severity == "critical") == (severity == "critical")]
+            failing = [o for o in chosen if not o.success]
+            checks.append(
+                CheckOutcome(
+                    name,
+                    not failing,
+                    severity == "critical",
+                    "; ".join(
+                        f"{o.expectation}({o.column or ''}): {o.unexpected_count} unexpected, e.g. {o.examples}"
+                        for o in failing
+                    )
+                    or f"{len(chosen)} expectations met on {len(frame):,} rows",
+                    {
+                        f"{o.expectation}({o.column or ''})": {
+                            "success": o.success,
+                            "unexpected": o.unexpected_count,
+                            "examples": o.examples,
+                        }
+                        for o in chosen
+                    },
+                )
+            )
+    return checks
+
+
 def refresh_reconciliation(con: duckdb.DuckDBPyConnection) -> list[dict]:
     """Make sure every entity's tables and the ledger exist, refresh ``ops.ingest_reconciliation`` and
     return its rows (what `crm audit` prints): rows read = rows in raw + rows in quarantine."""
@@ -257,7 +617,10 @@ def refresh_reconciliation(con: duckdb.DuckDBPyConnection) -> list[dict]:
         ensure_entity_tables(con, entity)
     create_reconciliation_view(con)
     return (
-        con.sql("SELECT entity, rows_read, rows_in_raw, rows_in_quarantine, reconciled FROM ops.ingest_reconciliation")
+        con.sql(
+            "SELECT entity, rows_read, rows_in_raw, rows_in_quarantine, reconciled, rows_outside_history "
+            "FROM ops.ingest_reconciliation"
+        )
         .pl()
         .to_dicts()
     )

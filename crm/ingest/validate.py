@@ -7,10 +7,21 @@ the rules come from the canonical entity (entities.py), not from per-source code
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import duckdb
 
 from crm.ingest.entities import ENTITIES, LINEAGE_COLUMNS, Column, Entity
+from crm.ingest.formats import (
+    ABSURD_MAGNITUDE,
+    PLAUSIBLE_FROM,
+    date_sql,
+    format_for,
+    number_sql,
+    plausible_until,
+    timestamp_sql,
+    unreadable_date_reason,
+)
 from crm.ingest.readers import BATCH_TABLE, REJECTS_TABLE, _lit, _q
 
 QUARANTINE_COLUMNS = (
@@ -41,17 +52,31 @@ def ensure_entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> None
         con.execute(f"ALTER TABLE quarantine.{entity.name} ADD COLUMN _source_system VARCHAR")
 
 
-def _typed(column: Column) -> str:
+@dataclass(frozen=True)
+class RowFormats:
+    """What the source declared about how it writes values (see crm/ingest/formats.py)."""
+
+    date_formats: dict[str, str] | str | None = None
+    decimal: str = "."
+    # Names the entity and source in reasons, so a reason says where to declare a format.
+    where: str = ""
+    # The column that places a row in the history (a SQL updated_at, a single file's date column):
+    # a row the reader could not place in a day (``_partition_date`` null) goes to quarantine.
+    placement_column: str | None = None
+    placement_hint: str = "it cannot be read as a date"
+
+
+def _typed(column: Column, formats: RowFormats = RowFormats()) -> str:
     value = f"nullif(trim({_q(column.name)}), '')"
     if column.dtype == "VARCHAR":
         return f"nullif({_q(column.name)}, '')"
     if column.dtype == "BOOLEAN":
         return f"CASE WHEN lower({value}) IN {_TRUE} THEN true WHEN lower({value}) IN {_FALSE} THEN false END"
     if column.dtype == "TIMESTAMP":
-        return f"coalesce(try_cast({value} AS TIMESTAMP), try_cast(try_cast({value} AS TIMESTAMPTZ) AS TIMESTAMP))"
+        return timestamp_sql(value, format_for(formats.date_formats, column.name))
     if column.dtype == "DATE":
-        return f"coalesce(try_cast({value} AS DATE), try_cast(try_cast({value} AS TIMESTAMP) AS DATE))"
-    return f"try_cast({value} AS {column.dtype})"
+        return date_sql(value, format_for(formats.date_formats, column.name))
+    return number_sql(value, column.dtype, formats.decimal)
 
 
 @dataclass(frozen=True)
@@ -61,7 +86,82 @@ class _Rule:
     message: str  # SQL expression for the reason text
 
 
-def _rules(entity: Entity, con: duckdb.DuckDBPyConnection) -> list[_Rule]:
+def _type_rules(column: Column, formats: RowFormats, raw: str, typed: str, shown: str) -> list[_Rule]:
+    """The value must be of the column's type, and a plausible one: a real time, a finite number."""
+    if column.dtype == "VARCHAR":
+        return []
+    if column.dtype in ("TIMESTAMP", "DATE"):
+        fmt = format_for(formats.date_formats, column.name)
+        until = plausible_until()
+        tomorrow = until.date() - timedelta(days=1)
+        earliest, latest = _lit(PLAUSIBLE_FROM.isoformat()), _lit(until.isoformat(sep=" "))
+        bounds = f"{typed} < DATE {earliest} OR {typed} >= TIMESTAMP {latest}"
+        return [
+            _Rule(
+                column.name,
+                f"{raw} IS NOT NULL AND {typed} IS NULL",
+                unreadable_date_reason(column.name, shown, raw, fmt, formats.where, column.dtype),
+            ),
+            _Rule(
+                column.name,
+                f"NOT isfinite({typed}) OR {bounds}",
+                f"{_lit(column.name + ': ')} || {shown} || "
+                + _lit(f" is not a plausible time (before {PLAUSIBLE_FROM} or after tomorrow, {tomorrow})"),
+            ),
+        ]
+    rules = [
+        _Rule(
+            column.name,
+            f"{raw} IS NOT NULL AND {typed} IS NULL",
+            f"{_lit(column.name + ': not a valid ' + column.dtype.lower() + ' ')} || {shown}"
+            + (
+                " || " + _lit(" (numbers here are written with a decimal comma, as declared)")
+                if formats.decimal == ","
+                else ""
+            ),
+        )
+    ]
+    if column.dtype == "DOUBLE":
+        rules += [
+            _Rule(
+                column.name,
+                f"NOT isfinite({typed})",
+                f"{_lit(column.name + ': ')} || {shown} || ' is not a finite number'",
+            ),
+            _Rule(
+                column.name,
+                f"isfinite({typed}) AND abs({typed}) >= {ABSURD_MAGNITUDE:g}",
+                f"{_lit(column.name + ': ')} || {shown} || "
+                + _lit(f" is implausibly large (|value| >= {ABSURD_MAGNITUDE:g})"),
+            ),
+        ]
+    return rules
+
+
+def _placement_rules(column: Column, formats: RowFormats, raw: str, typed: str, shown: str) -> list[_Rule]:
+    """A row the reader could not place in a day: say why, unless another rule already does (a value
+    missing where one is required, a value that is no date at all)."""
+    rules = []
+    if not column.required:
+        rules.append(
+            _Rule(
+                column.name,
+                f"_partition_date IS NULL AND {raw} IS NULL",
+                _lit(f"{column.name}: missing, so the row cannot be placed in the history"),
+            )
+        )
+    rules.append(
+        _Rule(
+            column.name,
+            f"_partition_date IS NULL AND {raw} IS NOT NULL AND {typed} IS NOT NULL",
+            f"{_lit(column.name + ': ')} || {shown} || "
+            + _lit(" cannot place the row in the history: " + formats.placement_hint),
+        )
+    )
+    return rules
+
+
+def _rules(entity: Entity, con: duckdb.DuckDBPyConnection, formats: RowFormats = RowFormats()) -> list[_Rule]:
     rules: list[_Rule] = []
     for column in entity.columns:
         raw = f"nullif(trim({_q(column.name)}), '')"
@@ -69,14 +169,9 @@ def _rules(entity: Entity, con: duckdb.DuckDBPyConnection) -> list[_Rule]:
         shown = f"'''' || {_q(column.name)} || ''''"
         if column.required:
             rules.append(_Rule(column.name, f"{raw} IS NULL", _lit(f"{column.name}: missing required value")))
-        if column.dtype != "VARCHAR":
-            rules.append(
-                _Rule(
-                    column.name,
-                    f"{raw} IS NOT NULL AND {typed} IS NULL",
-                    f"{_lit(column.name + ': not a valid ' + column.dtype.lower() + ' ')} || {shown}",
-                )
-            )
+        if column.name == formats.placement_column:
+            rules += _placement_rules(column, formats, raw, typed, shown)
+        rules += _type_rules(column, formats, raw, typed, shown)
         if column.accepted_values:
             allowed = "(" + ", ".join(_lit(v.lower()) for v in column.accepted_values) + ")"
             rules.append(
@@ -136,13 +231,19 @@ def _reference_available(con: duckdb.DuckDBPyConnection, reference: str) -> bool
     return bool(exists) and con.execute(f"SELECT count(*) > 0 FROM raw.{target_entity}").fetchall()[0][0]
 
 
-def split_batch(con: duckdb.DuckDBPyConnection, entity: Entity, batch_id: str, ingested_at: str) -> tuple[int, int]:
+def split_batch(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    batch_id: str,
+    ingested_at: str,
+    formats: RowFormats = RowFormats(),
+) -> tuple[int, int]:
     """Insert good rows into raw.<entity> and bad ones (and reader rejects) into quarantine.<entity>.
 
     Returns (rows loaded, rows quarantined). Runs inside the caller's transaction.
     """
-    rules = _rules(entity, con)
-    typed_columns = ", ".join(f"{_typed(c)} AS {_q('__' + c.name)}" for c in entity.columns)
+    rules = _rules(entity, con, formats)
+    typed_columns = ", ".join(f"{_typed(c, formats)} AS {_q('__' + c.name)}" for c in entity.columns)
     reason = (
         "nullif(concat_ws('; ', " + ", ".join(f"CASE WHEN {r.condition} THEN {r.message} END" for r in rules) + "), '')"
         if rules

@@ -55,7 +55,9 @@ def evaluate_scores(warehouse: Path, config: ScoringConfig, ground_truth: Path |
                 joined["churned"].to_numpy(), joined["oracle_churn"].to_numpy()
             )
             out["oracle_coverage"] = joined.height / max(bt.evaluation.height, 1)
-            known = bt.evaluation.join(known_rates_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id")
+            known = bt.evaluation.join(
+                known_rates_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id", maintain_order="left"
+            )
             out["churn"]["known_rates_ceiling"] = classification_metrics(
                 known["churned"].to_numpy(), known["known_rates_churn"].to_numpy()
             )

@@ -13,6 +13,7 @@ Tables (contract with the dashboard): ``ml.model_registry``, ``ml.churn_calibrat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
-from models_ml.actions import action_reasons, assign_actions, rep_book
+from models_ml.actions import action_reasons, assign_actions, rep_book, usable_rules
 from models_ml.churn import (
     ChurnModel,
     ChurnModelParams,
@@ -37,18 +39,26 @@ from models_ml.churn import (
     train_churn_model,
 )
 from models_ml.evaluation import Backtest, oracle_scores, run_backtest
-from models_ml.features import NUMERIC_FEATURES, build_features, last_data_day
+from models_ml.features import (
+    FEATURE_SOURCES,
+    NUMERIC_FEATURES,
+    SOURCE_DESCRIPTIONS,
+    available_sources,
+    build_features,
+    last_data_day,
+)
 from models_ml.forecast import forecast_value
 from models_ml.loyalty import (
     assign_tiers,
     benefits_text,
+    loyalty_components,
     loyalty_scores,
     points_to_next_tier,
     tier_costs,
     with_benefits,
 )
 from models_ml.scoring_config import TIERS, ScoringConfig
-from models_ml.value import customer_segments
+from models_ml.value import customer_segments, no_order_probability, order_log, rfm_summary
 
 REGISTRY_COLUMNS = """
     model_version varchar, trained_at timestamp, train_cutoff date, horizon_days integer, status varchar,
@@ -103,6 +113,18 @@ def ensure_ml_schema(con: duckdb.DuckDBPyConnection) -> None:
         "create table if not exists ml.churn_drivers (model_version varchar, feature varchar, description varchar, "
         "importance double)"
     )
+
+
+def without_absent_sources(
+    params: ChurnModelParams, sources: dict[str, bool]
+) -> tuple[ChurnModelParams, dict[str, str]]:
+    """The model's features minus those computed from data the warehouse has none of, and why."""
+    absent = {
+        name: f"no {SOURCE_DESCRIPTIONS[FEATURE_SOURCES[name]]} in the warehouse"
+        for name in params.features
+        if not sources.get(FEATURE_SOURCES.get(name, "orders"), True)
+    }
+    return dataclasses.replace(params, features=tuple(f for f in params.features if f not in absent)), absent
 
 
 def model_params(config: ScoringConfig) -> ChurnModelParams:
@@ -227,6 +249,16 @@ def model_card(
             f"HistGradientBoostingClassifier + {model.calibration_method} calibration on a 25 % hold-out."
         ),
         f"- Features: {', '.join(model.features)}.",
+        *(
+            [
+                "- Left out (the company's data cannot inform them): "
+                + "; ".join(f"{name} ({why})" for name, why in model.left_out.items())
+                + "."
+            ]
+            if model.left_out
+            else []
+        ),
+        *[f"- {note}." for note in bt.notes],
         "",
         "## Backtest",
         f"Trained at {bt.train_cutoff} (labels to {bt.eval_cutoff}), "
@@ -294,7 +326,7 @@ def train_and_register(
             GateResult(True, "no new model"),
         )
     h = config.churn.horizon_days
-    params = params or model_params(config)
+    params, absent = without_absent_sources(params or model_params(config), available_sources(con))
     check_history(con, as_of, h)
     try:
         bt = run_backtest(con, as_of, h, params)
@@ -303,11 +335,14 @@ def train_and_register(
     gate = quality_gate(bt.metrics["model"], current, config)
     oracle = None
     if ground_truth is not None and (ground_truth / "persons.parquet").exists():
-        o = bt.evaluation.join(oracle_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id", how="inner")
+        o = bt.evaluation.join(
+            oracle_scores(con, ground_truth, bt.eval_cutoff, h), on="customer_id", how="inner", maintain_order="left"
+        )
         oracle = classification_metrics(o["churned"].to_numpy(), o["oracle_churn"].to_numpy())
     train_cutoff = as_of - timedelta(days=h)
     labelled = bt.labelled_eval_features  # features at as_of - H with labels to as_of
     model = train_churn_model(labelled.drop("churned"), labelled.select("customer_id", "churned"), params)
+    model.left_out = {**absent, **model.left_out}
     now = now or datetime.now().replace(microsecond=0)
     version = f"churn-h{h}-{train_cutoff:%Y%m%d}-{now:%Y%m%dT%H%M%S}"
     folder = models_dir / version
@@ -380,44 +415,118 @@ class ScoringOutcome:
     drift: dict[str, float]
     bands: dict[str, int]
     tiers: dict[str, int]
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _previous_scores(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'ml' and table_name = 'customer_scores'"
-    ).fetchall()[0][0]
-    if not exists:
-        return None
-    return con.sql(
-        "select customer_id, loyalty_tier as previous_tier, churn_probability as previous_churn_probability "
-        "from ml.customer_scores"
-    ).pl()
+def _previous_scores(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame | None:
+    """The scores of the last *earlier* day: tier hysteresis and "risk rising" compare with them.
+
+    A re-run for the same day compares with the same earlier scores, never with its own first run,
+    so the same inputs give the same outputs (``ml.customer_scores_previous`` keeps them).
+    """
+    tables = {
+        r[0]
+        for r in con.execute("select table_name from information_schema.tables where table_schema = 'ml'").fetchall()
+    }
+    columns = "customer_id, loyalty_tier as previous_tier, churn_probability as previous_churn_probability"
+    if "customer_scores" in tables:
+        earlier = con.execute(
+            "select count(*) > 0 from ml.customer_scores where scored_as_of < $d", {"d": as_of}
+        ).fetchall()[0][0]
+        if earlier:
+            return con.sql(
+                f"select {columns} from ml.customer_scores where scored_as_of < $d", params={"d": as_of}
+            ).pl()
+    if "customer_scores_previous" in tables:
+        return con.sql(
+            f"select {columns} from ml.customer_scores_previous where scored_as_of < $d", params={"d": as_of}
+        ).pl()
+    return None
+
+
+@dataclass
+class ScoringNotes:
+    """What the scores left out or fell back on, and why (ml.scoring_notes; model card; Data health)."""
+
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, component: str, note: str) -> None:
+        self.rows.append((component, note))
+
+
+def _churn(
+    con, config: ScoringConfig, model: ChurnModel | None, features: pl.DataFrame, forecast, as_of: date, notes
+) -> tuple[np.ndarray, list[str]]:
+    """Churn probability and reasons: from the model, or (no model yet) the purchase model's estimate."""
+    h = config.churn.horizon_days
+    if model is not None:
+        for name, why in model.left_out.items():
+            notes.add("churn features", f"{name} left out: {why}")
+        return explain(model, features)
+    summary = rfm_summary(order_log(con, as_of), as_of)
+    estimate = no_order_probability(forecast.models, summary, h)
+    probability = (
+        features.select("customer_id")
+        .join(estimate, on="customer_id", how="left", maintain_order="left")["churn_probability"]
+        .fill_null(0.5)
+        .to_numpy()
+    )
+    notes.add(
+        "churn",
+        f"no churn model yet (the history or the customers are too few for the backtest): churn probability is "
+        f"{forecast.models.purchase_model_name}'s P(no order in the next {h} days), uncalibrated; no reasons given",
+    )
+    return probability, [""] * len(probability)
 
 
 def compute_scores(
-    con: duckdb.DuckDBPyConnection, config: ScoringConfig, model: ChurnModel, model_version: str, as_of: date
+    con: duckdb.DuckDBPyConnection,
+    config: ScoringConfig,
+    model: ChurnModel | None,
+    model_version: str,
+    as_of: date,
+    notes: ScoringNotes | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, float]]:
-    """customer_scores frame, rep_actions frame and drift (PSI per checked feature) as of ``as_of``."""
+    """customer_scores frame, rep_actions frame and drift (PSI per checked feature) as of ``as_of``.
+
+    ``model`` None: no churn model could be trained yet; churn comes from the purchase model. What
+    the company's sources cannot inform is left out (``notes`` says what and why).
+    """
+    notes = notes if notes is not None else ScoringNotes()
+    sources = available_sources(con)
     features = build_features(con, as_of)
-    probability, reasons = explain(model, features)
-    value = forecast_value(
+    forecast = forecast_value(
         con, as_of, config.value.forecast_method, segments=customer_segments(con), features=features
-    ).value
+    )
+    if forecast.models is not None:
+        for note in (forecast.models.purchase_note, forecast.models.spend_note):
+            if note:
+                notes.add("value", note)
+    notes.add("value", f"12-month value: {forecast.note}")
+    probability, reasons = _churn(con, config, model, features, forecast, as_of, notes)
     bands = config.churn.bands
     frame = features.with_columns(
         churn_probability=pl.Series(probability),
         churn_band=pl.Series(band(probability, bands.medium_from, bands.high_from)),
         churn_reasons=pl.Series(reasons, dtype=pl.String),
-    ).join(value, on="customer_id", how="left")
-    previous = _previous_scores(con)
+    ).join(forecast.value, on="customer_id", how="left", maintain_order="left")
+    previous = _previous_scores(con, as_of)
     if previous is not None:
-        frame = frame.join(previous, on="customer_id", how="left")
+        frame = frame.join(previous, on="customer_id", how="left", maintain_order="left")
     else:
         frame = frame.with_columns(
             previous_tier=pl.lit(None, pl.String), previous_churn_probability=pl.lit(None, pl.Float64)
         )
     loyalty = config.loyalty
-    score = loyalty_scores(frame, loyalty)
+    weights = loyalty_components(loyalty, sources)
+    notes.add(
+        "loyalty",
+        "components: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in weights.items())
+        + ("" if sources.get("marketing") else "; engagement is recency only (no marketing events)")
+        + ("" if sources.get("support") else "; satisfaction dropped (no support tickets), weights re-normalised"),
+    )
+    score = loyalty_scores(frame, loyalty, sources)
     tiers = assign_tiers(score.to_numpy(), frame["previous_tier"].to_list(), loyalty)
     next_tier = [TIERS[TIERS.index(t) + 1] if t != TIERS[-1] else None for t in tiers]
     next_benefits = {tier: benefits_text(config.benefits.tiers[tier]) for tier in TIERS}
@@ -435,7 +544,9 @@ def compute_scores(
         last_rating_bad=pl.col("bad_ratings_90d") > 0,
     )
     frame = with_benefits(frame, config.benefits)
-    frame = assign_actions(frame, config.actions)
+    for rule, why in usable_rules(config.actions, sources)[1].items():
+        notes.add("actions", f"rule '{rule}' skipped: {why}")
+    frame = assign_actions(frame, config.actions, sources)
     frame = frame.with_columns(action_reason=action_reasons(frame, config.actions))
     frame = frame.with_columns(
         next_action=pl.when(pl.col("next_action").str.starts_with("tier upgrade") & pl.col("next_tier").is_not_null())
@@ -462,13 +573,15 @@ def compute_scores(
         "action_reason",
         "value_at_stake",
         pl.lit(model_version).alias("model_version"),
-    )
+    ).sort("customer_id")
     people = con.sql(
         "select customer_id, full_name as customer_name, cast(owner_rep_id as varchar) as rep_id, "
-        "owner_rep_name as rep_name from marts.customers"
+        "owner_rep_name as rep_name from marts.customers order by customer_id"
     ).pl()
-    drift_all = drift_report(model, features, probability)
-    drift = {k: v for k, v in drift_all.items() if k in set(config.drift.features)}
+    drift = {}
+    if model is not None:
+        drift_all = drift_report(model, features, probability)
+        drift = {k: v for k, v in drift_all.items() if k in set(config.drift.features)}
     return scores, rep_book(scores, people), drift
 
 
@@ -480,44 +593,71 @@ def _replace_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFram
         con.unregister("_frame")
 
 
+# Scores computed without a churn model (too short a history for the backtest) carry this version.
+NO_MODEL_VERSION = "no-churn-model"
+
+
 def score_and_publish(
     con: duckdb.DuckDBPyConnection, config: ScoringConfig, models_dir: Path, *, as_of: date | None = None
 ) -> ScoringOutcome:
-    """Score every customer who has ordered with the current model and replace the score tables."""
-    current = current_model(con)
-    if current is None:
-        raise NoPublishedModelError("no churn model has been published yet (ml.model_registry has no 'current' row)")
+    """Score every customer who has ordered and replace the score tables.
+
+    With the current churn model when one is published; before that (a young or small company) with
+    the purchase model's estimate of churn, flagged in ``ml.scoring_notes``. Raises
+    NoPublishedModelError only when there is nothing to score (no orders).
+    """
     as_of = as_of or last_data_day(con)
-    model = load_model(models_dir / current.model_version)
-    scores, book, drift = compute_scores(con, config, model, current.model_version, as_of)
+    if as_of is None:
+        raise NoPublishedModelError("no orders in marts.orders: nobody to score")
+    current = current_model(con)
+    model = load_model(models_dir / current.model_version) if current else None
+    version = current.model_version if current else NO_MODEL_VERSION
+    notes = ScoringNotes()
+    scores, book, drift = compute_scores(con, config, model, version, as_of, notes)
     drift_frame = pl.DataFrame(
         {
-            "model_version": [current.model_version] * len(drift),
+            "model_version": [version] * len(drift),
             "scored_as_of": [as_of] * len(drift),
             "feature": list(drift),
             "psi": list(drift.values()),
         },
         schema={"model_version": pl.String, "scored_as_of": pl.Date, "feature": pl.String, "psi": pl.Float64},
     )
+    notes_frame = pl.DataFrame(
+        {
+            "scored_as_of": [as_of] * len(notes.rows),
+            "component": [c for c, _ in notes.rows],
+            "note": [n for _, n in notes.rows],
+        },
+        schema={"scored_as_of": pl.Date, "component": pl.String, "note": pl.String},
+    )
     con.execute("begin")
     try:
         ensure_ml_schema(con)
+        # Yesterday's scores are kept for tomorrow's comparison; a same-day re-run keeps the same ones.
+        earlier = con.execute(
+            "select count(*) > 0 from ml.customer_scores where scored_as_of < $d", {"d": as_of}
+        ).fetchall()[0][0]
+        if earlier:
+            con.execute("create or replace table ml.customer_scores_previous as select * from ml.customer_scores")
         _replace_table(con, "ml.customer_scores", scores.with_columns(pl.col("action_priority").cast(pl.Int32)))
         _replace_table(con, "ml.rep_actions", book)
         _replace_table(con, "ml.tier_benefits_cost", tier_costs(scores))
         _replace_table(con, "ml.score_drift", drift_frame)
+        _replace_table(con, "ml.scoring_notes", notes_frame)
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
     return ScoringOutcome(
-        model_version=current.model_version,
+        model_version=version,
         scored_as_of=as_of,
         customers=scores.height,
         rep_actions=book.height,
         drift=drift,
         bands=dict(scores.group_by("churn_band").len().iter_rows()),
         tiers=dict(scores.group_by("loyalty_tier").len().iter_rows()),
+        notes=notes.rows,
     )
 
 

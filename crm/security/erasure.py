@@ -247,6 +247,8 @@ def erase_in_warehouse(con: duckdb.DuckDBPyConnection, person: Person, key: str)
 
 def _erase_source_rows(con, person: Person, identifiers: list[Identifier]) -> dict[str, int]:
     """raw and quarantine (the original record included), with the ledger's counts moved to suppressed."""
+    from crm.ingest.ledger import record_removal
+
     deleted = {}
     for entity in ENTITIES.values():
         for schema in ("raw", "quarantine"):
@@ -272,10 +274,17 @@ def _erase_source_rows(con, person: Person, identifiers: list[Identifier]) -> di
             deleted[table] = rows
             counted = "rows_loaded" if schema == "raw" else "rows_quarantined"
             con.executemany(
-                f"UPDATE ops.ingest_partition_counts SET {counted} = {counted} - ?, "
-                "rows_suppressed = coalesce(rows_suppressed, 0) + ? "
+                f"UPDATE ops.ingest_partition_counts SET {counted} = {counted} - ?, rows_read = rows_read - ? "
                 "WHERE entity = ? AND partition_date = ?",
                 [(n, n, entity.name, day) for day, n in per_day],
+            )
+            record_removal(
+                con,
+                entity=entity.name,
+                rows=rows,
+                reason="erased",
+                run_id=f"erase-{schema}-{uuid.uuid4().hex[:8]}",
+                at=datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds"),
             )
     return deleted
 

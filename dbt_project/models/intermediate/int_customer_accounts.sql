@@ -80,7 +80,7 @@ select
     best_account.customer_id,
     best_account.account_id,
     accounts.account_name,
-    coalesce(accounts.account_type, 'Unknown') as segment,
+    coalesce(accounts.account_type, {{ segment_without_account() }}) as segment,
     accounts.payment_terms_days,
     coalesce(accounts.owner_rep_id, latest_order_rep.order_rep_id) as owner_rep_id
 from best_account

@@ -67,7 +67,7 @@ select
     consents.marketing_email,
     accounts.account_id,
     accounts.account_name,
-    coalesce(accounts.segment, 'Unknown') as segment,
+    coalesce(accounts.segment, {{ segment_without_account() }}) as segment,
     accounts.payment_terms_days,
     accounts.owner_rep_id,
     reps.rep_name as owner_rep_name,

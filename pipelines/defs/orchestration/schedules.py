@@ -1,21 +1,27 @@
-"""The nightly run: the newest daily partition of every source, then everything downstream of it."""
+"""The nightly run: what is new in every source since the last load, then everything downstream of it.
 
-from datetime import UTC, datetime, timedelta
+No partition key: the raw assets read from the ledger's cursor (pipelines/defs/ingest), so the
+schedule only names the job, and a late or missed tick loses nothing (the next run reads all that
+arrived meanwhile).
+"""
+
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from crm.build_lock import BuildRunningError, build_lock
 from crm.settings import Settings
+from pipelines.defs.orchestration.recovery import recover_interrupted_builds
 
 NIGHTLY_JOB = "nightly_build"
 
 
-def build_nightly(settings: Settings, partitions: dg.DailyPartitionsDefinition):
+def build_nightly(settings: Settings):
     job = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all(),
-        partitions_def=partitions,
-        description="Ingest the newest day of every source, then rebuild the warehouse and everything after it.",
+        description="Ingest what is new in every source, then rebuild the warehouse and everything after it.",
     )
 
     @dg.schedule(
@@ -27,13 +33,18 @@ def build_nightly(settings: Settings, partitions: dg.DailyPartitionsDefinition):
         description="Nightly at the configured time (schedule.cron in the sources config; 02:00 by default).",
     )
     def nightly_build_schedule(context: dg.ScheduleEvaluationContext):
-        # The newest complete day as of the tick, not as of now: a late tick still loads its own day.
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if tick.tzinfo is not None:
             tick = tick.astimezone(ZoneInfo(settings.schedule.timezone))
-        newest = tick.date() - timedelta(days=1)
-        if newest < partitions.start.date():
-            return dg.SkipReason(f"no complete day since the history starts ({partitions.start.date()})")
-        return dg.RunRequest(run_key=newest.isoformat(), partition_key=newest.isoformat())
+        # A build that holds the lock is alive: skip this tick, the next one reads what arrived. A
+        # free lock means no build is alive, so runs still shown as started are dead: clear them.
+        try:
+            with build_lock(settings.warehouse_path, what="nightly schedule tick"):
+                for line in recover_interrupted_builds(context.instance, settings):
+                    context.log.warning(f"recovered: {line}")
+        except BuildRunningError as exc:
+            return dg.SkipReason(str(exc))
+        # One run per tick: the run key makes a re-evaluated tick idempotent.
+        return dg.RunRequest(run_key=tick.date().isoformat(), tags={"crm/nightly": tick.date().isoformat()})
 
     return job, nightly_build_schedule

@@ -25,6 +25,7 @@ from crm.scoring.service import (
     worst_drift,
 )
 from crm.settings import load_scoring_config
+from models_ml.clv import ModelFitError
 from pipelines.resources import ScoringResource, WarehouseResource
 
 CHURN_MODEL = dg.AssetKey(["ml", "churn_model"])
@@ -138,7 +139,8 @@ def customer_scoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     try:
         with warehouse.connect() as con:
             outcome = score_and_publish(con, settings, Path(scoring.models_dir))
-    except NoPublishedModelError as exc:
+    except (NoPublishedModelError, ModelFitError) as exc:
+        # Nothing to score yet (no orders), or too few customers for any value model: not a failed night.
         context.log.warning(f"customers not scored: {exc}")
         with warehouse.connect() as con:
             ensure_ml_schema(con)  # empty score tables: the marts build with null scores
@@ -153,7 +155,13 @@ def customer_scoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         )
         return
     worst, value = worst_drift(outcome.drift)
-    meta = {"model_version": outcome.model_version, "scored_as_of": str(outcome.scored_as_of)}
+    for component, note in outcome.notes:
+        context.log.info(f"scores, {component}: {note}")
+    meta = {
+        "model_version": outcome.model_version,
+        "scored_as_of": str(outcome.scored_as_of),
+        "notes": dg.MetadataValue.json([f"{c}: {n}" for c, n in outcome.notes]),
+    }
     bands = {f"band_{k}": v for k, v in outcome.bands.items()}
     tiers = {f"tier_{k}": v for k, v in outcome.tiers.items()}
     yield dg.MaterializeResult(

@@ -19,6 +19,7 @@ missing or older than any file of the dbt project.
 """
 
 import fcntl
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from crm.config import PROJECT_ROOT
-from pipelines.resources import WarehouseResource
+from pipelines.resources import CrmSettingsResource, WarehouseResource
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -81,6 +82,19 @@ def _parse(project_dir: Path, manifest: Path) -> Path:
     return manifest
 
 
+# Per-invocation dbt folders (run_results.json, logs) kept under <data folder>/dbt; older ones pruned.
+KEEP_DBT_INVOCATIONS = 12
+
+
+def dbt_target_path(data_dir: Path, invocation: str) -> Path:
+    root = data_dir / "dbt"
+    root.mkdir(parents=True, exist_ok=True)
+    old = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for folder in old[: max(0, len(old) - KEEP_DBT_INVOCATIONS + 1)]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return root / invocation
+
+
 class CrmDbtTranslator(DagsterDbtTranslator):
     """Keys by schema: ["staging", m], ["intermediate", m], ["marts", m], ["seeds", s]; sources
     keep dagster-dbt's ["<source>", "<table>"] (["raw", entity] = the ingestion assets)."""
@@ -106,8 +120,12 @@ def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "
         name=name,
         dagster_dbt_translator=CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
     )
-    def dbt_step(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-        yield from dbt.cli(["build", "--vars", warehouse.dbt_vars()], context=context).stream()
+    def dbt_step(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, crm: CrmSettingsResource
+    ):
+        # dbt's per-invocation target folder and log go under the data folder, like everything written.
+        target = dbt_target_path(crm.settings().data_dir, f"{context.run_id[:8]}-{name}")
+        yield from dbt.cli(["build", "--vars", warehouse.dbt_vars()], context=context, target_path=target).stream()
 
     return dbt_step
 
