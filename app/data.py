@@ -720,6 +720,24 @@ def check_results(reader: SnapshotReader) -> pl.DataFrame:
 
 
 @requires("operations")
+def missing_capabilities(reader: SnapshotReader) -> pl.DataFrame | None:
+    """What the configured sources cannot tell (crm/coverage.py): capability and what its absence costs."""
+    if not reader.has("ops.source_coverage"):
+        return None
+    return reader.frame(
+        "SELECT capability, missing_cost FROM ops.source_coverage WHERE NOT available ORDER BY capability"
+    )
+
+
+@requires("operations")
+def scoring_notes(reader: SnapshotReader) -> pl.DataFrame | None:
+    """What the scores left out or fell back on (crm/scoring), e.g. features of an absent system."""
+    if not reader.has("ml.scoring_notes"):
+        return None
+    return reader.frame("SELECT component, note FROM ml.scoring_notes ORDER BY component")
+
+
+@requires("operations")
 def identity_summary(reader: SnapshotReader) -> pl.DataFrame | None:
     if not reader.has("serving.identity_summary"):
         return None

@@ -51,19 +51,15 @@ else:
 
 # What the sources cannot tell (crm/coverage.py writes ops.source_coverage; crm/scoring writes
 # ml.scoring_notes): absent systems and what the scores left out or fell back on because of them.
-if reader.has("ops.source_coverage"):
-    absent = reader.frame("SELECT capability, missing_cost FROM ops.source_coverage WHERE NOT available")
-    if absent.height:
-        st.subheader("What these sources cannot tell")
-        st.warning(f"{count(absent.height)} thing(s) cannot be computed from the configured sources.")
-        st.markdown(
-            "\n".join(f"- **{row['capability']}**: {row['missing_cost']}" for row in absent.iter_rows(named=True))
-        )
-if reader.has("ml.scoring_notes"):
-    notes = reader.frame("SELECT component, note FROM ml.scoring_notes")
-    if notes.height:
-        with st.expander("What the scores left out or fell back on"):
-            st.dataframe(notes, hide_index=True)
+absent = ui.query(data.missing_capabilities)
+if absent is not None and absent.height:
+    st.subheader("What these sources cannot tell")
+    st.warning(f"{count(absent.height)} thing(s) cannot be computed from the configured sources.")
+    st.markdown("\n".join(f"- **{row['capability']}**: {row['missing_cost']}" for row in absent.iter_rows(named=True)))
+notes = ui.query(data.scoring_notes)
+if notes is not None and notes.height:
+    with st.expander("What the scores left out or fell back on"):
+        st.dataframe(notes, hide_index=True)
 
 st.subheader("Asset checks")
 if checks.height == 0:

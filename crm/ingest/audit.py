@@ -23,8 +23,9 @@ from crm.ingest.file_reader import list_drop_files, unread_files
 from crm.ingest.history import history_start
 from crm.ingest.ledger import quarantine_reasons_sql
 from crm.ingest.page_reader import page_header_day
-from crm.ingest.service import refresh_reconciliation
+from crm.ingest.service import ledger_state_key, refresh_reconciliation
 from crm.ingest.sql_reader import open_source_engine
+from crm.security.suppression import erasure_key, location_hash
 from crm.settings import FileDropSource, PagedExportSource, Settings, SqlSource
 
 
@@ -76,6 +77,7 @@ def read_audit(settings: Settings) -> dict:
 def _source_findings(settings: Settings, con, loaded: pl.DataFrame, watermarks: dict) -> list[Finding]:
     findings: list[Finding] = []
     start = history_start(settings)
+    suppressed = _suppressed_locations(settings, con)
     for source_name, source in settings.sources.items():
         if isinstance(source, FileDropSource) and source.path.is_dir():
             findings += _drop_findings(source_name, source, start, loaded)
@@ -86,7 +88,8 @@ def _source_findings(settings: Settings, con, loaded: pl.DataFrame, watermarks: 
                     findings += _file_finding(source_name, entity, page, relative, page_header_day(page), start, loaded)
         elif isinstance(source, SqlSource):
             for entity, mapping in source.entities.items():
-                findings += _sql_findings(con, source_name, source, entity, mapping, start, watermarks.get(entity))
+                watermark = watermarks.get(ledger_state_key(settings, entity, source_name))
+                findings += _sql_findings(con, source_name, source, entity, mapping, start, watermark, suppressed)
     return findings
 
 
@@ -142,8 +145,17 @@ def _file_finding(source_name, entity, file_path, relative, day, start, loaded: 
     return []
 
 
-def _sql_findings(con, source_name, source, entity, mapping, start, watermark) -> list[Finding]:
-    """Every row of the table should have been read once (its location is in raw or quarantine)."""
+def _suppressed_locations(settings: Settings, con) -> tuple[str, set[str]] | None:
+    """The erasure key and the hashed origins of rows suppressed for erased persons (None: no erasure)."""
+    key = erasure_key(settings.data_dir)
+    if key is None:
+        return None
+    return key, {h for (h,) in con.execute("SELECT location_hash FROM ops.suppressed_locations").fetchall()}
+
+
+def _sql_findings(con, source_name, source, entity, mapping, start, watermark, suppressed) -> list[Finding]:
+    """Every row of the table should have been read once (its location is in raw or quarantine, or it
+    was suppressed: an erased person's row)."""
     if mapping.table is None or "updated_at" not in mapping.columns:
         return []
     key_column = ENTITIES[entity].key[0]
@@ -182,6 +194,11 @@ def _sql_findings(con, source_name, source, entity, mapping, start, watermark) -
         params={"s": origin},
     ).pl()
     unread = source_rows.join(seen.rename({"_source_location": "location"}), on="location", how="anti")
+    if suppressed is not None and suppressed[1] and unread.height:
+        key, hashes = suppressed
+        unread = unread.filter(
+            pl.col("location").map_elements(lambda loc: location_hash(key, origin, loc) not in hashes, pl.Boolean)
+        )
     if unread.height == 0:
         return []
     before = unread.filter(pl.col("updated") < start.isoformat()) if start else unread.clear()

@@ -11,6 +11,8 @@
   days each batch touched), for freshness views and per-day questions;
 - ``ops.loaded_files``: the manifest of files and pages loaded, with size, modification time and
   checksum: the cursor of file drops (a file not in it, or changed, is new);
+- ``ops.suppressed_locations``: salted hashes of where suppressed rows came from (crm/security), so
+  ``crm audit`` counts an erased person's source rows as suppressed, not as never read;
 - ``ops.source_state``: the SQL watermark and the export cursor of each entity (``<entity>@<source>``
   when several sources feed the entity);
 - ``ops.ingest_reconciliation``: a view the dashboard and ``crm audit`` read.
@@ -24,6 +26,7 @@ import duckdb
 
 from crm.ingest.entities import ENTITIES
 from crm.ingest.readers import LoadedUnit, ReadResult, SourceState
+from crm.security.suppression import SUPPRESSED_LOCATIONS_TABLE
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;
@@ -51,6 +54,7 @@ ALTER TABLE ops.loaded_files ADD COLUMN IF NOT EXISTS modified_ns BIGINT;
 CREATE TABLE IF NOT EXISTS ops.source_state (
     entity VARCHAR PRIMARY KEY, watermark VARCHAR, cursor VARCHAR, cursor_date DATE, updated_at TIMESTAMP);
 ALTER TABLE ops.source_state ADD COLUMN IF NOT EXISTS config_sha VARCHAR;
+CREATE TABLE IF NOT EXISTS ops.suppressed_locations (entity VARCHAR, location_hash VARCHAR, batch_id VARCHAR);
 """
 
 
@@ -211,6 +215,12 @@ def record_batch(
         },
     )
     refresh_day_counts(con, entity, batch_id)
+    if suppressed and _temp_table_exists(con, SUPPRESSED_LOCATIONS_TABLE):
+        con.execute(
+            "INSERT INTO ops.suppressed_locations "
+            f"SELECT $entity, location_hash, $batch FROM {SUPPRESSED_LOCATIONS_TABLE}",
+            {"entity": entity, "batch": batch_id},
+        )
     if read.files:
         con.execute(
             "DELETE FROM ops.loaded_files WHERE entity = $entity AND path IN (SELECT unnest($paths))",
@@ -255,6 +265,11 @@ def record_batch(
                 "config": config_sha,
             },
         )
+
+
+def _temp_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n", {"n": name})
+    return bool(found.fetchall()[0][0])
 
 
 def record_removal(

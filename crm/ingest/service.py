@@ -149,12 +149,18 @@ def ingest_entity(
         _create_batch_tables(con, entity, None)
         _commit_batch(con, report, ReadResult(), _now(), run_id, entity, RowFormats(), settings, False)
         return report
-    state_keys = {name: entity_name if len(located) == 1 else f"{entity_name}@{name}" for name, _, _ in located}
+    state_keys = {name: ledger_state_key(settings, entity_name, name) for name, _, _ in located}
     reports = [
         _ingest_source(con, settings, entity, located_source, window, run_id, validate, today, state_keys)
         for located_source in located
     ]
     return reports[0] if len(reports) == 1 else _combined(reports)
+
+
+def ledger_state_key(settings: Settings, entity_name: str, source_name: str) -> str:
+    """The name of a source's cursor in ops.source_state: the entity, or ``<entity>@<source>`` when
+    several sources feed it (each keeps its own watermark, export cursor and config fingerprint)."""
+    return entity_name if len(settings.sources_of(entity_name)) <= 1 else f"{entity_name}@{source_name}"
 
 
 def _batch_id(entity_name: str, window: Window | None) -> str:

@@ -42,7 +42,7 @@ from crm.security.suppression import Identifier
 
 ERASED = "[erased]"
 # Tables of the ingestion ledger: counts only, adjusted rather than scanned.
-LEDGER_TABLES = {"ingest_batches", "ingest_partition_counts", "loaded_files", "source_state"}
+LEDGER_TABLES = {"ingest_batches", "ingest_partition_counts", "loaded_files", "source_state", "suppressed_locations"}
 # Columns whose digits may hold a phone number written in any format.
 _PHONE_COLUMN = re.compile(r"phone|value|raw_record|detail|description|metadata|comment|note", re.IGNORECASE)
 # (source column, key column) pairs that name one source record.
@@ -236,7 +236,7 @@ def erase_in_warehouse(con: duckdb.DuckDBPyConnection, person: Person, key: str)
     ensure_ledger(con)  # an older warehouse gains the rows_suppressed column
     con.execute("BEGIN TRANSACTION")
     try:
-        deleted = _erase_source_rows(con, person, identifiers)
+        deleted = _erase_source_rows(con, person, identifiers, key)
         deleted |= _erase_derived_rows(con, person)
         con.execute("COMMIT")
     except BaseException:
@@ -245,7 +245,7 @@ def erase_in_warehouse(con: duckdb.DuckDBPyConnection, person: Person, key: str)
     return deleted
 
 
-def _erase_source_rows(con, person: Person, identifiers: list[Identifier]) -> dict[str, int]:
+def _erase_source_rows(con, person: Person, identifiers: list[Identifier], key: str) -> dict[str, int]:
     """raw and quarantine (the original record included), with the ledger's counts moved to suppressed."""
     from crm.ingest.ledger import record_removal
 
@@ -268,6 +268,11 @@ def _erase_source_rows(con, person: Person, identifiers: list[Identifier]) -> di
             person.raw_values |= _collect_raw_values(con, table, predicate, contact)
             per_day = con.execute(f"SELECT _partition_date, count(*) FROM {table} WHERE {predicate} GROUP BY ALL")
             per_day = per_day.fetchall()
+            con.execute(
+                f"INSERT INTO ops.suppressed_locations SELECT $entity, {suppression.location_hash_sql(key)}, 'erasure' "
+                f"FROM {table} WHERE {predicate}",
+                {"entity": entity.name},
+            )
             rows = _delete_counted(con, table, predicate, [])
             if not rows:
                 continue

@@ -37,6 +37,9 @@ SUPPRESSION_FILE = Path("security") / "suppression.jsonl"
 KEY_FILE = Path("security") / "erasure.key"
 HASHES_TABLE = "_suppressed_identifiers"
 SUPPRESSED_COUNTS_TABLE = "_ingest_suppressed"
+# Where the suppressed rows came from, as salted hashes: `crm audit` counts a source row it finds
+# there as suppressed, not as never read, without the warehouse naming the erased person's records.
+SUPPRESSED_LOCATIONS_TABLE = "_ingest_suppressed_locations"
 
 # Per source entity: (identifier kind, canonical column holding it). Entities not listed hold no
 # person (products, campaigns, reps, opportunities) and are never filtered.
@@ -103,6 +106,17 @@ def national_number(e164: str) -> str | None:
 
 def hash_identifier(key: str, kind: str, value: str) -> str:
     return hashlib.sha256(f"{key}|{kind}|{value}".encode()).hexdigest()
+
+
+def location_hash(key: str, source: str, location: str) -> str:
+    """The salted hash of a source row's origin (``_source``, ``_source_location``); see location_hash_sql."""
+    return hash_identifier(key, "location", f"{source}|{location}")
+
+
+def location_hash_sql(key: str) -> str:
+    """SQL over a table with ``_source`` and ``_source_location``: the same hash as :func:`location_hash`."""
+    salt = key.replace("'", "''")
+    return f"sha256('{salt}|location|' || coalesce(_source, '') || '|' || coalesce(_source_location, ''))"
 
 
 def identifiers_for(
@@ -259,6 +273,7 @@ def suppress_batch(
     the ledger. Without erasures (the common case) this costs one file check.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_COUNTS_TABLE} (_partition_date DATE, rows BIGINT)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_LOCATIONS_TABLE} (location_hash VARCHAR)")
     identifiers = load_identifiers(data_dir)
     key = erasure_key(data_dir)
     if not identifiers or key is None or entity not in PERSON_COLUMNS:
@@ -272,6 +287,9 @@ def suppress_batch(
         con.execute(
             f"INSERT INTO {SUPPRESSED_COUNTS_TABLE} SELECT _partition_date, count(*) FROM {table} "
             f"WHERE {predicate} GROUP BY ALL"
+        )
+        con.execute(
+            f"INSERT INTO {SUPPRESSED_LOCATIONS_TABLE} SELECT {location_hash_sql(key)} FROM {table} WHERE {predicate}"
         )
         con.execute(f"DELETE FROM {table} WHERE {predicate}")
     rows = con.execute(

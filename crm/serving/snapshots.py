@@ -50,9 +50,9 @@ SERVED_TABLES: dict[str, tuple[str, ...] | None] = {
         "rep_performance",
     ),
     # The model card, calibration and drivers; the scores themselves are served by marts.
-    "ml": ("model_registry", "churn_calibration", "churn_drivers"),
+    "ml": ("model_registry", "churn_calibration", "churn_drivers", "scoring_notes"),
     "identity": ("records", "customer_id_changes", "suspected_duplicates", "guarded_values"),
-    "ops": ("ingest_reconciliation",),
+    "ops": ("ingest_reconciliation", "source_coverage"),
 }
 # Columns of served tables that no page reads: left out (a copy of every event's email address is
 # personal data the dashboard does not need, and a third of the events' size).

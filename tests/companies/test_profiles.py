@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from crm.ingest.entities import ENTITIES
 from crm.serving.snapshots import current_snapshot
-from tests.app.conftest import APP_SCRIPT, PAGES
+from tests.app.conftest import APP_SCRIPT, PAGES, PASSWORDS, sign_in
 from tests.companies.conftest import rebuild, rows_in_sources
 
 PROFILES = ("full", "orders-only", "b2b-no-marketing")
@@ -63,8 +63,8 @@ def test_the_profile_builds_losing_no_row_and_scoring_every_buyer(built_profiles
 
 
 def _open(page: str) -> AppTest:
-    app = AppTest.from_file(str(APP_SCRIPT), default_timeout=90)
-    app.run()
+    """The page as an admin sees it, signed in through the login form."""
+    app = sign_in(AppTest.from_file(str(APP_SCRIPT), default_timeout=90), "admin")
     if page != "overview":
         app.switch_page(f"app_pages/{page}.py")
         app.run()
@@ -73,15 +73,21 @@ def _open(page: str) -> AppTest:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_page_renders_and_data_health_names_what_is_absent(
-    built_profiles, profile, monkeypatch, clear_app_caches
+    built_profiles, profile, monkeypatch, clear_app_caches, tmp_path
 ):
+    from crm.security.users import add_user
+
     company = built_profiles(profile)
+    users = tmp_path / "users.json"
+    add_user(users, "test-admin", "admin", password=PASSWORDS["admin"])
+    monkeypatch.setenv("CRM_USERS_FILE", str(users))
     monkeypatch.setenv("CRM_DATA_DIR", str(company.settings.data_dir))
     monkeypatch.delenv("CRM_CONFIG", raising=False)
     for page in PAGES:
         app = _open(page)
         assert not app.exception, (page, [e.value for e in app.exception])
         assert not app.error, (page, [e.value for e in app.error])
+        assert app.title and not [t for t in app.text_input if t.key == "login_name"], (page, "the page, not the login")
         if page == "data_health":
             text = " ".join(m.value for m in app.markdown)
             assert all(f"**{capability}**" in text for capability in ABSENT[profile]), text[:2000]
