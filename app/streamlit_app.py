@@ -30,6 +30,7 @@ navigation = st.navigation(
         ],
         "Operations": [
             st.Page(PAGES / "data_health.py", title="Data health", icon=":material/health_and_safety:"),
+            st.Page(PAGES / "steward_review.py", title="Steward review", icon=":material/join_inner:"),
         ],
     }
 )
@@ -45,7 +46,7 @@ with st.sidebar:
     if snapshot is not None:
         customers = snapshot.row_counts.get("marts.customer_360")
         st.caption(
-            f"Snapshot {snapshot.snapshot_id} · built {snapshot.built_at:%Y-%m-%d %H:%M} UTC"
+            f"Data refreshed {snapshot.built_at:%d %b %Y %H:%M} UTC"
             + (f" · {count(customers)} customers" if customers is not None else "")
         )
 

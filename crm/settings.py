@@ -32,6 +32,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FreshnessSettings(_Strict):
+    """How old a source's newest data may be before the Data health page warns, then flags an error
+    (days between the newest day with data and today). Left out: no expectation."""
+
+    warn_after_days: int | None = Field(default=None, ge=0)
+    error_after_days: int | None = Field(default=None, ge=0)
+
+
 class EntityMapping(_Strict):
     """How one source table/file maps onto a canonical entity."""
 
@@ -45,11 +53,14 @@ class EntityMapping(_Strict):
     pattern: str | None = None  # file_drop: relative glob with {date}, e.g. events/events_{date}.csv
     single_file: bool = False  # file_drop: one file holding all history, not one per day
     date_column: str | None = None  # single_file: canonical column whose date assigns the partition
+    # Overrides the source's freshness for this entity ({} = no expectation, e.g. a rarely changing list).
+    freshness: FreshnessSettings | None = None
 
 
 class SqlSource(_Strict):
     kind: Literal["sql"]
     url: str
+    freshness: FreshnessSettings | None = None
     entities: dict[str, EntityMapping]
 
 
@@ -57,6 +68,7 @@ class FileDropSource(_Strict):
     kind: Literal["file_drop"]
     path: Path
     delimiter: str = ","
+    freshness: FreshnessSettings | None = None
     entities: dict[str, EntityMapping]
 
 
@@ -64,6 +76,7 @@ class PagedExportSource(_Strict):
     kind: Literal["paged_export"]
     path: Path
     first_cursor: str
+    freshness: FreshnessSettings | None = None
     entities: dict[str, EntityMapping]
 
 
@@ -144,6 +157,17 @@ class Settings(_Strict):
             memory_limit=self.warehouse_memory_limit,
             threads=self.warehouse_threads,
         )
+
+    def freshness_expectations(self) -> list[tuple[str, str, int | None, int | None]]:
+        """(source, entity, warn after days, error after days) of every configured entity: the entity's
+        own freshness, else its source's (as dbt's source freshness works)."""
+        rows = []
+        for source_name, source in self.sources.items():
+            for entity_name, mapping in source.entities.items():
+                expected = mapping.freshness if mapping.freshness is not None else source.freshness
+                expected = expected or FreshnessSettings()
+                rows.append((source_name, entity_name, expected.warn_after_days, expected.error_after_days))
+        return rows
 
     @property
     def dagster_home(self) -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 from crm.serving.aggregates import write_aggregates
+from crm.serving.search import write_customer_search
 from crm.warehouse import connect as connect_warehouse
 
 POINTER_NAME = "CURRENT.json"
@@ -184,9 +185,24 @@ def _write_ops_tables(
     )
 
 
+def _write_freshness_expectations(
+    con: duckdb.DuckDBPyConnection, expectations: Iterable[tuple[str, str, int | None, int | None]]
+) -> None:
+    """The config's freshness expectation per source entity (Settings.freshness_expectations): the
+    dashboard never reads the config, so the snapshot carries them."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(
+        "CREATE OR REPLACE TABLE ops.freshness_expectations "
+        "(source VARCHAR, entity VARCHAR, warn_after_days INTEGER, error_after_days INTEGER)"
+    )
+    rows = list(expectations)
+    if rows:
+        con.executemany("INSERT INTO ops.freshness_expectations VALUES (?, ?, ?, ?)", rows)
+
+
 def _add_serving_structures(con: duckdb.DuckDBPyConnection) -> None:
-    """What makes the app fast: indexes for point lookups, the dashboard aggregates, and one search
-    table holding each customer's name and email lower-cased and phone as digits (one LIKE scan)."""
+    """What makes the app fast: indexes for point lookups, the dashboard aggregates, and the search
+    table over every identifier of every source record (crm/serving/search.py)."""
     write_aggregates(con)
     present = {
         r[0]
@@ -198,13 +214,7 @@ def _add_serving_structures(con: duckdb.DuckDBPyConnection) -> None:
         if f"{table}.{column}" in present:
             schema, name = table.split(".")
             con.execute(f'CREATE INDEX IF NOT EXISTS "{name}_{column}_lookup" ON "{schema}"."{name}" ("{column}")')
-    if all(f"marts.customer_360.{c}" in present for c in ("customer_id", "full_name", "email", "phone")):
-        con.execute("""
-            CREATE OR REPLACE TABLE serving.customer_search AS
-            SELECT customer_id,
-                   lower(coalesce(full_name, '') || ' ' || coalesce(email, '')) AS name_and_email,
-                   regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') AS phone_digits
-            FROM marts.customer_360""")
+    write_customer_search(con)
 
 
 def _write_pointer(directory: Path, snapshot: Snapshot) -> None:
@@ -240,6 +250,7 @@ def publish_snapshot(
     runs: Iterable[RunRecord] = (),
     built_at: datetime | None = None,
     keep: int = KEEP_SNAPSHOTS,
+    freshness: Iterable[tuple[str, str, int | None, int | None]] = (),
 ) -> Snapshot:
     """Copy the warehouse into a new snapshot, add the run's bookkeeping, then move the pointer.
 
@@ -268,6 +279,7 @@ def publish_snapshot(
                 snapshot_id=snapshot_id, path=target, built_at=built_at, run_id=run_id, row_counts=counts
             )
             _write_ops_tables(con, snapshot, checks, runs)
+            _write_freshness_expectations(con, freshness)
             _add_serving_structures(con)
             con.execute("CHECKPOINT")
         partial.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
