@@ -289,8 +289,8 @@ def search_customers(reader: SnapshotReader, text: str, limit: int = 25, offset:
     frame = reader.frame(
         f"""
         WITH hits AS ({hits})
-        SELECT count(*) OVER () AS total, c.customer_id, c.full_name, c.email, c.phone, c.city, c.account_name,
-               c.owner_rep_name, c.last_order_at
+        SELECT count(*) OVER () AS total, c.customer_id, c.full_name, hits.matched, c.email, c.phone, c.city,
+               c.account_name, c.owner_rep_name, c.last_order_at
         FROM hits JOIN marts.customer_360 c ON c.customer_id = hits.customer_id
         ORDER BY hits.score DESC, c.full_name, c.customer_id
         LIMIT ? OFFSET ?

@@ -1,5 +1,5 @@
 """Streamlit glue shared by the pages: the cached reader, cached queries, empty states, PII masking,
-tables with human headers, charts that mark partial months, and the colours every page shares.
+tables with human headers, a month-range control and the note under a chart with partial months.
 
 The reader is cached per snapshot id, so a newly published snapshot is picked up on the next
 rerun (the pointer is read on every rerun; it is one small file) while a page that is rendering
@@ -12,23 +12,16 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
 from app import data, glossary
-from app.format import change, count, kpi_value
+from app.format import change, kpi_value
 from crm.serving.snapshots import Snapshot, SnapshotError
 
 QUERY_TTL_SECONDS = 600
 SHOW_PII_KEY = "show_pii"
 MISSING = "–"
-
-# One colour per loyalty tier and per churn band on every page (Gold is gold, high risk is red).
-TIER_COLOURS = {"Bronze": "#a5672e", "Silver": "#9aa4ad", "Gold": "#d4a62a", "Platinum": "#4d6b7c"}
-BAND_COLOURS = {"low": "#2e7d32", "medium": "#f0a020", "high": "#c62828"}
-MAIN_COLOUR = "#1f6fb2"
-PARTIAL_COLOUR = "#9dbfdf"
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -144,94 +137,10 @@ def partial_note(frame: pl.DataFrame) -> str | None:
         for row in partial.iter_rows(named=True)
     ]
     return (
-        "Lighter, hatched bars are partial months: "
+        "Lighter, outlined bars and hollow points are partial months: "
         + "; ".join(spans)
         + ". Compare them with full months only with that in mind."
     )
-
-
-def monthly_chart(
-    frame: pl.DataFrame,
-    value: str,
-    *,
-    title: str,
-    axis: str,
-    money: bool = False,
-    line: bool = False,
-    share: bool = False,
-) -> go.Figure:
-    """One value per month; partial months drawn lighter and hatched (bars) or hollow and dashed (lines)."""
-    months = frame["month"].to_list()
-    values = frame[value].to_list()
-    partial = frame["is_partial"].to_list()
-    hover = [
-        f"{m:%b %Y}: {_hover_value(v, money, share)}" + (" (partial month)" if p else "")
-        for m, v, p in zip(months, values, partial, strict=True)
-    ]
-    figure = go.Figure()
-    if line:
-        full = [v if not p else None for v, p in zip(values, partial, strict=True)]
-        figure.add_scatter(
-            x=months,
-            y=full,
-            mode="lines+markers",
-            name="full month",
-            line={"color": MAIN_COLOUR},
-            hovertext=hover,
-            hoverinfo="text",
-        )
-        if any(partial):
-            # Join the partial point to its neighbour with a dashed line so the eye does not read a cliff.
-            dashed = [
-                v if p or (i + 1 < len(partial) and partial[i + 1]) or (i > 0 and partial[i - 1]) else None
-                for i, (v, p) in enumerate(zip(values, partial, strict=True))
-            ]
-            figure.add_scatter(
-                x=months,
-                y=dashed,
-                mode="lines+markers",
-                name="partial month",
-                line={"color": PARTIAL_COLOUR, "dash": "dot"},
-                marker={"symbol": "circle-open", "size": 9, "color": MAIN_COLOUR},
-                hovertext=hover,
-                hoverinfo="text",
-            )
-    else:
-        figure.add_bar(
-            x=months,
-            y=values,
-            marker={
-                "color": [PARTIAL_COLOUR if p else MAIN_COLOUR for p in partial],
-                "pattern": {"shape": ["/" if p else "" for p in partial]},
-            },
-            hovertext=hover,
-            hoverinfo="text",
-            showlegend=False,
-        )
-    figure.update_layout(
-        title=title,
-        yaxis_title=axis,
-        xaxis_title=None,
-        margin={"t": 50, "b": 30},
-        height=330,
-        legend={"orientation": "h", "y": -0.2},
-    )
-    figure.update_xaxes(tickformat="%b %Y")
-    if money:
-        figure.update_yaxes(tickprefix="£", tickformat="~s")
-    if share:
-        figure.update_yaxes(tickformat=".0%")
-    return figure
-
-
-def _hover_value(value, money: bool, share: bool) -> str:
-    if value is None:
-        return MISSING
-    if money:
-        return f"£{value:,.0f}"
-    if share:
-        return f"{value:.1%}"
-    return count(value) if float(value).is_integer() else f"{value:,.1f}"
 
 
 def plain_date(value: date | None) -> str:

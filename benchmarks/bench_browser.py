@@ -130,14 +130,20 @@ def first_content_selector(path: str) -> str:
 
 
 def full_screenshot(page, path: Path) -> None:
-    """The whole page: Streamlit scrolls inside its main container, so the window grows to its height first."""
-    height = page.evaluate(
-        'Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], [data-testid="stAppViewContainer"]\')]'
-        ".map(e => e.scrollHeight), document.body.scrollHeight)"
-    )
+    """The whole page: Streamlit scrolls inside its main container, so the window grows to its height first
+    (again until it stops growing: a taller window can let more of the page lay out)."""
     width = page.viewport_size["width"]
-    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 12_000)})
-    page.wait_for_timeout(500)
+    height = 0
+    for _ in range(5):
+        needed = page.evaluate(
+            "(document.querySelector('[data-testid=\"stMainBlockContainer\"]')?.scrollHeight || 0) + 120"
+        )
+        if needed <= height:
+            break
+        height = min(int(needed) + 60, 12_000)
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        page.wait_for_function(SETTLED, arg=[500], timeout=60_000, polling=100)
     page.screenshot(path=str(path), full_page=True)
 
 

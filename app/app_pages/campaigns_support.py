@@ -2,11 +2,11 @@
 campaign reached them, ticket volumes and resolution times per month (open month marked), satisfaction
 against churn."""
 
-import plotly.express as px
+import altair as alt
 import polars as pl
 import streamlit as st
 
-from app import data, ui
+from app import charts, data, ui
 from app.format import count, money, share
 
 STEPS = {
@@ -44,11 +44,7 @@ else:
     row = campaigns.filter(pl.col("campaign_id") == campaign_id).row(0, named=True)
     funnel = pl.DataFrame({"step": list(STEPS.values()), "customers": [row[s] for s in STEPS]})
     left, right = st.columns([2, 1])
-    funnel_chart = px.funnel(
-        funnel, x="customers", y="step", title=labels[campaign_id], color_discrete_sequence=[ui.MAIN_COLOUR]
-    )
-    funnel_chart.update_layout(height=340, yaxis_title=None)
-    left.plotly_chart(funnel_chart)
+    left.altair_chart(charts.funnel(funnel, step="step", value="customers", title=labels[campaign_id]), width="stretch")
     right.metric("Open rate", share(row["open_rate"]), help="Customers who opened ÷ customers it was sent to.")
     right.metric("Click rate", share(row["click_rate"]), help="Customers who clicked ÷ customers it was sent to.")
     right.metric(
@@ -70,23 +66,24 @@ by_segment = ui.query(data.conversion_by_segment)
 if by_segment.height == 0:
     st.info("No campaign sends in this data.")
 else:
-    conversion = px.bar(
-        by_segment.sort("conversion_rate", descending=True),
-        x="segment",
-        y="conversion_rate",
-        hover_data={"sends": ":,", "conversions": ":,", "customers_sent": ":,"},
-        labels={
-            "conversion_rate": "sends that led to a purchase",
-            "segment": "",
-            "sends": "campaign sends",
-            "conversions": "conversions",
-            "customers_sent": "customers",
-        },
-        color_discrete_sequence=[ui.MAIN_COLOUR],
+    st.altair_chart(
+        charts.vbar(
+            by_segment,
+            x="segment",
+            y="conversion_rate",
+            title="Share of campaign sends that led to a purchase",
+            y_title="sends that led to a purchase",
+            kind="share",
+            tooltip=[
+                alt.Tooltip("segment:N", title="segment when sent"),
+                alt.Tooltip("sends:Q", title="campaign sends", format=",.0f"),
+                alt.Tooltip("conversions:Q", title="purchases", format=",.0f"),
+                alt.Tooltip("conversion_rate:Q", title="share", format=".2%"),
+                alt.Tooltip("customers_sent:Q", title="customers reached", format=",.0f"),
+            ],
+        ),
+        width="stretch",
     )
-    conversion.update_yaxes(tickformat=".1%")
-    conversion.update_layout(height=360)
-    st.plotly_chart(conversion)
     st.caption(
         "Each send counts in the RFM segment the customer was in at the end of the month before it (not today's "
         "segment, which the purchase itself may have changed). “No orders yet”: reached before their first order."
@@ -99,15 +96,17 @@ if tickets.height == 0:
 else:
     shown = ui.month_range(tickets, key="support_months")
     left, right = st.columns(2)
-    left.plotly_chart(ui.monthly_chart(shown, "tickets", title="Tickets per month", axis="tickets"))
-    right.plotly_chart(
-        ui.monthly_chart(
+    left.altair_chart(charts.monthly(shown, "tickets", title="Tickets per month", axis="tickets"), width="stretch")
+    right.altair_chart(
+        charts.monthly(
             shown,
             "median_resolution_hours",
             title="Median time to resolve (hours), by month opened",
             axis="hours",
+            kind="hours",
             line=True,
-        )
+        ),
+        width="stretch",
     )
     note = ui.partial_note(shown)
     st.caption(
@@ -118,15 +117,19 @@ satisfaction = ui.query(data.satisfaction_vs_churn)
 if satisfaction is None:
     st.info(data.NO_SCORES)
 else:
-    satisfaction_chart = px.bar(
-        satisfaction,
-        x="last_satisfaction",
-        y="mean_churn_probability",
-        hover_data={"customers": ":,"},
-        title="Churn risk by the customer's last support rating",
-        labels={"mean_churn_probability": "average churn risk", "last_satisfaction": "", "customers": "customers"},
-        color_discrete_sequence=[ui.MAIN_COLOUR],
+    st.altair_chart(
+        charts.vbar(
+            satisfaction,
+            x="last_satisfaction",
+            y="mean_churn_probability",
+            title="Churn risk by the customer's last support rating",
+            y_title="average churn risk",
+            kind="share",
+            tooltip=[
+                alt.Tooltip("last_satisfaction:N", title="last rating"),
+                alt.Tooltip("customers:Q", title="customers", format=",.0f"),
+                alt.Tooltip("mean_churn_probability:Q", title="average churn risk", format=".1%"),
+            ],
+        ),
+        width="stretch",
     )
-    satisfaction_chart.update_yaxes(tickformat=".0%")
-    satisfaction_chart.update_layout(height=340)
-    st.plotly_chart(satisfaction_chart)

@@ -2,12 +2,11 @@
 risk distribution, calibration, drivers, the most valuable customers at risk, expected value by tier,
 the model card."""
 
-import plotly.express as px
-import plotly.graph_objects as go
+import altair as alt
 import polars as pl
 import streamlit as st
 
-from app import data, glossary, ui
+from app import charts, data, glossary, ui
 from app.format import count, money, share
 
 st.title("Churn & value")
@@ -46,98 +45,88 @@ columns[3].metric(
 )
 
 left, right = st.columns(2)
-distribution = ui.query(data.churn_distribution)
-distribution_chart = px.bar(
-    distribution,
-    x="bucket",
-    y="customers",
-    color="churn_band",
-    title="Customers by predicted churn risk",
-    labels={"bucket": f"chance of no order in the next {risk.horizon_days} days", "churn_band": "band"},
-    color_discrete_map=ui.BAND_COLOURS,
-    category_orders={"churn_band": ["low", "medium", "high"]},
+distribution = ui.query(data.churn_distribution).with_columns((pl.col("bucket") + 0.05).alias("bucket_to"))
+left.altair_chart(
+    charts.histogram(
+        distribution,
+        start="bucket",
+        end="bucket_to",
+        count="customers",
+        title="Customers by predicted churn risk",
+        x_title=f"chance of no order in the next {risk.horizon_days} days",
+        kind="share",
+        color="churn_band",
+        colors=charts.BAND_COLOURS,
+    ),
+    width="stretch",
 )
-distribution_chart.update_xaxes(tickformat=".0%")
-distribution_chart.update_layout(bargap=0.05, height=380)
-left.plotly_chart(distribution_chart)
 calibration = ui.query(data.churn_calibration)
 if calibration is None or calibration.height == 0:
     right.info("No calibration recorded for the current model.")
 else:
-    figure = go.Figure(
-        [
-            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}),
-            go.Scatter(
-                x=calibration["mean_predicted"].to_list(),
-                y=calibration["observed_rate"].to_list(),
-                mode="lines+markers",
-                name="model",
-                line={"color": ui.MAIN_COLOUR},
-                text=[f"tenth {d} of customers" for d in calibration["decile"]],
-            ),
-        ]
+    right.altair_chart(
+        charts.calibration(calibration, title="Does the predicted risk come true? (backtest)"), width="stretch"
     )
-    figure.update_layout(
-        title="Does the predicted risk come true? (backtest)",
-        xaxis_title="predicted churn, per tenth of customers",
-        yaxis_title="share that churned",
-        height=380,
-    )
-    figure.update_xaxes(tickformat=".0%")
-    figure.update_yaxes(tickformat=".0%")
-    right.plotly_chart(figure)
 
 left, right = st.columns(2)
 drivers = ui.query(data.churn_drivers)
 if drivers is None or drivers.height == 0:
     left.info("No drivers recorded for the current model.")
 else:
-    drivers_chart = px.bar(
-        drivers.reverse(),
-        x="importance",
-        y="description",
-        orientation="h",
-        title="What moves the churn risk most",
-        labels={"description": "", "importance": "average change of the predicted risk"},
-        color_discrete_sequence=[ui.MAIN_COLOUR],
+    left.altair_chart(
+        charts.hbar(
+            drivers,
+            x="importance",
+            y="description",
+            title="What moves the churn risk most",
+            x_title="average effect on the risk",
+            kind="share",
+        ),
+        width="stretch",
     )
-    drivers_chart.update_xaxes(tickformat=".1%")
-    drivers_chart.update_layout(height=380)
-    left.plotly_chart(drivers_chart)
-clv = ui.query(data.clv_histogram)
-top_from = clv.filter(pl.col("is_top"))["clv_from"].min()
-clv_chart = px.bar(
-    clv.with_columns(pl.when(pl.col("is_top")).then(pl.lit("top 1%")).otherwise(pl.lit("others")).alias("group")),
-    x="clv_from",
-    y="customers",
-    color="group",
-    color_discrete_map={"others": ui.MAIN_COLOUR, "top 1%": ui.PARTIAL_COLOUR},
-    title="Customers by expected 12-month value",
-    labels={"clv_from": "expected 12-month value (£, bar = from this value)", "group": ""},
-    hover_data={"clv_to": ":,.0f", "clv_from": ":,.0f"},
+clv = ui.query(data.clv_histogram).with_columns(
+    pl.when(pl.col("is_top")).then(pl.lit("top 1%")).otherwise(pl.lit("everyone else")).alias("group")
 )
-clv_chart.update_layout(bargap=0.05, height=380, legend={"orientation": "h", "y": -0.25})
-clv_chart.update_xaxes(tickprefix="£", tickformat=",.0f")
-right.plotly_chart(clv_chart)
+top_from = clv.filter(pl.col("is_top"))["clv_from"].min()
+right.altair_chart(
+    charts.histogram(
+        clv,
+        start="clv_from",
+        end="clv_to",
+        count="customers",
+        title="Customers by expected 12-month value",
+        x_title="expected 12-month value",
+        kind="money",
+        color="group",
+        colors={"everyone else": charts.MAIN, "top 1%": charts.LIGHT},
+    ),
+    width="stretch",
+)
 if top_from is not None:
     right.caption(f"The last bar holds the top 1% of customers: everyone from {money(top_from)} up.")
 
 tiers = ui.query(data.tier_sizes)
 if tiers is not None and tiers.height:
-    by_tier = px.bar(
-        tiers,
-        x="loyalty_tier",
-        y="clv_12m",
-        color="loyalty_tier",
-        color_discrete_map=ui.TIER_COLOURS,
-        text=[money(v) for v in tiers["clv_12m"]],
-        title="Expected 12-month value per loyalty tier",
-        labels={"loyalty_tier": "", "clv_12m": "expected 12-month value (£)", "customers": "customers"},
-        hover_data={"customers": ":,"},
+    st.altair_chart(
+        charts.vbar(
+            tiers,
+            x="loyalty_tier",
+            y="clv_12m",
+            title="Expected 12-month value per loyalty tier",
+            y_title="expected 12-month value",
+            kind="money",
+            colors=charts.TIER_COLOURS,
+            order=charts.TIER_ORDER,
+            label=True,
+            tooltip=[
+                alt.Tooltip("loyalty_tier:N", title="tier"),
+                alt.Tooltip("customers:Q", title="customers", format=",.0f"),
+                alt.Tooltip("clv_12m:Q", title="expected 12-month value (£)", format=",.0f"),
+            ],
+            height=260,
+        ),
+        width="stretch",
     )
-    by_tier.update_layout(showlegend=False, height=340)
-    by_tier.update_yaxes(tickprefix="£", tickformat="~s")
-    st.plotly_chart(by_tier)
 
 st.subheader("Most valuable customers at risk, still buying")
 at_risk = ui.query(data.high_value_at_risk, risk.lapsed_after_days)
@@ -163,8 +152,9 @@ else:
         f"Trained {model['trained_at']:%d %b %Y} on data up to {model['train_cutoff']:%d %b %Y}; predicts no order "
         f"in the next {model['horizon_days']} days. Version {model['model_version']}."
     )
-    st.markdown(model["card_markdown"] or "(no card)")
-    with st.expander("Metrics"):
+    with st.expander("The model card: training, backtest against baselines, limits"):
+        st.markdown(model["card_markdown"] or "(no card)")
+    with st.expander("Metrics (JSON)"):
         st.code(model["metrics_json"] or "{}", language="json")
 
 st.caption(

@@ -56,14 +56,18 @@ last = found.offset + found.rows.height
 summary, pager = st.columns([3, 1])
 summary.caption(
     (f"{count(found.total)} customers match" if found.total != 1 else "1 customer matches")
-    + f" “{text.strip()}”"
     + (f" · showing {count(first)}–{count(last)}, best matches first" if pages > 1 else "")
 )
 if pages > 1:
     pager.number_input("Page", min_value=1, max_value=pages, step=1, key="customer_page")
 ui.table(
     ui.masked(found.rows),
-    column_config={"last_order_at": st.column_config.DateColumn("Last order", format="D MMM YYYY")},
+    column_config={
+        "last_order_at": st.column_config.DateColumn("Last order", format="D MMM YYYY"),
+        "matched": st.column_config.Column(
+            "Found by", help="The name, email, phone, account or id (of any of the customer's records) that matched."
+        ),
+    },
     key="customer_results",
 )
 
@@ -89,7 +93,9 @@ columns[2].metric(
     if card["days_since_last_order"] is not None
     else "No order yet.",
 )
-columns[3].metric("RFM segment", card.get("rfm_segment") or "no orders")
+with columns[3]:
+    st.caption("RFM segment")
+    st.markdown(f"#### {card.get('rfm_segment') or 'no orders yet'}")
 
 who, consent, scores = st.columns(3)
 with who:

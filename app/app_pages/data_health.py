@@ -4,11 +4,11 @@ the scored population drifted from the model's training, and what identity resol
 
 from datetime import UTC, datetime
 
-import plotly.express as px
+import altair as alt
 import polars as pl
 import streamlit as st
 
-from app import data, ui
+from app import charts, data, ui
 from app.format import count
 
 ENTITY_LABELS = {
@@ -26,9 +26,9 @@ ENTITY_LABELS = {
     "support_tickets": "Support tickets",
 }
 STATUS = {
-    "ok": "✅ fresh",
-    "warn": "⚠️ late",
-    "error": "⛔ stale",
+    "ok": "fresh",
+    "warn": "LATE",
+    "error": "STALE",
     "no expectation": "no expectation set",
     "no data": "no data",
 }
@@ -69,7 +69,9 @@ columns[0].metric(
 publishing = runs.filter(pl.col("run_id") == snapshot.run_id)
 columns[1].metric(
     "Last build",
-    publishing["outcome"][0] if publishing.height else "–",
+    {"Published this snapshot": "Published"}.get(publishing["outcome"][0], publishing["outcome"][0])
+    if publishing.height
+    else "–",
     help="The build that published this data. It was still finishing (re-exporting saved segments) when it "
     "recorded the list of runs, so it shows as the one that published, not yet as succeeded.",
 )
@@ -195,20 +197,22 @@ else:
         .otherwise(pl.col("reason"))
         .alias("short_reason"),
     )
-    chart = px.bar(
-        top.reverse(),
-        x="rows",
-        y="short_reason",
-        color="table",
-        orientation="h",
-        labels={"short_reason": "", "rows": "rows quarantined", "table": "table"},
-        title=f"Why rows were quarantined ({count(reasons['rows'].sum())} rows; top {top.height} reasons)",
-        hover_data={"reason": True, "short_reason": False},
+    st.altair_chart(
+        charts.hbar(
+            top,
+            x="rows",
+            y="short_reason",
+            title=f"Why rows were quarantined ({count(reasons['rows'].sum())} rows; top {top.height} reasons)",
+            x_title="rows quarantined",
+            color="table",
+            tooltip=[
+                alt.Tooltip("table:N", title="table"),
+                alt.Tooltip("reason:N", title="reason"),
+                alt.Tooltip("rows:Q", title="rows", format=",.0f"),
+            ],
+        ),
+        width="stretch",
     )
-    # One label per bar, however many bars: the axis must not skip every other reason.
-    chart.update_yaxes(dtick=1, automargin=True)
-    chart.update_layout(height=140 + 28 * top.height, legend={"orientation": "h", "y": -0.15})
-    st.plotly_chart(chart)
     samples = ui.query(data.quarantine_samples)
     st.markdown("**Examples to look at** (up to three rows per reason, where they are in the source)")
     st.dataframe(
@@ -244,10 +248,10 @@ else:
     st.dataframe(
         drift.with_columns(
             pl.when(pl.col("psi") > 0.25)
-            .then(pl.lit("⛔ large shift"))
+            .then(pl.lit("LARGE SHIFT"))
             .when(pl.col("psi") > 0.1)
-            .then(pl.lit("⚠️ some shift"))
-            .otherwise(pl.lit("✅ stable"))
+            .then(pl.lit("some shift"))
+            .otherwise(pl.lit("stable"))
             .alias("verdict"),
             pl.coalesce("description", pl.col("feature").str.replace_all("_", " ")).alias("description"),
         ).select("description", "psi", "verdict"),
@@ -310,18 +314,24 @@ st.dataframe(
     },
 )
 if sizes is not None and sizes.height:
-    size_chart = px.bar(
-        sizes.with_columns(
-            pl.when(pl.col("records") >= 10).then(pl.lit("10+")).otherwise(pl.col("records").cast(pl.String)).alias("n")
+    st.altair_chart(
+        charts.vbar(
+            sizes.with_columns(
+                pl.when(pl.col("records") >= 10)
+                .then(pl.lit("10+"))
+                .otherwise(pl.col("records").cast(pl.String))
+                .alias("records per customer")
+            ),
+            x="records per customer",
+            y="customers",
+            title="Customers by the number of source records behind them",
+            y_title="customers",
+            x_title="records per customer",
+            order=[str(i) for i in range(1, 10)] + ["10+"],
+            height=260,
         ),
-        x="n",
-        y="customers",
-        title="Customers by the number of source records behind them",
-        labels={"n": "records per customer", "customers": "customers"},
-        color_discrete_sequence=[ui.MAIN_COLOUR],
+        width="stretch",
     )
-    size_chart.update_layout(height=300)
-    st.plotly_chart(size_chart)
 clusters = ui.query(data.identity_largest_clusters)
 with st.expander("The largest customers by records (check that they are one person)"):
     if clusters is not None:

@@ -5,10 +5,10 @@ open month marked, segment and tier sizes.
 The KPIs come from a few precomputed rows and are drawn first; the charts follow.
 """
 
-import plotly.express as px
+import altair as alt
 import streamlit as st
 
-from app import data, ui
+from app import charts, data, ui
 from app.format import count, money, share
 
 st.title("Overview")
@@ -61,12 +61,11 @@ if monthly.height == 0:
 else:
     shown = ui.month_range(monthly, key="overview_months")
     left, right = st.columns(2)
-    left.plotly_chart(
-        ui.monthly_chart(shown, "revenue", title="Revenue per month", axis="revenue", money=True),
-        width="stretch",
+    left.altair_chart(
+        charts.monthly(shown, "revenue", title="Revenue per month", axis="revenue", kind="money"), width="stretch"
     )
-    right.plotly_chart(
-        ui.monthly_chart(
+    right.altair_chart(
+        charts.monthly(
             shown, "active_customers", title="Customers who ordered, per month", axis="customers", line=True
         ),
         width="stretch",
@@ -77,34 +76,39 @@ else:
 
 left, right = st.columns(2)
 segments = ui.query(data.segment_sizes)
-segments_chart = px.bar(
-    segments.reverse(),
-    x="customers",
-    y="segment",
-    orientation="h",
-    title="Customers per RFM segment",
-    labels={"segment": "", "customers": "customers", "revenue": "revenue (£)"},
-    hover_data={"revenue": ":,.0f"},
-    color_discrete_sequence=[ui.MAIN_COLOUR],
+left.altair_chart(
+    charts.hbar(
+        segments,
+        x="customers",
+        y="segment",
+        title="Customers per RFM segment",
+        x_title="customers",
+        tooltip=[
+            alt.Tooltip("segment:N", title="segment"),
+            alt.Tooltip("customers:Q", title="customers", format=",.0f"),
+            alt.Tooltip("revenue:Q", title="revenue (£)", format=",.0f"),
+        ],
+    ),
+    width="stretch",
 )
-segments_chart.update_layout(height=380, margin={"t": 50})
-left.plotly_chart(segments_chart, width="stretch")
 tiers = ui.query(data.tier_sizes)
 if tiers is not None:
-    tiers_chart = px.bar(
-        tiers,
-        x="loyalty_tier",
-        y="customers",
-        color="loyalty_tier",
-        color_discrete_map=ui.TIER_COLOURS,
-        title="Customers per loyalty tier",
-        labels={
-            "loyalty_tier": "",
-            "customers": "customers",
-            "clv_12m": "expected 12-month value (£)",
-            "benefits_yearly_cost": "benefits per year (£)",
-        },
-        hover_data={"clv_12m": ":,.0f", "benefits_yearly_cost": ":,.0f"},
+    right.altair_chart(
+        charts.vbar(
+            tiers,
+            x="loyalty_tier",
+            y="customers",
+            title="Customers per loyalty tier",
+            y_title="customers",
+            colors=charts.TIER_COLOURS,
+            order=charts.TIER_ORDER,
+            label=True,
+            tooltip=[
+                alt.Tooltip("loyalty_tier:N", title="tier"),
+                alt.Tooltip("customers:Q", title="customers", format=",.0f"),
+                alt.Tooltip("clv_12m:Q", title="expected 12-month value (£)", format=",.0f"),
+                alt.Tooltip("benefits_yearly_cost:Q", title="benefits per year (£)", format=",.0f"),
+            ],
+        ),
+        width="stretch",
     )
-    tiers_chart.update_layout(showlegend=False, height=380, margin={"t": 50})
-    right.plotly_chart(tiers_chart, width="stretch")

@@ -1,11 +1,11 @@
 """Segments: the RFM grid, how customers moved between segments (a from→to matrix), and cohort
 retention with the open month marked."""
 
-import plotly.express as px
+import altair as alt
 import polars as pl
 import streamlit as st
 
-from app import data, ui
+from app import charts, data, ui
 from app.format import count
 
 st.title("Segments")
@@ -17,23 +17,39 @@ if grid.height == 0:
     st.info("No customer has ordered yet: the RFM grid is empty.")
 else:
     measure = st.radio("Show", ["customers", "revenue"], horizontal=True, key="rfm_measure", format_func=str.capitalize)
-    pivot = grid.pivot(on="f_score", index="r_score", values=measure, sort_columns=True).sort(
-        "r_score", descending=True
+    cells = grid.with_columns(
+        ("F" + pl.col("f_score").cast(pl.String)).alias("frequency"),
+        ("R" + pl.col("r_score").cast(pl.String)).alias("recency"),
+        (pl.col(measure) / pl.col(measure).max()).alias("shade"),
+        pl.col(measure)
+        .round(0)
+        .cast(pl.Int64)
+        .map_elements((lambda v: f"£{v:,}") if measure == "revenue" else (lambda v: f"{v:,}"), return_dtype=pl.String)
+        .alias("label"),
     )
-    f_scores = [c for c in pivot.columns if c != "r_score"]
-    figure = px.imshow(
-        pivot.select(f_scores).to_numpy(),
-        x=[f"F{c}" for c in f_scores],
-        y=[f"R{r}" for r in pivot["r_score"]],
-        text_auto=",.0f",
-        aspect="auto",
-        color_continuous_scale="Blues",
-        labels={"color": "customers" if measure == "customers" else "revenue (£)", "x": "frequency", "y": "recency"},
+    st.altair_chart(
+        charts.heatmap(
+            cells,
+            x="frequency",
+            y="recency",
+            value="shade",
+            text="label",
+            title=None,
+            x_title="frequency score (5 = most orders)",
+            y_title="recency score (5 = most recent)",
+            x_order=[f"F{i}" for i in range(1, 6)],
+            y_order=[f"R{i}" for i in range(5, 0, -1)],
+            share=True,
+            height=300,
+            tooltip=[
+                alt.Tooltip("recency:N", title="recency score"),
+                alt.Tooltip("frequency:N", title="frequency score"),
+                alt.Tooltip("customers:Q", title="customers", format=",.0f"),
+                alt.Tooltip("revenue:Q", title="revenue (£)", format=",.0f"),
+            ],
+        ).configure_legend(disable=True),
+        width="stretch",
     )
-    figure.update_layout(
-        xaxis_title="frequency score (5 = most orders)", yaxis_title="recency score (5 = most recent)", height=420
-    )
-    st.plotly_chart(figure)
 
 st.subheader("Migration between two dates")
 dates = ui.query(data.rfm_snapshot_dates)
@@ -54,41 +70,36 @@ else:
     rows = [s for s in order if s != data.NOT_YET] + ([data.NOT_YET] if data.NOT_YET in order else [])
     columns = [s for s in rows if s != data.NOT_YET]
     columns += [s for s in moves["to_segment"].unique().sort().to_list() if s not in columns]
-    matrix = (
-        moves.pivot(on="to_segment", index="from_segment", values="customers")
-        .fill_null(0)
-        .join(pl.DataFrame({"from_segment": rows}).with_row_index("_order"), on="from_segment")
-        .sort("_order")
+    cells = moves.join(
+        moves.group_by("from_segment").agg(pl.col("customers").sum().alias("row_total")), on="from_segment"
+    ).with_columns(
+        (pl.col("customers") / pl.col("row_total")).alias("share"),
+        pl.col("customers").map_elements(lambda v: f"{v:,}", return_dtype=pl.String).alias("label"),
     )
-    for column in columns:
-        if column not in matrix.columns:
-            matrix = matrix.with_columns(pl.lit(0).alias(column))
-    values = matrix.select(columns).to_numpy()
-    totals = values.sum(axis=1, keepdims=True)
-    heatmap = px.imshow(
-        values / totals.clip(min=1),
-        x=columns,
-        y=rows,
-        aspect="auto",
-        color_continuous_scale="Blues",
-        zmin=0,
-        zmax=1,
-        labels={
-            "x": f"segment on {to_date:%d %b %Y}",
-            "y": f"segment on {from_date:%d %b %Y}",
-            "color": "share of row",
-        },
+    st.altair_chart(
+        charts.heatmap(
+            cells,
+            x="to_segment",
+            y="from_segment",
+            value="share",
+            text="label",
+            title=None,
+            x_title=f"segment on {to_date:%d %b %Y}",
+            y_title=f"segment on {from_date:%d %b %Y}",
+            x_order=columns,
+            y_order=rows,
+            share=True,
+            x_top=True,
+            tooltip=[
+                alt.Tooltip("from_segment:N", title="from"),
+                alt.Tooltip("to_segment:N", title="to"),
+                alt.Tooltip("customers:Q", title="customers", format=",.0f"),
+                alt.Tooltip("share:Q", title="share of the row", format=".0%"),
+            ],
+        ),
+        width="stretch",
     )
-    heatmap.update_traces(
-        text=values,
-        texttemplate="%{text:,}",
-        customdata=values,
-        hovertemplate="%{y} → %{x}: %{customdata:,} customers (%{z:.0%} of the row)<extra></extra>",
-    )
-    heatmap.update_layout(height=120 + 34 * len(rows), coloraxis_colorbar={"tickformat": ".0%"})
-    heatmap.update_xaxes(side="top", tickangle=-30)
-    st.plotly_chart(heatmap)
-    stayed = sum(int(matrix.filter(pl.col("from_segment") == s)[s][0]) for s in rows if s in matrix.columns)
+    stayed = moves.filter(pl.col("from_segment") == pl.col("to_segment"))["customers"].sum()
     st.caption(
         f"Each row is where the customers of a segment on {from_date:%d %b %Y} were on {to_date:%d %b %Y}; "
         f"the number is customers, the colour the share of the row. {count(stayed)} customers stayed in their "
@@ -101,35 +112,39 @@ cohorts = ui.query(data.cohort_retention)
 if cohorts.height == 0:
     st.info("No cohorts yet.")
 else:
-    pivot = cohorts.pivot(
-        on="months_since_acquisition", index="cohort_month", values="active_share", sort_columns=True
-    ).sort("cohort_month")
-    partial = cohorts.pivot(
-        on="months_since_acquisition", index="cohort_month", values="is_partial", sort_columns=True
-    ).sort("cohort_month")
-    offsets = [c for c in pivot.columns if c != "cohort_month"]
-    shares = pivot.select(offsets).to_numpy()
-    open_cells = partial.select(offsets).to_numpy()
-    text = [
-        ["" if v is None or v != v else (f"({v:.0%})" if p else f"{v:.0%}") for v, p in zip(row, flags, strict=True)]
-        for row, flags in zip(shares.tolist(), open_cells.tolist(), strict=True)
-    ]
-    # The open month's cells carry no colour (a partial month would read as a drop), only the figure in brackets.
-    coloured = [
-        [None if p else v for v, p in zip(row, flags, strict=True)]
-        for row, flags in zip(shares.tolist(), open_cells.tolist(), strict=True)
-    ]
-    figure = px.imshow(
-        coloured,
-        x=offsets,
-        y=[f"{m:%b %Y}" for m in pivot["cohort_month"]],
-        aspect="auto",
-        color_continuous_scale="Greens",
-        labels={"x": "months since first order", "y": "first ordered in", "color": "ordered again"},
+    cells = cohorts.with_columns(
+        pl.col("cohort_month").dt.strftime("%b %Y").alias("cohort"),
+        # The open month's cells carry no colour (a partial month would read as a drop), only the figure in brackets.
+        pl.when(pl.col("is_partial")).then(None).otherwise(pl.col("active_share")).alias("shade"),
+        pl.when(pl.col("is_partial"))
+        .then(pl.format("({}%)", (pl.col("active_share") * 100).round(0).cast(pl.Int64)))
+        .otherwise(pl.format("{}%", (pl.col("active_share") * 100).round(0).cast(pl.Int64)))
+        .alias("label"),
     )
-    figure.update_traces(text=text, texttemplate="%{text}")
-    figure.update_layout(height=max(400, 24 * pivot.height), coloraxis_colorbar={"tickformat": ".0%"})
-    st.plotly_chart(figure)
+    order = cells.sort("cohort_month")["cohort"].unique(maintain_order=True).to_list()
+    st.altair_chart(
+        charts.heatmap(
+            cells,
+            x="months_since_acquisition",
+            y="cohort",
+            value="shade",
+            text="label",
+            title=None,
+            x_title="months since first order",
+            y_title="first ordered in",
+            y_order=order,
+            scheme="greens",
+            share=True,
+            tooltip=[
+                alt.Tooltip("cohort:N", title="first ordered in"),
+                alt.Tooltip("months_since_acquisition:O", title="months later"),
+                alt.Tooltip("cohort_customers:Q", title="customers in the cohort", format=",.0f"),
+                alt.Tooltip("active_customers:Q", title="ordered that month", format=",.0f"),
+                alt.Tooltip("active_share:Q", title="share", format=".0%"),
+            ],
+        ),
+        width="stretch",
+    )
     open_month = cohorts.filter(pl.col("is_partial"))["activity_month"]
     if open_month.len():
         st.caption(

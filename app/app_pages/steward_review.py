@@ -21,6 +21,10 @@ st.caption(
     "Your decision is applied by the next build (the nightly run or `crm build`), and recorded in the audit trail."
 )
 
+recorded = st.session_state.pop("steward_recorded", None)
+if recorded:
+    st.success(recorded)
+
 pairs = ui.query(data.suspected_duplicates)
 decisions = data.steward_decisions(reader, directory)
 decided = {
@@ -98,7 +102,7 @@ else:
                 reason=reason.strip() or ("same person" if merged else "different people"),
                 decided_by=who.strip(),
             )
-            st.success(
+            st.session_state["steward_recorded"] = (
                 f"Recorded: {'merge' if merged else 'keep apart'} {labels[chosen].split(' · ')[0]}. "
                 "The next build applies it."
             )

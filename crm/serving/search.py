@@ -171,7 +171,8 @@ class SearchQuery:
 
 
 def search_sql(query: SearchQuery) -> tuple[str, list]:
-    """``SELECT customer_id, score`` of every customer matching ``query``, best first, with parameters.
+    """``SELECT customer_id, score, matched`` of every customer matching ``query`` (``matched``: the
+    identifier that matched), with its parameters.
 
     A phone-like query (digits, spaces, '+', '-', brackets) matches phone digits anywhere in a number
     and ids exactly; otherwise every word must be found among the customer's names, emails, accounts
@@ -179,13 +180,18 @@ def search_sql(query: SearchQuery) -> tuple[str, list]:
     before a name that starts with the text, before any other match.
     """
     if not query.tokens and not query.phone_like:
-        return f"SELECT customer_id, 0 AS score FROM {SEARCH_TABLE} WHERE false", []
+        return f"SELECT customer_id, 0 AS score, NULL AS matched FROM {SEARCH_TABLE} WHERE false", []
     exact = f"%{SEPARATOR}{query.folded}{SEPARATOR}%"
     if query.phone_like:
         where = "(contains(phones, ?) OR haystack LIKE ?)"
         params: list = [query.digits, exact]
         score = "CASE WHEN haystack LIKE ? THEN 3 WHEN contains(phones, ?) THEN 2 ELSE 1 END"
         score_params: list = [exact, f" {query.digits} "]
+        matched = (
+            "coalesce(list_filter(string_split(trim(phones), ' '), lambda x: contains(x, ?))[1], "
+            f"list_filter(string_split(haystack, '{SEPARATOR}'), lambda x: x = ?)[1])"
+        )
+        matched_params: list = [query.digits, query.folded]
     else:
         clauses = []
         params = []
@@ -200,7 +206,15 @@ def search_sql(query: SearchQuery) -> tuple[str, list]:
         where = " AND ".join(clauses)
         score = "CASE WHEN haystack LIKE ? THEN 3 WHEN contains(haystack, ?) THEN 2 ELSE 1 END"
         score_params = [exact, f"{SEPARATOR}{query.folded}"]
+        # The identifier that matched (the first word's), so a person sees why a customer is listed.
+        first = query.tokens[0]
+        entries = f"string_split(haystack, '{SEPARATOR}')"
+        matched = (
+            f"coalesce(list_filter({entries}, lambda x: contains(x, ?))[1], "
+            f"list_filter({entries}, lambda x: contains(x, ?) OR contains(x, ?))[1])"
+        )
+        matched_params = [query.folded, first, NICKNAMES.get(first, first)]
     return (
-        f"SELECT customer_id, {score} AS score FROM {SEARCH_TABLE} WHERE {where}",
-        score_params + params,
+        f"SELECT customer_id, {score} AS score, {matched} AS matched FROM {SEARCH_TABLE} WHERE {where}",
+        score_params + matched_params + params,
     )

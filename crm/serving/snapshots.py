@@ -176,13 +176,14 @@ def _write_ops_tables(
     con.execute("""
         CREATE OR REPLACE TABLE ops.snapshot_manifest (
             snapshot_id VARCHAR, built_at TIMESTAMPTZ, run_id VARCHAR, table_name VARCHAR, row_count BIGINT)""")
-    con.executemany(
-        "INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
-        [
-            (snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
-            for table, count in snapshot.row_counts.items()
-        ],
-    )
+    if snapshot.row_counts:  # a warehouse with no marts yet (a first build that stopped early) has none
+        con.executemany(
+            "INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
+            [
+                (snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
+                for table, count in snapshot.row_counts.items()
+            ],
+        )
 
 
 def _write_freshness_expectations(
