@@ -79,6 +79,35 @@ def masked_record(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, **masked(pl.DataFrame(contact, schema={name: pl.String for name in contact})).row(0, named=True)}
 
 
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _chart_specs(snapshot_id: str) -> dict:
+    return {}
+
+
+def _fingerprint(value: Any) -> Any:
+    if isinstance(value, pl.DataFrame):
+        return (value.height, tuple(value.columns), int(value.hash_rows().sum()) if value.height else 0)
+    return value
+
+
+def chart(target: Any, build: Callable[[], Any], *depends_on: Any) -> None:
+    """Draw an Altair chart, building its Vega-Lite spec once per snapshot, call site and data.
+
+    Building and validating a chart costs tens of milliseconds each time a page runs; the spec of the
+    same chart over the same rows is the same, so it is kept (per snapshot) and only sent again.
+    ``depends_on``: every value the chart is drawn from (frames, titles).
+    """
+    specs = _chart_specs(reader().snapshot.snapshot_id)
+    code = build.__code__
+    key = (code.co_filename, code.co_firstlineno, *(_fingerprint(v) for v in depends_on))
+    spec = specs.get(key)
+    if spec is None:
+        if len(specs) > 500:
+            specs.clear()
+        spec = specs[key] = build().to_dict()
+    target.vega_lite_chart(spec=spec, width="stretch")
+
+
 def metric_row(kpis: list[data.Kpi]) -> None:
     for column, kpi in zip(st.columns(len(kpis)), kpis, strict=True):
         column.metric(kpi.label, kpi_value(kpi.current, kpi.kind), change(kpi.change), help=kpi.definition or None)

@@ -9,13 +9,17 @@ process group, stopped afterwards) and opens each page with Playwright driving D
 
 - first content: from navigation start until the page's first content is on screen: its title and,
   on Overview, the KPI tiles (the part drawn first; the charts are deferred behind them);
-- fully rendered: from navigation start until Streamlit's running indicator is gone and the page
-  has stopped changing (no DOM mutation for ``--quiet-ms``); the figure is the time of the last
-  change, so the quiet wait itself is not counted.
+- fully rendered: from navigation start until Streamlit's running indicator is gone (its root says
+  the script is not running, no element is still a loading skeleton) and the page has stopped
+  changing (no DOM mutation for ``--quiet-ms``); the figure is the time of the last change, so the
+  quiet wait itself is not counted;
+- from the sidebar: in one browser session (frontend loaded once), from a click on the page's
+  sidebar link until it is fully rendered: how a person moves around the app.
 
-The first visit of each page after the server starts is reported apart ("cold": Streamlit's query
-caches are empty, the snapshot is opened); the median of the following ``--repeats`` visits is the
-"warm" figure a person sees on every later visit. The Customers page is measured twice: empty, and
+The first visit of each page is reported apart ("cold": a browser that never saw the app, so nothing
+is in its cache, and on the first page Streamlit's query caches are empty too); the median of the
+following ``--repeats`` page loads in that browser is the "warm" figure (a returning browser opening
+the page by its address). The Customers page is measured twice: empty, and
 searching a customer's email up to their card. The machine's load (``os.getloadavg``) is recorded
 before and after. Results print as a table and go to benchmarks/results/browser_<customers>.json.
 """
@@ -66,11 +70,12 @@ new MutationObserver(() => { window.__lastMutation = performance.now(); })
 """
 # Streamlit marks its root with the script's state (its own end-to-end tests wait on it); an element
 # whose code is still loading shows a skeleton; charts draw after their element mounts (DOM changes).
-SETTLED = """([quietMs]) => {
+SETTLED = """([quietMs, title]) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')) return false;
-  if (!document.querySelector('h1')) return false;
+  const heading = document.querySelector('h1');
+  if (!heading || (title && !heading.innerText.trim().startsWith(title))) return false;
   return performance.now() - window.__lastMutation >= quietMs;
 }"""
 
@@ -143,20 +148,18 @@ def full_screenshot(page, path: Path) -> None:
         height = min(int(needed) + 60, 12_000)
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(300)
-        page.wait_for_function(SETTLED, arg=[500], timeout=60_000, polling=100)
+        page.wait_for_function(SETTLED, arg=[500, None], timeout=60_000, polling=100)
     page.screenshot(path=str(path), full_page=True)
 
 
-def visit(browser, base: str, path: str, *, quiet_ms: int, search: str | None = None, screenshot: Path | None = None):
-    """(seconds to first content, seconds to fully rendered) of one visit in a fresh context."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(MUTATION_RECORDER)
+def visit(context, base: str, path: str, *, quiet_ms: int, search: str | None = None, screenshot: Path | None = None):
+    """(seconds to first content, seconds to fully rendered) of one page load in a new tab of ``context``."""
     page = context.new_page()
     try:
         page.goto(f"{base}/{path}", wait_until="commit")
         page.locator(first_content_selector(path)).first.wait_for(timeout=60_000)
         first = page.evaluate("performance.now()") / 1000
-        page.wait_for_function(SETTLED, arg=[quiet_ms], timeout=120_000, polling=50)
+        page.wait_for_function(SETTLED, arg=[quiet_ms, None], timeout=120_000, polling=50)
         settled = page.evaluate("window.__lastMutation") / 1000
         if search is not None:
             box = page.get_by_role("textbox", name="Search by name, email, phone, account or id")
@@ -164,14 +167,42 @@ def visit(browser, base: str, path: str, *, quiet_ms: int, search: str | None = 
             box.fill(search)
             box.press("Enter")
             page.get_by_role("heading", name="Time line").wait_for(timeout=60_000)
-            page.wait_for_function(SETTLED, arg=[quiet_ms], timeout=120_000, polling=50)
+            page.wait_for_function(SETTLED, arg=[quiet_ms, None], timeout=120_000, polling=50)
             settled = (page.evaluate("window.__lastMutation") - started) / 1000
             first = None
         if screenshot is not None:
             full_screenshot(page, screenshot)
         return first, max(settled, first or 0)
     finally:
+        page.close()
+
+
+def new_context(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(MUTATION_RECORDER)
+    return context
+
+
+def navigate(browser, base: str, *, quiet_ms: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds from a click on a page's sidebar link until that page is fully rendered, as a person
+    moves around the app in one session (the frontend is loaded once; only the page runs)."""
+    context = new_context(browser)
+    page = context.new_page()
+    times: dict[str, list[float]] = {title: [] for title in PAGES.values()}
+    try:
+        page.goto(base, wait_until="commit")
+        page.wait_for_function(SETTLED, arg=[quiet_ms, "Overview"], timeout=120_000, polling=50)
+        order = list(PAGES.values())[1:] + ["Overview"]
+        for _ in range(rounds):
+            for title in order:
+                link = page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first
+                started = page.evaluate("performance.now()")
+                link.click()
+                page.wait_for_function(SETTLED, arg=[quiet_ms, title], timeout=120_000, polling=50)
+                times[title].append((page.evaluate("window.__lastMutation") - started) / 1000)
+    finally:
         context.close()
+    return times
 
 
 def measure(data_dir: Path, repeats: int, quiet_ms: int, screenshots: Path | None) -> dict:
@@ -205,13 +236,15 @@ def measure(data_dir: Path, repeats: int, quiet_ms: int, screenshots: Path | Non
                     if screenshots is not None:
                         screenshots.mkdir(parents=True, exist_ok=True)
                         shot = screenshots / f"{(path or 'overview') + ('_card' if search else '')}.png"
-                    cold = visit(browser, base, path, quiet_ms=quiet_ms, search=search)
+                    # Cold: a browser that never saw the app (nothing cached); warm: a returning browser
+                    # (its cache holds the app's code) opening the page anew.
+                    fresh = new_context(browser)
+                    cold = visit(fresh, base, path, quiet_ms=quiet_ms, search=search)
                     warm = [
-                        visit(
-                            browser, base, path, quiet_ms=quiet_ms, search=search, screenshot=shot if i == 0 else None
-                        )
+                        visit(fresh, base, path, quiet_ms=quiet_ms, search=search, screenshot=shot if i == 0 else None)
                         for i in range(repeats)
                     ]
+                    fresh.close()
                     firsts = [w[0] for w in warm if w[0] is not None]
                     rendered = [w[1] for w in warm]
                     rows[title] = {
@@ -223,6 +256,9 @@ def measure(data_dir: Path, repeats: int, quiet_ms: int, screenshots: Path | Non
                         "rendered_max_s": round(max(rendered), 2),
                     }
                     print(f"{title:45s} {json.dumps(rows[title])}", flush=True)
+                for title, seconds in navigate(browser, base, quiet_ms=quiet_ms, rounds=repeats).items():
+                    rows[title]["from_sidebar_s"] = round(statistics.median(seconds), 2)
+                    rows[title]["from_sidebar_max_s"] = round(max(seconds), 2)
             finally:
                 browser.close()
     finally:
@@ -252,12 +288,13 @@ def main() -> None:
         raise SystemExit(f"{CHROMIUM} is missing (Debian's chromium package)")
     results = measure(args.data_dir.resolve(), args.repeats, args.quiet_ms, args.screenshots)
     print(f"\n{results['customers']:,} customers; load {results['load_before']} -> {results['load_after']}")
-    print(f"{'page':45s} {'first content':>14s} {'rendered (median)':>18s} {'min-max':>12s} {'cold':>6s}")
+    print(f"{'page':40s} {'first content':>14s} {'rendered':>9s} {'min-max':>10s} {'cold':>6s} {'from sidebar':>13s}")
     for title, row in results["pages"].items():
         first = "–" if row["first_content_s"] is None else f"{row['first_content_s']:.2f} s"
+        sidebar = f"{row['from_sidebar_s']:.2f} s" if "from_sidebar_s" in row else "–"
         print(
-            f"{title:45s} {first:>14s} {row['rendered_s']:>16.2f} s "
-            f"{row['rendered_min_s']:.2f}-{row['rendered_max_s']:.2f} {row['cold_rendered_s']:>5.2f}"
+            f"{title:40s} {first:>14s} {row['rendered_s']:>7.2f} s "
+            f"{row['rendered_min_s']:.2f}-{row['rendered_max_s']:.2f} {row['cold_rendered_s']:>5.2f} {sidebar:>13s}"
         )
     out = ROOT / "benchmarks" / "results" / f"browser_{results['customers']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,12 @@ else:
     row = campaigns.filter(pl.col("campaign_id") == campaign_id).row(0, named=True)
     funnel = pl.DataFrame({"step": list(STEPS.values()), "customers": [row[s] for s in STEPS]})
     left, right = st.columns([2, 1])
-    left.altair_chart(charts.funnel(funnel, step="step", value="customers", title=labels[campaign_id]), width="stretch")
+    ui.chart(
+        left,
+        lambda: charts.funnel(funnel, step="step", value="customers", title=labels[campaign_id]),
+        funnel,
+        labels[campaign_id],
+    )
     right.metric("Open rate", share(row["open_rate"]), help="Customers who opened ÷ customers it was sent to.")
     right.metric("Click rate", share(row["click_rate"]), help="Customers who clicked ÷ customers it was sent to.")
     right.metric(
@@ -66,8 +71,9 @@ by_segment = ui.query(data.conversion_by_segment)
 if by_segment.height == 0:
     st.info("No campaign sends in this data.")
 else:
-    st.altair_chart(
-        charts.vbar(
+    ui.chart(
+        st,
+        lambda: charts.vbar(
             by_segment,
             x="segment",
             y="conversion_rate",
@@ -82,7 +88,7 @@ else:
                 alt.Tooltip("customers_sent:Q", title="customers reached", format=",.0f"),
             ],
         ),
-        width="stretch",
+        by_segment,
     )
     st.caption(
         "Each send counts in the RFM segment the customer was in at the end of the month before it (not today's "
@@ -96,9 +102,10 @@ if tickets.height == 0:
 else:
     shown = ui.month_range(tickets, key="support_months")
     left, right = st.columns(2)
-    left.altair_chart(charts.monthly(shown, "tickets", title="Tickets per month", axis="tickets"), width="stretch")
-    right.altair_chart(
-        charts.monthly(
+    ui.chart(left, lambda: charts.monthly(shown, "tickets", title="Tickets per month", axis="tickets"), shown)
+    ui.chart(
+        right,
+        lambda: charts.monthly(
             shown,
             "median_resolution_hours",
             title="Median time to resolve (hours), by month opened",
@@ -106,7 +113,7 @@ else:
             kind="hours",
             line=True,
         ),
-        width="stretch",
+        shown,
     )
     note = ui.partial_note(shown)
     st.caption(
@@ -117,8 +124,9 @@ satisfaction = ui.query(data.satisfaction_vs_churn)
 if satisfaction is None:
     st.info(data.NO_SCORES)
 else:
-    st.altair_chart(
-        charts.vbar(
+    ui.chart(
+        st,
+        lambda: charts.vbar(
             satisfaction,
             x="last_satisfaction",
             y="mean_churn_probability",
@@ -131,5 +139,5 @@ else:
                 alt.Tooltip("mean_churn_probability:Q", title="average churn risk", format=".1%"),
             ],
         ),
-        width="stretch",
+        satisfaction,
     )

@@ -46,8 +46,9 @@ columns[3].metric(
 
 left, right = st.columns(2)
 distribution = ui.query(data.churn_distribution).with_columns((pl.col("bucket") + 0.05).alias("bucket_to"))
-left.altair_chart(
-    charts.histogram(
+ui.chart(
+    left,
+    lambda: charts.histogram(
         distribution,
         start="bucket",
         end="bucket_to",
@@ -58,14 +59,16 @@ left.altair_chart(
         color="churn_band",
         colors=charts.BAND_COLOURS,
     ),
-    width="stretch",
+    distribution,
 )
 calibration = ui.query(data.churn_calibration)
 if calibration is None or calibration.height == 0:
     right.info("No calibration recorded for the current model.")
 else:
-    right.altair_chart(
-        charts.calibration(calibration, title="Does the predicted risk come true? (backtest)"), width="stretch"
+    ui.chart(
+        right,
+        lambda: charts.calibration(calibration, title="Does the predicted risk come true? (backtest)"),
+        calibration,
     )
 
 left, right = st.columns(2)
@@ -73,8 +76,9 @@ drivers = ui.query(data.churn_drivers)
 if drivers is None or drivers.height == 0:
     left.info("No drivers recorded for the current model.")
 else:
-    left.altair_chart(
-        charts.hbar(
+    ui.chart(
+        left,
+        lambda: charts.hbar(
             drivers,
             x="importance",
             y="description",
@@ -82,14 +86,15 @@ else:
             x_title="average effect on the risk",
             kind="share",
         ),
-        width="stretch",
+        drivers,
     )
 clv = ui.query(data.clv_histogram).with_columns(
     pl.when(pl.col("is_top")).then(pl.lit("top 1%")).otherwise(pl.lit("everyone else")).alias("group")
 )
 top_from = clv.filter(pl.col("is_top"))["clv_from"].min()
-right.altair_chart(
-    charts.histogram(
+ui.chart(
+    right,
+    lambda: charts.histogram(
         clv,
         start="clv_from",
         end="clv_to",
@@ -100,15 +105,16 @@ right.altair_chart(
         color="group",
         colors={"everyone else": charts.MAIN, "top 1%": charts.LIGHT},
     ),
-    width="stretch",
+    clv,
 )
 if top_from is not None:
     right.caption(f"The last bar holds the top 1% of customers: everyone from {money(top_from)} up.")
 
 tiers = ui.query(data.tier_sizes)
 if tiers is not None and tiers.height:
-    st.altair_chart(
-        charts.vbar(
+    ui.chart(
+        st,
+        lambda: charts.vbar(
             tiers,
             x="loyalty_tier",
             y="clv_12m",
@@ -125,7 +131,7 @@ if tiers is not None and tiers.height:
             ],
             height=260,
         ),
-        width="stretch",
+        tiers,
     )
 
 st.subheader("Most valuable customers at risk, still buying")
@@ -154,8 +160,6 @@ else:
     )
     with st.expander("The model card: training, backtest against baselines, limits"):
         st.markdown(model["card_markdown"] or "(no card)")
-    with st.expander("Metrics (JSON)"):
-        st.code(model["metrics_json"] or "{}", language="json")
 
 st.caption(
     "Definitions: "

@@ -197,8 +197,9 @@ else:
         .otherwise(pl.col("reason"))
         .alias("short_reason"),
     )
-    st.altair_chart(
-        charts.hbar(
+    ui.chart(
+        st,
+        lambda: charts.hbar(
             top,
             x="rows",
             y="short_reason",
@@ -211,7 +212,7 @@ else:
                 alt.Tooltip("rows:Q", title="rows", format=",.0f"),
             ],
         ),
-        width="stretch",
+        top,
     )
     samples = ui.query(data.quarantine_samples)
     st.markdown("**Examples to look at** (up to three rows per reason, where they are in the source)")
@@ -314,8 +315,9 @@ st.dataframe(
     },
 )
 if sizes is not None and sizes.height:
-    st.altair_chart(
-        charts.vbar(
+    ui.chart(
+        st,
+        lambda: charts.vbar(
             sizes.with_columns(
                 pl.when(pl.col("records") >= 10)
                 .then(pl.lit("10+"))
@@ -330,7 +332,7 @@ if sizes is not None and sizes.height:
             order=[str(i) for i in range(1, 10)] + ["10+"],
             height=260,
         ),
-        width="stretch",
+        sizes,
     )
 clusters = ui.query(data.identity_largest_clusters)
 with st.expander("The largest customers by records (check that they are one person)"):

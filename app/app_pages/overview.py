@@ -61,14 +61,15 @@ if monthly.height == 0:
 else:
     shown = ui.month_range(monthly, key="overview_months")
     left, right = st.columns(2)
-    left.altair_chart(
-        charts.monthly(shown, "revenue", title="Revenue per month", axis="revenue", kind="money"), width="stretch"
+    ui.chart(
+        left, lambda: charts.monthly(shown, "revenue", title="Revenue per month", axis="revenue", kind="money"), shown
     )
-    right.altair_chart(
-        charts.monthly(
+    ui.chart(
+        right,
+        lambda: charts.monthly(
             shown, "active_customers", title="Customers who ordered, per month", axis="customers", line=True
         ),
-        width="stretch",
+        shown,
     )
     note = ui.partial_note(shown)
     if note:
@@ -76,8 +77,9 @@ else:
 
 left, right = st.columns(2)
 segments = ui.query(data.segment_sizes)
-left.altair_chart(
-    charts.hbar(
+ui.chart(
+    left,
+    lambda: charts.hbar(
         segments,
         x="customers",
         y="segment",
@@ -89,12 +91,13 @@ left.altair_chart(
             alt.Tooltip("revenue:Q", title="revenue (£)", format=",.0f"),
         ],
     ),
-    width="stretch",
+    segments,
 )
 tiers = ui.query(data.tier_sizes)
 if tiers is not None:
-    right.altair_chart(
-        charts.vbar(
+    ui.chart(
+        right,
+        lambda: charts.vbar(
             tiers,
             x="loyalty_tier",
             y="customers",
@@ -110,5 +113,5 @@ if tiers is not None:
                 alt.Tooltip("benefits_yearly_cost:Q", title="benefits per year (£)", format=",.0f"),
             ],
         ),
-        width="stretch",
+        tiers,
     )

@@ -27,8 +27,9 @@ else:
         .map_elements((lambda v: f"£{v:,}") if measure == "revenue" else (lambda v: f"{v:,}"), return_dtype=pl.String)
         .alias("label"),
     )
-    st.altair_chart(
-        charts.heatmap(
+    ui.chart(
+        st,
+        lambda: charts.heatmap(
             cells,
             x="frequency",
             y="recency",
@@ -48,7 +49,7 @@ else:
                 alt.Tooltip("revenue:Q", title="revenue (£)", format=",.0f"),
             ],
         ).configure_legend(disable=True),
-        width="stretch",
+        cells,
     )
 
 st.subheader("Migration between two dates")
@@ -76,8 +77,9 @@ else:
         (pl.col("customers") / pl.col("row_total")).alias("share"),
         pl.col("customers").map_elements(lambda v: f"{v:,}", return_dtype=pl.String).alias("label"),
     )
-    st.altair_chart(
-        charts.heatmap(
+    ui.chart(
+        st,
+        lambda: charts.heatmap(
             cells,
             x="to_segment",
             y="from_segment",
@@ -97,7 +99,9 @@ else:
                 alt.Tooltip("share:Q", title="share of the row", format=".0%"),
             ],
         ),
-        width="stretch",
+        cells,
+        from_date,
+        to_date,
     )
     stayed = moves.filter(pl.col("from_segment") == pl.col("to_segment"))["customers"].sum()
     st.caption(
@@ -122,8 +126,9 @@ else:
         .alias("label"),
     )
     order = cells.sort("cohort_month")["cohort"].unique(maintain_order=True).to_list()
-    st.altair_chart(
-        charts.heatmap(
+    ui.chart(
+        st,
+        lambda: charts.heatmap(
             cells,
             x="months_since_acquisition",
             y="cohort",
@@ -143,7 +148,7 @@ else:
                 alt.Tooltip("active_share:Q", title="share", format=".0%"),
             ],
         ),
-        width="stretch",
+        cells,
     )
     open_month = cohorts.filter(pl.col("is_partial"))["activity_month"]
     if open_month.len():

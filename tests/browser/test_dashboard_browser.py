@@ -94,7 +94,7 @@ def served_app(published, tmp_path):
 def _settle(page, title: str) -> None:
     """Wait for the page's title, then for Streamlit to finish the script and the page to stop changing."""
     page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
-    page.wait_for_function(SETTLED, arg=[400], timeout=60_000, polling=100)
+    page.wait_for_function(SETTLED, arg=[400, None], timeout=60_000, polling=100)
 
 
 def _no_exception(page, title: str) -> None:
@@ -108,7 +108,7 @@ def _search(page, text: str) -> str:
     box.fill(text)
     box.press("Enter")
     page.get_by_role("heading", name="Time line").wait_for(timeout=30_000)
-    page.wait_for_function(SETTLED, arg=[400], timeout=60_000, polling=100)
+    page.wait_for_function(SETTLED, arg=[400, None], timeout=60_000, polling=100)
     return page.locator("h3").first.inner_text()
 
 
