@@ -375,56 +375,72 @@ def customer_suspects(reader: SnapshotReader, customer_id: str) -> pl.DataFrame 
 # Marketing sends are the bulk of any customer's events (one per campaign): the time line lists what
 # the customer did (opened, clicked, bought, unsubscribed) and counts the sends apart.
 QUIET_EVENT_TYPES = ("sent", "delivered")
+# Each fact is read by a bare point lookup on the snapshot's customer_id index: DuckDB leaves the index
+# as soon as another predicate or a join sits in the same query (a scan of 5M events at medium), so
+# filtering and naming happen in polars on the customer's own rows.
+TIMELINE_ORDERS = (
+    "SELECT order_date AS happened_at, 'Order' AS kind, status AS what, "
+    "'order ' || order_id || coalesce(' · ' || channel, '') AS detail, total_amount AS amount "
+    "FROM marts.orders WHERE customer_id = ?"
+)
+TIMELINE_EVENTS = (
+    "SELECT occurred_at AS happened_at, event_type, campaign_id, conversion_value "
+    "FROM marts.marketing_events WHERE customer_id = ?"
+)
+TIMELINE_TICKETS = (
+    "SELECT created_at AS happened_at, 'Support ticket' AS kind, status AS what, "
+    "concat_ws(' · ', subject, priority, 'rated ' || satisfaction_score) AS detail, NULL::DOUBLE AS amount "
+    "FROM marts.support_tickets WHERE customer_id = ?"
+)
 
 
-def _timeline_sources(reader: SnapshotReader, include_sends: bool) -> list[str]:
-    campaign_name = (
-        "coalesce(k.campaign_name, e.campaign_id)"
-        if reader.has_column("marts.campaign_performance", "campaign_name")
-        else "e.campaign_id"
-    )
-    campaign_join = (
-        "LEFT JOIN marts.campaign_performance k ON k.campaign_id = e.campaign_id"
-        if reader.has_column("marts.campaign_performance", "campaign_name")
-        else ""
-    )
-    quiet = "" if include_sends else f"AND e.event_type NOT IN {QUIET_EVENT_TYPES}"
-    return [
-        "SELECT order_date AS happened_at, 'Order' AS kind, status AS what, "
-        "'order ' || order_id || coalesce(' · ' || channel, '') AS detail, total_amount AS amount "
-        "FROM marts.orders WHERE customer_id = ?",
-        f"SELECT e.occurred_at AS happened_at, 'Marketing' AS kind, e.event_type AS what, "
-        f"coalesce({campaign_name}, 'no campaign') AS detail, nullif(e.conversion_value, 0) AS amount "
-        f"FROM marts.marketing_events e {campaign_join} WHERE e.customer_id = ? {quiet}",
-        "SELECT created_at AS happened_at, 'Support ticket' AS kind, status AS what, "
-        "concat_ws(' · ', subject, priority, 'rated ' || satisfaction_score) AS detail, NULL::DOUBLE AS amount "
-        "FROM marts.support_tickets WHERE customer_id = ?",
-    ]
+def campaign_names(reader: SnapshotReader) -> dict[str, str]:
+    """Campaign id -> name, read once per snapshot reader."""
+    names = getattr(reader, "_campaign_names", None)
+    if names is None:
+        names = (
+            dict(reader.rows("SELECT campaign_id, campaign_name FROM marts.campaign_performance"))
+            if reader.has_column("marts.campaign_performance", "campaign_name")
+            else {}
+        )
+        reader._campaign_names = names
+    return names
 
 
 def customer_timeline(
     reader: SnapshotReader, customer_id: str, limit: int = 200, include_sends: bool = False
-) -> pl.DataFrame:
-    """Orders, marketing events and tickets on one time line, newest first.
-
-    Three queries, merged here: each is a point lookup on the snapshot's customer_id index, which
-    DuckDB does not use once a UNION feeds a top-N (it scans 50M events instead).
-    """
-    parts = [
-        reader.frame(sql, [customer_id]).with_columns(
-            pl.col("happened_at").cast(pl.Datetime("us")), pl.col("amount").cast(pl.Float64)
-        )
-        for sql in _timeline_sources(reader, include_sends)
-    ]
-    return pl.concat(parts).sort("happened_at", descending=True, nulls_last=True).head(limit)
-
-
-def marketing_sends(reader: SnapshotReader, customer_id: str) -> int:
-    """How many marketing messages were sent or delivered to the customer (left off the time line)."""
-    return reader.value(
-        "SELECT count(*) FROM marts.marketing_events WHERE customer_id = ? AND list_contains(?, event_type)",
-        [customer_id, list(QUIET_EVENT_TYPES)],
+) -> tuple[pl.DataFrame, int]:
+    """Orders, marketing events (campaigns by name) and tickets on one time line, newest first, and how
+    many marketing messages were sent or delivered (left off the line unless ``include_sends``)."""
+    events = reader.frame(TIMELINE_EVENTS, [customer_id])
+    sends = events.filter(pl.col("event_type").is_in(QUIET_EVENT_TYPES)).height
+    if not include_sends:
+        events = events.filter(~pl.col("event_type").is_in(QUIET_EVENT_TYPES))
+    names = campaign_names(reader)
+    events = events.select(
+        "happened_at",
+        pl.lit("Marketing").alias("kind"),
+        pl.col("event_type").alias("what"),
+        pl.col("campaign_id")
+        .replace_strict(names, default=pl.col("campaign_id"))
+        .fill_null("no campaign")
+        .alias("detail"),
+        pl.when(pl.col("conversion_value") != 0).then(pl.col("conversion_value")).alias("amount"),
     )
+    parts = [
+        frame.with_columns(
+            pl.col("happened_at").cast(pl.Datetime("us")),
+            pl.col("detail").cast(pl.String),
+            pl.col("amount").cast(pl.Float64),
+        ).select("happened_at", "kind", "what", "detail", "amount")
+        for frame in (
+            reader.frame(TIMELINE_ORDERS, [customer_id]),
+            events,
+            reader.frame(TIMELINE_TICKETS, [customer_id]),
+        )
+    ]
+    timeline = pl.concat(parts).sort("happened_at", descending=True, nulls_last=True).head(limit)
+    return timeline, sends
 
 
 # --- Segments -----------------------------------------------------------------------------------

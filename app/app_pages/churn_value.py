@@ -83,7 +83,7 @@ else:
             x="importance",
             y="description",
             title="What moves the churn risk most",
-            x_title="average effect on the risk",
+            x_title="effect on the risk",
             kind="share",
         ),
         drivers,

@@ -98,50 +98,60 @@ with columns[3]:
     st.markdown(f"#### {card.get('rfm_segment') or 'no orders yet'}")
 
 who, consent, scores = st.columns(3)
-with who:
-    st.markdown("**Golden record** (the source it comes from in brackets)")
-    for field, name in (
-        ("first_name", "first name"),
-        ("last_name", "last name"),
-        ("email", "email"),
-        ("phone", "phone"),
-        ("city", "city"),
-        ("postcode", "postcode"),
-    ):
-        source = data.SOURCE_NAMES.get(card.get(field + "_source") or "", card.get(field + "_source"))
-        st.markdown(f"- {name}: {card[field] or '–'}" + (f" ({source.lower()})" if source else ""))
-    st.markdown(f"- account: {card['account_name'] or '–'} ({card['segment'] or 'type unknown'})")
-    st.markdown(f"- owner: {card['owner_rep_name'] or 'unassigned'}")
-with consent:
-    st.markdown("**Consent**")
-    st.markdown(
-        f"- email: {'yes' if card['email_consent'] else 'no'}"
-        + (f" (since {card['email_consent_at']:%d %b %Y})" if card["email_consent_at"] else "")
+lines = ["**Golden record** (the source it comes from in brackets)", ""]
+for field, name in (
+    ("first_name", "first name"),
+    ("last_name", "last name"),
+    ("email", "email"),
+    ("phone", "phone"),
+    ("city", "city"),
+    ("postcode", "postcode"),
+):
+    source = data.SOURCE_NAMES.get(card.get(field + "_source") or "", card.get(field + "_source"))
+    lines.append(f"- {name}: {card[field] or '–'}" + (f" ({source.lower()})" if source else ""))
+lines.append(f"- account: {card['account_name'] or '–'} ({card['segment'] or 'type unknown'})")
+lines.append(f"- owner: {card['owner_rep_name'] or 'unassigned'}")
+who.markdown("\n".join(lines))
+
+consent.markdown(
+    "\n".join(
+        [
+            "**Consent**",
+            "",
+            f"- email: {'yes' if card['email_consent'] else 'no'}"
+            + (f" (since {card['email_consent_at']:%d %b %Y})" if card["email_consent_at"] else ""),
+            f"- SMS: {'yes' if card['sms_consent'] else 'no'}"
+            + (f" (since {card['sms_consent_at']:%d %b %Y})" if card["sms_consent_at"] else ""),
+            f"- unsubscribed: {'yes' if card['is_unsubscribed'] else 'no'}",
+            "",
+            "**Support**",
+            "",
+            f"- tickets: {count(card['tickets_lifetime'])} ({count(card['open_tickets'])} open)",
+            f"- last rating: {card['last_satisfaction'] or 'never rated'}",
+        ]
     )
-    st.markdown(
-        f"- SMS: {'yes' if card['sms_consent'] else 'no'}"
-        + (f" (since {card['sms_consent_at']:%d %b %Y})" if card["sms_consent_at"] else "")
-    )
-    st.markdown(f"- unsubscribed: {'yes' if card['is_unsubscribed'] else 'no'}")
-    st.markdown("**Support**")
-    st.markdown(f"- tickets: {count(card['tickets_lifetime'])} ({count(card['open_tickets'])} open)")
-    st.markdown(f"- last rating: {card['last_satisfaction'] or 'never rated'}")
-with scores:
-    st.markdown("**Scores**")
-    if card.get("churn_probability") is not None:
-        risk = ui.query(data.risk_summary)
-        lapsed = risk is not None and (card["days_since_last_order"] or 0) > risk.lapsed_after_days
-        st.markdown(
-            f"- churn risk: {share(card['churn_probability'], 0)} ({card['churn_band']})"
-            + (" · already lapsed" if lapsed else "")
+)
+if card.get("churn_probability") is not None:
+    risk = ui.query(data.risk_summary)
+    lapsed = risk is not None and (card["days_since_last_order"] or 0) > risk.lapsed_after_days
+    scores.markdown(
+        "\n".join(
+            [
+                "**Scores**",
+                "",
+                f"- churn risk: {share(card['churn_probability'], 0)} ({card['churn_band']})"
+                + (" · already lapsed" if lapsed else ""),
+                f"- why: {card.get('churn_reasons') or 'no single factor stands out'}",
+                f"- expected 12-month value: {money(card['clv_12m'])}",
+                f"- loyalty: {card['loyalty_tier']} ({card['loyalty_score']:.0f}/100)",
+                f"- benefits: {card.get('benefits') or '–'}",
+                f"- next action: {card.get('next_action') or '–'}",
+            ]
         )
-        st.markdown(f"- why: {card.get('churn_reasons') or 'no single factor stands out'}")
-        st.markdown(f"- expected 12-month value: {money(card['clv_12m'])}")
-        st.markdown(f"- loyalty: {card['loyalty_tier']} ({card['loyalty_score']:.0f}/100)")
-        st.markdown(f"- benefits: {card.get('benefits') or '–'}")
-        st.markdown(f"- next action: {card.get('next_action') or '–'}")
-    else:
-        st.caption("Not scored: scores need at least one order." if reader.has_scores else data.NO_SCORES)
+    )
+else:
+    scores.markdown("**Scores**")
+    scores.caption("Not scored: scores need at least one order." if reader.has_scores else data.NO_SCORES)
 
 records = data.customer_records(reader, customer_id)
 with st.expander(f"The {count(records.height)} source records behind this customer, and why they were joined"):
@@ -173,13 +183,10 @@ with st.expander(f"The {count(records.height)} source records behind this custom
         )
 
 st.subheader("Time line")
-sends = data.marketing_sends(reader, customer_id)
-with_sends = (
-    st.checkbox(f"Include the {count(sends)} marketing messages sent or delivered", value=False, key="timeline_sends")
-    if sends
-    else False
-)
-timeline = data.customer_timeline(reader, customer_id, include_sends=with_sends)
+with_sends = st.session_state.get("timeline_sends", False)
+timeline, sends = data.customer_timeline(reader, customer_id, include_sends=with_sends)
+if sends:
+    st.checkbox(f"Include the {count(sends)} marketing messages sent or delivered", key="timeline_sends")
 if timeline.height == 0:
     st.caption("Nothing recorded for this customer yet.")
 else:

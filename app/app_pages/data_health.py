@@ -67,11 +67,10 @@ columns[0].metric(
     help=f"When the build that produced what every page shows finished: {age_hours:,.0f} hours ago (UTC).",
 )
 publishing = runs.filter(pl.col("run_id") == snapshot.run_id)
+latest = publishing if publishing.height else runs.head(1)
 columns[1].metric(
     "Last build",
-    {"Published this snapshot": "Published"}.get(publishing["outcome"][0], publishing["outcome"][0])
-    if publishing.height
-    else "–",
+    {"Published this snapshot": "Published"}.get(latest["outcome"][0], latest["outcome"][0]) if latest.height else "–",
     help="The build that published this data. It was still finishing (re-exporting saved segments) when it "
     "recorded the list of runs, so it shows as the one that published, not yet as succeeded.",
 )

@@ -166,9 +166,23 @@ def test_customer_card_has_provenance_scores_and_every_order_on_the_timeline(rea
         "Gold",
         "Platinum",
     )
-    timeline = data.customer_timeline(reader, customer_id, limit=10_000)
+    timeline, sends = data.customer_timeline(reader, customer_id, limit=10_000)
     assert timeline.filter(pl.col("kind") == "Order").height == orders
     assert timeline["happened_at"].is_sorted(descending=True, nulls_last=True)
+    # Sends are counted apart, not listed; campaigns appear by name.
+    with published.connect() as con:
+        sent, named = con.execute(
+            "SELECT count(*) FILTER (WHERE event_type IN ('sent', 'delivered')), "
+            "list(DISTINCT k.campaign_name) FILTER (WHERE event_type NOT IN ('sent', 'delivered')) "
+            "FROM marts.marketing_events e LEFT JOIN marts.campaign_performance k USING (campaign_id) "
+            "WHERE e.customer_id = ?",
+            [customer_id],
+        ).fetchall()[0]
+    marketing = timeline.filter(pl.col("kind") == "Marketing")
+    assert sends == sent and not marketing["what"].is_in(["sent", "delivered"]).any()
+    assert {n for n in named if n} <= set(marketing["detail"].to_list())
+    everything, _ = data.customer_timeline(reader, customer_id, limit=10_000, include_sends=True)
+    assert everything.filter(pl.col("kind") == "Marketing").height == marketing.height + sent
     assert data.customer_records(reader, customer_id).height >= 1
     assert data.customer_card(reader, "no-such-id") is None
 
