@@ -62,9 +62,12 @@ else:
         money(row["attributed_revenue"]),
         help="Orders a clicker placed within the attribution window after their first click on this campaign.",
     )
-    with st.expander(f"All {count(campaigns.height)} campaigns"):
-        shown = campaigns.select([c for c in CAMPAIGN_COLUMNS if c in campaigns.columns])
-        st.dataframe(shown, hide_index=True, column_config=CAMPAIGN_COLUMNS, placeholder=ui.MISSING)
+    # Lazy: the content runs and is sent only once the reader opens it.
+    box = st.expander(f"All {count(campaigns.height)} campaigns", key="all_campaigns", on_change="rerun")
+    if box.open:
+        with box:
+            shown = campaigns.select([c for c in CAMPAIGN_COLUMNS if c in campaigns.columns])
+            st.dataframe(shown, hide_index=True, column_config=CAMPAIGN_COLUMNS, placeholder=ui.MISSING)
 
 st.subheader("Conversion by segment at the time of the send")
 by_segment = ui.query(data.conversion_by_segment)

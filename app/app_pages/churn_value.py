@@ -158,8 +158,13 @@ else:
         f"Trained {model['trained_at']:%d %b %Y} on data up to {model['train_cutoff']:%d %b %Y}; predicts no order "
         f"in the next {model['horizon_days']} days. Version {model['model_version']}."
     )
-    with st.expander("The model card: training, backtest against baselines, limits"):
-        st.markdown(model["card_markdown"] or "(no card)")
+    # Lazy: the content runs and is sent only once the reader opens it.
+    box = st.expander(
+        "The model card: training, backtest against baselines, limits", key="model_card", on_change="rerun"
+    )
+    if box.open:
+        with box:
+            st.markdown(model["card_markdown"] or "(no card)")
 
 st.caption(
     "Definitions: "

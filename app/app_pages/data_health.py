@@ -181,8 +181,10 @@ else:
         st.dataframe(failed, hide_index=True, column_config=check_columns, placeholder=ui.MISSING)
     else:
         st.success(f"All {count(checks.height)} checks passed.")
-    with st.expander(f"All {count(checks.height)} check results"):
-        st.dataframe(checks, hide_index=True, column_config=check_columns, placeholder=ui.MISSING)
+    # Lazy expanders: their content runs and is sent only once the reader opens them.
+    box = st.expander(f"All {count(checks.height)} check results", key="all_checks", on_change="rerun")
+    if box.open:
+        box.dataframe(checks, hide_index=True, column_config=check_columns, placeholder=ui.MISSING)
 
 st.subheader("Quarantined rows")
 reasons = ui.query(data.quarantine_reasons)
@@ -333,10 +335,13 @@ if sizes is not None and sizes.height:
         ),
         sizes,
     )
-clusters = ui.query(data.identity_largest_clusters)
-with st.expander("The largest customers by records (check that they are one person)"):
+box = st.expander(
+    "The largest customers by records (check that they are one person)", key="clusters", on_change="rerun"
+)
+if box.open:
+    clusters = ui.query(data.identity_largest_clusters)
     if clusters is not None:
-        st.dataframe(
+        box.dataframe(
             clusters.select("customer_id", "full_name", "records", "sources", "emails", "phones", "surnames"),
             hide_index=True,
             placeholder=ui.MISSING,
@@ -352,15 +357,19 @@ with st.expander("The largest customers by records (check that they are one pers
         )
 guarded = ui.query(data.guarded_values)
 if guarded is not None and guarded.height:
-    with st.expander(f"{count(guarded.height)} values too common to link people by"):
-        st.caption(
+    box = st.expander(f"{count(guarded.height)} values too common to link people by", key="guarded", on_change="rerun")
+    if box.open:
+        box.caption(
             "Shared by so many records (a switchboard, a role mailbox) that identity resolution did not join "
             "through them."
         )
-        ui.table(guarded, key="guarded_values")
-changes = ui.query(data.identity_changes)
-with st.expander("Recent customer id merges and splits"):
+        with box:
+            ui.table(guarded, key="guarded_values")
+box = st.expander("Recent customer id merges and splits", key="id_changes", on_change="rerun")
+if box.open:
+    changes = ui.query(data.identity_changes)
     if changes is None or changes.height == 0:
-        st.caption("None recorded.")
+        box.caption("None recorded.")
     else:
-        ui.table(changes.drop("run_id", strict=False), key="identity_changes")
+        with box:
+            ui.table(changes.drop("run_id", strict=False), key="identity_changes")

@@ -113,9 +113,14 @@ st.download_button(
 )
 
 if rest.height:
-    with st.expander(f"{count(rest.height)} customers with nothing at stake today"):
-        ui.table(
-            ui.masked(with_card_links(rest)).select(BOOK_COLUMNS),
-            column_config=column_config,
-            key="book_rest",
-        )
+    # Lazy: the content runs and is sent only once the reader opens it.
+    box = st.expander(
+        f"{count(rest.height)} customers with nothing at stake today", key="book_rest_open", on_change="rerun"
+    )
+    if box.open:
+        with box:
+            ui.table(
+                ui.masked(with_card_links(rest)).select(BOOK_COLUMNS),
+                column_config=column_config,
+                key="book_rest",
+            )

@@ -82,32 +82,31 @@ AGGREGATES = (
     Aggregate(
         "conversion_by_segment",
         ("marts.marketing_events", "marts.customer_rfm_history"),
-        # The segment a customer was in when the campaign reached them (the newest month-end RFM snapshot
-        # on or before the first send), not today's segment, which the conversion itself may have changed.
+        # The segment a customer was in when the campaign reached them (the RFM snapshot at the end of the
+        # month before the first send), not today's segment, which the conversion itself may have changed.
+        # One pass over the events, then an equality join on that month end (the history is monthly).
         """
-        WITH sends AS (
-            SELECT customer_id, campaign_id, min(occurred_on) AS sent_on
+        WITH pairs AS (
+            SELECT customer_id, campaign_id,
+                   min(occurred_on) FILTER (WHERE event_type = 'sent') AS sent_on,
+                   bool_or(event_type = 'conversion') AS converted
             FROM marts.marketing_events
-            WHERE customer_id IS NOT NULL AND campaign_id IS NOT NULL AND event_type = 'sent'
-            GROUP BY ALL
-        ),
-        conversions AS (
-            SELECT DISTINCT customer_id, campaign_id FROM marts.marketing_events
-            WHERE customer_id IS NOT NULL AND campaign_id IS NOT NULL AND event_type = 'conversion'
+            WHERE customer_id IS NOT NULL AND campaign_id IS NOT NULL AND event_type IN ('sent', 'conversion')
+            GROUP BY customer_id, campaign_id
         ),
         history AS (
             SELECT customer_id, snapshot_date, segment FROM marts.customer_rfm_history WHERE is_month_end
-        ),
-        at_send AS (
-            SELECT s.customer_id, s.campaign_id, coalesce(h.segment, 'No orders yet') AS segment
-            FROM sends s ASOF LEFT JOIN history h
-              ON h.customer_id = s.customer_id AND h.snapshot_date <= s.sent_on
         )
-        SELECT a.segment, count(*) AS sends, count(c.customer_id) AS conversions,
-               count(DISTINCT a.customer_id) AS customers_sent,
-               count(c.customer_id) / count(*) AS conversion_rate
-        FROM at_send a LEFT JOIN conversions c ON c.customer_id = a.customer_id AND c.campaign_id = a.campaign_id
-        GROUP BY a.segment""",
+        SELECT coalesce(h.segment, 'No orders yet') AS segment, count(*) AS sends,
+               count(*) FILTER (WHERE p.converted) AS conversions,
+               count(DISTINCT p.customer_id) AS customers_sent,
+               count(*) FILTER (WHERE p.converted) / count(*) AS conversion_rate
+        FROM pairs p
+        LEFT JOIN history h
+          ON h.customer_id = p.customer_id
+         AND h.snapshot_date = CAST(date_trunc('month', p.sent_on) - INTERVAL 1 DAY AS DATE)
+        WHERE p.sent_on IS NOT NULL
+        GROUP BY 1""",
     ),
     Aggregate(
         "identity_summary",

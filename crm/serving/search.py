@@ -74,19 +74,15 @@ def write_customer_search(con: duckdb.DuckDBPyConnection) -> bool:
         records
     )
     account = "account_name" if "account_name" in golden else "NULL"
-    # Every (customer, name, email, phone, account, id) seen: the golden record, then each source record.
+    # Every (customer, name, email, phone, account, ids) seen: the golden record, then each source record.
     parts = [
         f"SELECT customer_id, full_name AS name, NULL AS first_name, NULL AS last_name, email, phone, "
-        f"{account} AS account, customer_id AS id FROM marts.customer_360"
+        f"{account} AS account, customer_id AS id, NULL AS source_id FROM marts.customer_360"
     ]
     if has_records:
         parts.append(
             "SELECT customer_id, trim(concat_ws(' ', first_name, last_name)), first_name, last_name, email, "
-            "phone_e164, NULL, record_key FROM identity.records WHERE customer_id IS NOT NULL"
-        )
-        parts.append(
-            "SELECT customer_id, NULL, NULL, NULL, NULL, NULL, NULL, source_key FROM identity.records "
-            "WHERE customer_id IS NOT NULL"
+            "phone_e164, NULL, record_key, source_key FROM identity.records WHERE customer_id IS NOT NULL"
         )
     entries = " UNION ALL ".join(parts)
     con.execute("CREATE SCHEMA IF NOT EXISTS serving")
@@ -102,32 +98,35 @@ def write_customer_search(con: duckdb.DuckDBPyConnection) -> bool:
         CREATE OR REPLACE TABLE {SEARCH_TABLE} AS
         WITH folded AS (
             SELECT e.customer_id,
-                   nullif(strip_accents(lower(trim(e.name))), '') AS name,
-                   -- "Bill Smith" is also found as "William Smith" (and a query for either finds both)
-                   CASE WHEN n.formal IS NOT NULL
-                        THEN n.formal || ' ' || strip_accents(lower(coalesce(e.last_name, ''))) END AS formal_name,
-                   nullif(lower(trim(e.email)), '') AS email,
-                   nullif(strip_accents(lower(trim(e.account))), '') AS account,
-                   nullif(lower(trim(e.id)), '') AS id,
-                   regexp_replace(coalesce(e.phone, ''), '[^0-9]', '', 'g') AS digits,
+                   [
+                       nullif(strip_accents(lower(trim(e.name))), ''),
+                       -- "Bill Smith" is also found as "William Smith" (and a query for either finds both)
+                       CASE WHEN n.formal IS NOT NULL
+                            THEN trim(n.formal || ' ' || strip_accents(lower(coalesce(e.last_name, '')))) END,
+                       nullif(lower(trim(e.email)), ''),
+                       nullif(strip_accents(lower(trim(e.account))), ''),
+                       nullif(lower(trim(e.id)), ''),
+                       nullif(lower(trim(e.source_id)), '')
+                   ] AS entries,
+                   nullif(regexp_replace(coalesce(e.phone, ''), '[^0-9]', '', 'g'), '') AS international,
                    t.code_length, t.trunk
             FROM _search_entries e
             LEFT JOIN _nicknames n
               ON n.nickname = strip_accents(lower(split_part(trim(e.first_name), ' ', 1)))
             LEFT JOIN _trunks t ON t.prefix = left(e.phone, 4)
-        ),
-        flattened AS (
-            SELECT customer_id, unnest([name, trim(formal_name), email, account, id]) AS entry,
-                   nullif(digits, '') AS international,
-                   CASE WHEN code_length IS NOT NULL AND length(digits) > code_length
-                        THEN trunk || substr(digits, code_length + 1) END AS national
-            FROM folded
         )
         SELECT customer_id,
-               '{SEPARATOR}' || coalesce(string_agg(DISTINCT entry, '{SEPARATOR}'), '') || '{SEPARATOR}' AS haystack,
-               ' ' || coalesce(array_to_string(list_distinct(list(international) || list(national)), ' '), '') || ' '
-                   AS phones
-        FROM flattened
+               '{SEPARATOR}' || array_to_string(list_distinct(flatten(list(entries))), '{SEPARATOR}')
+                   || '{SEPARATOR}' AS haystack,
+               ' ' || array_to_string(
+                   list_distinct(
+                       list(international)
+                       || list(CASE WHEN code_length IS NOT NULL AND length(international) > code_length
+                                    THEN trunk || substr(international, code_length + 1) END)
+                   ),
+                   ' '
+               ) || ' ' AS phones
+        FROM folded
         GROUP BY customer_id
         """
     )
