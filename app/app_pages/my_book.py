@@ -69,6 +69,8 @@ column_config = {
     "rank_in_book": st.column_config.NumberColumn("#", format="%d"),
     "card": st.column_config.LinkColumn("Card", display_text="open", help="The customer's card (new tab)."),
     "customer_name": st.column_config.Column("Customer"),
+    "phone": st.column_config.TextColumn("Phone", width=135),
+    "email": st.column_config.TextColumn("Email", width="medium"),
     "value_at_stake": ui.money_column("value_at_stake"),
     "clv_12m": ui.money_column("clv_12m"),
     "churn_probability": ui.share_column("churn_probability"),

@@ -72,8 +72,12 @@ def load_saved_segment() -> None:
             st.session_state[key] = list(condition.value) + ([NO_VALUE] if condition.include_missing else [])
     st.session_state["segment_channel"] = CHANNEL_LABELS[segment.channel]
     if segment.contact_details is not None:
-        st.session_state["segment_contacts"] = "included" if segment.contact_details else "masked"
+        st.session_state[contacts_key(segment.channel)] = "included" if segment.contact_details else "masked"
     st.session_state["segment_name"] = segment.name
+
+
+def contacts_key(channel: str | None) -> str:
+    return f"segment_contacts_{channel or 'analysis'}"
 
 
 def slider_moved(key: str, low: float, high: float) -> None:
@@ -219,8 +223,6 @@ channel_label = st.radio(
     list(CHANNEL_LABELS.values()),
     horizontal=True,
     key="segment_channel",
-    # A new channel asks the contact-details question again: a campaign's choice is never inherited.
-    on_change=lambda: st.session_state.pop("segment_contacts", None),
     help="A channel export leaves out everyone without consent for that channel (and, for email, the unsubscribed).",
 )
 channel = next(key for key, label in CHANNEL_LABELS.items() if label == channel_label)
@@ -257,7 +259,8 @@ contacts = st.radio(
     list(CONTACT_CHOICES),
     format_func=CONTACT_CHOICES.get,
     horizontal=True,
-    key="segment_contacts",
+    # One question per channel: a campaign's choice is never inherited from another channel's.
+    key=contacts_key(channel),
     index=None if channel else (1 if ui.show_pii() else 0),
     help="A campaign needs the addresses in full; an analysis does not. The choice is recorded in the "
     "export's manifest.",

@@ -99,7 +99,7 @@ def test_segment_builder_filters_change_the_count_and_the_download_holds_exactly
     # A channel export asks whether the file carries contact details; no download until answered.
     assert any("choose above whether the file carries emails and phones" in w.value for w in app.warning)
     assert not [b for b in app.get("download_button")]
-    app.radio(key="segment_contacts").set_value("masked").run()
+    app.radio(key="segment_contacts_email").set_value("masked").run()
     sendable = int(metric(app, "Customers in segment").replace(",", ""))
     excluded = int(metric(app, "Left out: no email consent").replace(",", ""))
     with app_env.connect() as con:
