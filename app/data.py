@@ -289,7 +289,8 @@ def search_customers(reader: SnapshotReader, text: str, limit: int = 25, offset:
     frame = reader.frame(
         f"""
         WITH hits AS ({hits})
-        SELECT count(*) OVER () AS total, c.customer_id, c.full_name, hits.matched, c.email, c.phone, c.city,
+        SELECT count(*) OVER () AS total, c.customer_id, c.full_name, hits.matched, hits.matched_kind, c.email,
+               c.phone, c.city,
                c.account_name, c.owner_rep_name, c.last_order_at
         FROM hits JOIN marts.customer_360 c ON c.customer_id = hits.customer_id
         ORDER BY hits.score DESC, c.full_name, c.customer_id
@@ -735,17 +736,6 @@ def recent_runs(reader: SnapshotReader) -> pl.DataFrame:
         .otherwise(pl.col("status").replace_strict(RUN_STATUS, default=pl.col("status").str.to_lowercase()))
         .alias("outcome")
     )
-
-
-def last_successful_run(reader: SnapshotReader) -> dict[str, Any] | None:
-    """The newest finished successful run, else the run that published this snapshot (it succeeded up
-    to publishing, which is its last step), else None."""
-    runs = reader.frame(
-        "SELECT *, coalesce(ended_at, started_at) AS finished_or_started_at FROM ops.recent_runs "
-        "WHERE status = 'SUCCESS' OR run_id = ? ORDER BY status = 'SUCCESS' DESC, finished_or_started_at DESC LIMIT 1",
-        [reader.snapshot.run_id],
-    )
-    return runs.row(0, named=True) if runs.height else None
 
 
 FRESHNESS_EXPECTATIONS = "ops.freshness_expectations"

@@ -60,8 +60,18 @@ summary.caption(
 )
 if pages > 1:
     pager.number_input("Page", min_value=1, max_value=pages, step=1, key="customer_page")
+# "Found by" may be an email or a phone of any record: masked as the contact columns are.
+found_by = ui.masked(
+    found.rows.select(
+        pl.when(pl.col("matched_kind") == "email").then(pl.col("matched")).alias("email"),
+        pl.when(pl.col("matched_kind") == "phone").then(pl.col("matched")).alias("phone"),
+    )
+)
+rows = ui.masked(found.rows).with_columns(
+    pl.coalesce(found_by["email"], found_by["phone"], pl.col("matched")).alias("matched")
+)
 ui.table(
-    ui.masked(found.rows),
+    rows.drop("matched_kind"),
     column_config={
         "last_order_at": st.column_config.DateColumn("Last order", format="D MMM YYYY"),
         "matched": st.column_config.Column(

@@ -170,8 +170,8 @@ class SearchQuery:
 
 
 def search_sql(query: SearchQuery) -> tuple[str, list]:
-    """``SELECT customer_id, score, matched`` of every customer matching ``query`` (``matched``: the
-    identifier that matched), with its parameters.
+    """``SELECT customer_id, score, matched, matched_kind`` of every customer matching ``query`` (``matched``:
+    the identifier that matched; ``matched_kind``: email, phone, or name, account or id), with its parameters.
 
     A phone-like query (digits, spaces, '+', '-', brackets) matches phone digits anywhere in a number
     and ids exactly; otherwise every word must be found among the customer's names, emails, accounts
@@ -179,7 +179,10 @@ def search_sql(query: SearchQuery) -> tuple[str, list]:
     before a name that starts with the text, before any other match.
     """
     if not query.tokens and not query.phone_like:
-        return f"SELECT customer_id, 0 AS score, NULL AS matched FROM {SEARCH_TABLE} WHERE false", []
+        return (
+            f"SELECT customer_id, 0 AS score, NULL AS matched, NULL AS matched_kind FROM {SEARCH_TABLE} WHERE false",
+            [],
+        )
     exact = f"%{SEPARATOR}{query.folded}{SEPARATOR}%"
     if query.phone_like:
         where = "(contains(phones, ?) OR haystack LIKE ?)"
@@ -208,12 +211,21 @@ def search_sql(query: SearchQuery) -> tuple[str, list]:
         # The identifier that matched (the first word's), so a person sees why a customer is listed.
         first = query.tokens[0]
         entries = f"string_split(haystack, '{SEPARATOR}')"
+        # A name, account or id before an email: "bailey" shows "amelia bailey", not her address.
         matched = (
-            f"coalesce(list_filter({entries}, lambda x: contains(x, ?))[1], "
+            f"coalesce(list_filter({entries}, lambda x: contains(x, ?) AND NOT contains(x, '@'))[1], "
+            f"list_filter({entries}, lambda x: contains(x, ?))[1], "
             f"list_filter({entries}, lambda x: contains(x, ?) OR contains(x, ?))[1])"
         )
-        matched_params = [query.folded, first, NICKNAMES.get(first, first)]
+        matched_params = [query.folded, query.folded, first, NICKNAMES.get(first, first)]
+    # What kind of identifier matched: the app masks an email or a phone like any other contact detail.
+    kind = (
+        "CASE WHEN matched IS NULL THEN NULL WHEN contains(matched, '@') THEN 'email' "
+        "WHEN regexp_full_match(matched, '[0-9]+') AND contains(phones, ' ' || matched || ' ') THEN 'phone' "
+        "ELSE 'name, account or id' END"
+    )
     return (
-        f"SELECT customer_id, {score} AS score, {matched} AS matched FROM {SEARCH_TABLE} WHERE {where}",
+        f"SELECT customer_id, score, matched, {kind} AS matched_kind FROM ("
+        f"SELECT customer_id, phones, {score} AS score, {matched} AS matched FROM {SEARCH_TABLE} WHERE {where})",
         score_params + matched_params + params,
     )

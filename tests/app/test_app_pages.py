@@ -343,6 +343,10 @@ def test_search_by_a_secondary_email_and_a_national_format_phone_opens_the_custo
         app.text_input(key="customer_search").input(text).run()
         assert not app.exception, [e.value for e in app.exception]
         assert any(o.endswith(customer_id) for o in app.selectbox(key="customer_pick").options), text
+        found_by = app.dataframe[0].value["matched"].tolist()
+        assert text not in found_by and (text != secondary or secondary[0] + "***@" in found_by[0]), (
+            "what matched is a contact detail: masked like the others"
+        )
         app.selectbox(key="customer_pick").set_value(customer_id).run()
         assert app.subheader[0].value, "the customer's card is shown"
 
