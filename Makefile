@@ -25,8 +25,9 @@ demo: install
 build: install
 	$(VENV)/bin/crm build
 
+# Two workers: the expensive shared builds run side by side (tests/conftest.py groups them).
 test: install
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2
 
 # The quick loop: unit tests only (no Dagster builds); `make test` is what CI runs.
 test-fast: install

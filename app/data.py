@@ -5,10 +5,19 @@ nightly run holds as its one writer), opened ``read_only``. Values reach SQL as 
 parameters; the few identifiers that vary come from allow-lists. Functions return polars frames
 (or plain values) and know nothing about Streamlit, so tests call them directly and compare with
 their own SQL.
+
+Access is enforced here, not by hiding widgets: every reader carries the signed-in viewer
+(crm.security.roles.Viewer). Each function names the permission it needs and raises
+AccessDenied without it; a rep's reader sees only their own book (row-level: other customers'
+cards and books are refused); and a viewer without the ``unmask`` permission never receives a
+clear email or phone from any function, downloads included.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -18,7 +27,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from crm.ingest.ledger import GROUPED_REASON_SQL, quarantine_reasons_sql
+from crm import audit
+from crm.ingest.ledger import quarantine_reasons_sql, quarantine_samples_sql
+from crm.security.roles import AccessDenied, Viewer
 from crm.serving.aggregates import KPI_PERIOD_DAYS
 from crm.serving.search import SEARCH_TABLE, SearchQuery, search_sql
 from crm.serving.segments import (
@@ -45,6 +56,8 @@ from crm.settings import data_dir_from_env
 # The pages reach the domain package only through this module: these are the names they use.
 __all__ = [
     "KPI_PERIOD_DAYS",
+    "PII_COLUMNS",
+    "AccessDenied",
     "Condition",
     "SegmentDefinition",
     "SegmentError",
@@ -71,21 +84,54 @@ def find_snapshot(directory: Path | None = None) -> Snapshot | None:
     return current_snapshot(directory or data_dir())
 
 
-class SnapshotReader:
-    """One read-only connection to one snapshot; each query runs on its own cursor, so Streamlit's
-    session threads can share the reader (a DuckDB connection is not safe across threads)."""
+PII_COLUMNS = frozenset(
+    {
+        "email",
+        "phone",
+        "phone_e164",
+        "requester_email",
+        "requester_phone",
+        # a steward's pair of records, side by side
+        "email_l",
+        "email_r",
+        "phone_l",
+        "phone_r",
+    }
+)
+# A column whose kind column says what it holds: the search's "found by" (matched / matched_kind) and
+# the values identity resolution refused to link through (value / value_kind).
+KIND_COLUMNS = {"matched": "matched_kind", "value": "value_kind"}
+# An international number inside other text (identity's evidence: "same phone +447700900123 as ...").
+_PHONE_IN_TEXT = r"\+[1-9][0-9]{2,10}([0-9]{4})\b"
+_EMAIL_IN_TEXT = r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"
 
-    def __init__(self, snapshot: Snapshot) -> None:
+
+def open_snapshot(snapshot: Snapshot) -> duckdb.DuckDBPyConnection:
+    """The one read-only connection a process keeps per snapshot (readers for every viewer share it)."""
+    return duckdb.connect(str(snapshot.path), read_only=True)
+
+
+class SnapshotReader:
+    """One snapshot as one viewer may see it. Each query runs on its own cursor of a shared read-only
+    connection, so Streamlit's session threads can share it (a DuckDB connection is not safe
+    across threads); frames leave it masked unless the viewer may see contact details."""
+
+    def __init__(self, snapshot: Snapshot, viewer: Viewer, connection: duckdb.DuckDBPyConnection | None = None) -> None:
+        if not isinstance(viewer, Viewer):
+            raise AccessDenied("the data layer serves a signed-in viewer only")
         self.snapshot = snapshot
-        self._con = duckdb.connect(str(snapshot.path), read_only=True)
+        self.viewer = viewer
+        self._owns_connection = connection is None
+        self._con = connection if connection is not None else open_snapshot(snapshot)
 
     def close(self) -> None:
-        self._con.close()
+        if self._owns_connection:
+            self._con.close()
 
     def frame(self, sql: str, params: list[Any] | tuple = ()) -> pl.DataFrame:
         cursor = self._con.cursor()
         try:
-            return cursor.sql(sql, params=list(params)).pl()
+            return protect(cursor.sql(sql, params=list(params)).pl(), self.viewer)
         finally:
             cursor.close()
 
@@ -128,6 +174,75 @@ class SnapshotReader:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
 
+    def audit(self, action: str, target: str | None = None, **details: Any) -> None:
+        audit.record(
+            data_dir(),
+            actor=self.viewer.name,
+            role=self.viewer.role,
+            action=action,
+            target=target,
+            details={"snapshot_id": self.snapshot.snapshot_id, **details},
+        )
+
+
+def protect(frame: pl.DataFrame, viewer: Viewer) -> pl.DataFrame:
+    """Contact details masked unless the viewer has ``unmask`` (see :func:`mask_frame`)."""
+    return frame if viewer.can("unmask") else mask_frame(frame)
+
+
+def mask_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Phones and emails masked: the PII columns, a column whose kind column says it holds an email or
+    a phone (the search's "found by", a guarded value), and any email address or international
+    number inside other text (a marketing contact's source key is their address; identity's evidence
+    names the shared phone)."""
+    if frame.is_empty():
+        return frame
+    changes = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        column = pl.col(name)
+        phone = column.str.replace(r"^.*(.{4})$", "******$1")
+        email = column.str.replace_all(_EMAIL_IN_TEXT, "$1***@$2").str.replace_all(_PHONE_IN_TEXT, "******$1")
+        kind = KIND_COLUMNS.get(name)
+        if name in PII_COLUMNS and "phone" in name:
+            changes.append(phone.alias(name))
+        elif kind in frame.columns:
+            changes.append(pl.when(pl.col(kind) == "phone").then(phone).otherwise(email).alias(name))
+        else:
+            changes.append(email.alias(name))
+    return frame.with_columns(changes) if changes else frame
+
+
+def requires(permission: str) -> Callable:
+    """The data function refuses a reader whose viewer lacks ``permission``."""
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def guarded(reader: SnapshotReader, *args, **kwargs):
+            reader.viewer.require(permission, function.__name__.replace("_", " "))
+            return function(reader, *args, **kwargs)
+
+        guarded.permission = permission
+        return guarded
+
+    return decorate
+
+
+def _owner_filter(reader: SnapshotReader, alias: str = "c") -> tuple[str, list[Any]]:
+    """Row-level scope: a rep sees only the customers they own."""
+    if reader.viewer.own_book_only:
+        return f" AND {alias}.owner_rep_id = ?", [reader.viewer.rep_id]
+    return "", []
+
+
+def _check_customer_access(reader: SnapshotReader, customer_id: str) -> None:
+    if not reader.viewer.own_book_only:
+        return
+    owner = reader.rows("SELECT owner_rep_id FROM marts.customer_360 WHERE customer_id = ?", [customer_id])
+    if owner and owner[0][0] != reader.viewer.rep_id:
+        raise AccessDenied(f"customer {customer_id} is not in your book")
+
 
 # --- Overview -----------------------------------------------------------------------------------
 
@@ -152,6 +267,7 @@ class Kpi:
         return (self.current - self.previous) / abs(self.previous)
 
 
+@requires("analytics")
 def overview_kpis(reader: SnapshotReader) -> list[Kpi]:
     """The last KPI_PERIOD_DAYS up to the as-of date against the same number of days before them."""
     ((active, active_before, revenue, revenue_before, orders, orders_before),) = reader.rows(
@@ -206,11 +322,23 @@ class RiskSummary:
     clv_total: float | None
 
 
+def _horizon_days(reader: SnapshotReader) -> int:
+    model = current_model(reader)
+    return int(model["horizon_days"]) if model and model.get("horizon_days") else KPI_PERIOD_DAYS
+
+
+@requires("customers")
+def lapsed_after_days(reader: SnapshotReader) -> int | None:
+    """Days without an order after which a customer counts as lapsed (twice the churn model's horizon);
+    None before scores exist. What a customer card needs of :func:`risk_summary`."""
+    return 2 * _horizon_days(reader) if reader.has_scores else None
+
+
+@requires("analytics")
 def risk_summary(reader: SnapshotReader) -> RiskSummary | None:
     if not reader.has_scores:
         return None
-    model = current_model(reader)
-    horizon = int(model["horizon_days"]) if model and model.get("horizon_days") else KPI_PERIOD_DAYS
+    horizon = _horizon_days(reader)
     lapsed_after = 2 * horizon
     (row,) = reader.rows(
         f"""
@@ -241,11 +369,13 @@ def _with_partial_flag(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@requires("analytics")
 def monthly_activity(reader: SnapshotReader) -> pl.DataFrame:
     """Revenue, ordering customers and orders per month, each month flagged when its data is partial."""
     return _with_partial_flag(reader.frame("SELECT * FROM serving.monthly_activity ORDER BY month"))
 
 
+@requires("analytics")
 def segment_sizes(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT coalesce(segment, 'Unscored') AS segment, count(*) AS customers, sum(monetary) AS revenue "
@@ -256,6 +386,7 @@ def segment_sizes(reader: SnapshotReader) -> pl.DataFrame:
 TIERS = ("Bronze", "Silver", "Gold", "Platinum")
 
 
+@requires("analytics")
 def tier_sizes(reader: SnapshotReader) -> pl.DataFrame | None:
     if not reader.has_scores:
         return None
@@ -277,15 +408,24 @@ class SearchPage:
     offset: int
 
 
+@requires("customers")
 def search_customers(reader: SnapshotReader, text: str, limit: int = 25, offset: int = 0) -> SearchPage:
     """Customers matching ``text`` in any identifier of any of their source records, best match first.
+
+    A viewer who may not see contact details cannot search by them either (a hit would confirm that
+    an address or number belongs to a customer): their search leaves emails and phones out. A rep
+    finds only the customers of their own book.
 
     ``total`` is the true number of matching customers; ``rows`` the page from ``offset``.
     """
     query = SearchQuery.parse(text)
     if not reader.has(SEARCH_TABLE):
         return SearchPage(pl.DataFrame(), 0, offset)
-    hits, params = search_sql(query)
+    contacts = reader.viewer.can("unmask")
+    if not contacts and not reader.has_column(SEARCH_TABLE, "haystack_no_contacts"):
+        return SearchPage(pl.DataFrame(), 0, offset)  # a snapshot from before the search kept contacts apart
+    hits, params = search_sql(query, contacts=contacts)
+    owner, owner_params = _owner_filter(reader)
     frame = reader.frame(
         f"""
         WITH hits AS ({hits})
@@ -293,20 +433,31 @@ def search_customers(reader: SnapshotReader, text: str, limit: int = 25, offset:
                c.phone, c.city,
                c.account_name, c.owner_rep_name, c.last_order_at
         FROM hits JOIN marts.customer_360 c ON c.customer_id = hits.customer_id
+        WHERE true {owner}
         ORDER BY hits.score DESC, c.full_name, c.customer_id
         LIMIT ? OFFSET ?
         """,
-        [*params, limit, offset],
+        [*params, *owner_params, limit, offset],
     )
     if frame.height:
         total = int(frame["total"][0])
     else:
-        total = reader.value(f"SELECT count(*) FROM ({hits})", params) if offset else 0
+        total = (
+            reader.value(
+                f"SELECT count(*) FROM ({hits}) hits JOIN marts.customer_360 c ON c.customer_id = hits.customer_id "
+                f"WHERE true {owner}",
+                [*params, *owner_params],
+            )
+            if offset
+            else 0
+        )
     return SearchPage(frame.drop("total"), total, offset)
 
 
+@requires("customers")
 def customer_card(reader: SnapshotReader, customer_id: str) -> dict[str, Any] | None:
     """customer_360 with the golden record's provenance, RFM and (when built) scores, as one dict."""
+    _check_customer_access(reader, customer_id)
     score_columns = ""
     score_join = ""
     if reader.has_scores:
@@ -338,8 +489,10 @@ SOURCE_NAMES = {
 }
 
 
+@requires("customers")
 def customer_records(reader: SnapshotReader, customer_id: str) -> pl.DataFrame:
     """The source records identity resolution joined into this customer, and why (rule, evidence)."""
+    _check_customer_access(reader, customer_id)
     evidence = "match_evidence" if reader.has_column("identity.records", "match_evidence") else "NULL::VARCHAR"
     return reader.frame(
         f"SELECT source, source_key, first_name, last_name, email, phone_e164 AS phone, city, match_rule, "
@@ -352,10 +505,14 @@ def customer_records(reader: SnapshotReader, customer_id: str) -> pl.DataFrame:
 SUSPECTS = "identity.suspected_duplicates"
 
 
+@requires("customers")
 def customer_suspects(reader: SnapshotReader, customer_id: str) -> pl.DataFrame | None:
-    """Other customers this one may be the same person as (pairs just under the match threshold)."""
+    """Other customers this one may be the same person as (pairs just under the match threshold); a
+    rep sees only those in their own book."""
+    _check_customer_access(reader, customer_id)
     if not reader.has(SUSPECTS):
         return None
+    owner, owner_params = _owner_filter(reader)
     return reader.frame(
         f"""
         WITH pairs AS (
@@ -366,10 +523,10 @@ def customer_suspects(reader: SnapshotReader, customer_id: str) -> pl.DataFrame 
         SELECT p.other AS customer_id, c.full_name, max(p.match_probability) AS match_probability,
                any_value(p.evidence ORDER BY p.match_probability DESC) AS evidence
         FROM pairs p LEFT JOIN marts.customer_360 c ON c.customer_id = p.other
-        WHERE p.other <> ?
+        WHERE p.other <> ? {owner}
         GROUP BY ALL ORDER BY match_probability DESC
         """,
-        [customer_id, customer_id, customer_id],
+        [customer_id, customer_id, customer_id, *owner_params],
     )
 
 
@@ -408,11 +565,13 @@ def campaign_names(reader: SnapshotReader) -> dict[str, str]:
     return names
 
 
+@requires("customers")
 def customer_timeline(
     reader: SnapshotReader, customer_id: str, limit: int = 200, include_sends: bool = False
 ) -> tuple[pl.DataFrame, int]:
     """Orders, marketing events (campaigns by name) and tickets on one time line, newest first, and how
     many marketing messages were sent or delivered (left off the line unless ``include_sends``)."""
+    _check_customer_access(reader, customer_id)
     events = reader.frame(TIMELINE_EVENTS, [customer_id])
     sends = events.filter(pl.col("event_type").is_in(QUIET_EVENT_TYPES)).height
     if not include_sends:
@@ -447,6 +606,7 @@ def customer_timeline(
 # --- Segments -----------------------------------------------------------------------------------
 
 
+@requires("analytics")
 def rfm_grid(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT r_score, f_score, count(*) AS customers, sum(monetary) AS revenue "
@@ -454,6 +614,7 @@ def rfm_grid(reader: SnapshotReader) -> pl.DataFrame:
     )
 
 
+@requires("analytics")
 def rfm_snapshot_dates(reader: SnapshotReader) -> list[date]:
     return [
         r[0]
@@ -465,6 +626,7 @@ NOT_YET = "Not yet a customer"
 GONE = "No longer listed"
 
 
+@requires("analytics")
 def segment_migration(reader: SnapshotReader, from_date: date, to_date: date) -> pl.DataFrame:
     """Customers per (segment at from_date, segment at to_date): the from→to matrix, long form.
 
@@ -484,6 +646,7 @@ def segment_migration(reader: SnapshotReader, from_date: date, to_date: date) ->
     )
 
 
+@requires("analytics")
 def cohort_retention(reader: SnapshotReader) -> pl.DataFrame:
     """Share of each monthly cohort ordering in each later month; the open month's cells are flagged
     (``is_partial``): a month with only some of its days counted reads as a drop that is not there."""
@@ -501,21 +664,28 @@ def cohort_retention(reader: SnapshotReader) -> pl.DataFrame:
 # --- Segment builder ----------------------------------------------------------------------------
 
 
+@requires("segments")
 def filterable_columns(reader: SnapshotReader) -> dict[str, str]:
+    """Columns a segment may filter on; contact details only for a viewer who may see them (their
+    values would otherwise be listed as filter options)."""
     cursor = reader.cursor()
     try:
-        return universe_columns(cursor)
+        columns = universe_columns(cursor)
     finally:
         cursor.close()
+    if not reader.viewer.can("unmask"):
+        columns = {name: kind for name, kind in columns.items() if name not in PII_COLUMNS}
+    return columns
 
 
+@requires("segments")
 def distinct_values(reader: SnapshotReader, column: str, limit: int = 200) -> list[Any]:
     allowed = filterable_columns(reader)
     if column not in allowed:
         raise ValueError(f"unknown column {column!r}")
     cursor = reader.cursor()
     try:
-        universe = universe_sql(cursor)
+        universe = _scoped_universe(reader, cursor)
         return [
             r[0]
             for r in cursor.execute(
@@ -526,26 +696,51 @@ def distinct_values(reader: SnapshotReader, column: str, limit: int = 200) -> li
         cursor.close()
 
 
+@requires("segments")
 def value_range(reader: SnapshotReader, column: str) -> tuple[Any, Any, int]:
-    """(lowest value, highest value, customers without a value) of a filterable column."""
+    """(lowest value, highest value, customers without a value) of a filterable column (a rep: in
+    their own book)."""
     allowed = filterable_columns(reader)
     if column not in allowed:
         raise ValueError(f"unknown column {column!r}")
     cursor = reader.cursor()
     try:
+        universe = _scoped_universe(reader, cursor)
         return cursor.execute(
-            f'SELECT min("{column}"), max("{column}"), count(*) - count("{column}") FROM ({universe_sql(cursor)})'
+            f'SELECT min("{column}"), max("{column}"), count(*) - count("{column}") FROM ({universe})'
         ).fetchall()[0]
     finally:
         cursor.close()
 
 
+@requires("segments")
 def missing_count(reader: SnapshotReader, column: str) -> int:
     """Customers without a value in a filterable column (no score yet, never ordered, not given)."""
     return value_range(reader, column)[2]
 
 
+@requires("segments")
+def _scoped_universe(reader: SnapshotReader, cursor) -> str:
+    universe = universe_sql(cursor)
+    if reader.viewer.own_book_only:
+        return f"SELECT * FROM ({universe}) WHERE owner_rep_id = {int(reader.viewer.rep_id)}"
+    return universe
+
+
+def _check_definition(reader: SnapshotReader, definition: SegmentDefinition) -> SegmentDefinition:
+    """The definition as this viewer may run it: no filter on contact details without ``unmask`` (a
+    count per value would reveal them), and a rep's segments stay inside their own book."""
+    if not reader.viewer.can("unmask") and {c.column for c in definition.conditions} & PII_COLUMNS:
+        raise AccessDenied(f"{reader.viewer.role} may not filter segments on contact details")
+    if reader.viewer.own_book_only:
+        own = Condition(column="owner_rep_id", op="in", value=[reader.viewer.rep_id])
+        return definition.model_copy(update={"conditions": [*definition.conditions, own]})
+    return definition
+
+
+@requires("segments")
 def segment_count(reader: SnapshotReader, definition: SegmentDefinition) -> tuple[int, int]:
+    definition = _check_definition(reader, definition)
     cursor = reader.cursor()
     try:
         return count_segment(cursor, definition)
@@ -553,12 +748,18 @@ def segment_count(reader: SnapshotReader, definition: SegmentDefinition) -> tupl
         cursor.close()
 
 
+@requires("segments")
 def segment_rows(reader: SnapshotReader, definition: SegmentDefinition, limit: int | None = None) -> SegmentResult:
+    """The segment's rows, masked unless the viewer may see contact details."""
+    definition = _check_definition(reader, definition)
     cursor = reader.cursor()
     try:
-        return evaluate_segment(cursor, definition, limit=limit)
+        result = evaluate_segment(cursor, definition, limit=limit)
     finally:
         cursor.close()
+    if reader.viewer.can("unmask"):
+        return result
+    return SegmentResult(mask_pii(result.rows), result.matched, result.excluded_without_consent)
 
 
 # --- Churn & value ------------------------------------------------------------------------------
@@ -571,6 +772,7 @@ def current_model(reader: SnapshotReader) -> dict[str, Any] | None:
     return frame.row(0, named=True) if frame.height else None
 
 
+@requires("analytics")
 def churn_distribution(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         f"SELECT least(floor(churn_probability * 20) / 20, 0.95) AS bucket, churn_band, count(*) AS customers "
@@ -585,15 +787,18 @@ def _model_table(reader: SnapshotReader, table: str, order: str) -> pl.DataFrame
     return reader.frame(f"SELECT * FROM {table} WHERE model_version = ? ORDER BY {order}", [model["model_version"]])
 
 
+@requires("analytics")
 def churn_calibration(reader: SnapshotReader) -> pl.DataFrame | None:
     return _model_table(reader, "ml.churn_calibration", "decile")
 
 
+@requires("analytics")
 def churn_drivers(reader: SnapshotReader, top: int = 10) -> pl.DataFrame | None:
     drivers = _model_table(reader, "ml.churn_drivers", "importance DESC")
     return drivers.head(top) if drivers is not None else None
 
 
+@requires("analytics")
 def high_value_at_risk(reader: SnapshotReader, lapsed_after_days: int, limit: int = 50) -> pl.DataFrame:
     """The most valuable customers in the high churn band who still buy (not lapsed): the ones worth a call."""
     return reader.frame(
@@ -608,6 +813,7 @@ def high_value_at_risk(reader: SnapshotReader, lapsed_after_days: int, limit: in
     )
 
 
+@requires("analytics")
 def clv_histogram(reader: SnapshotReader, bins: int = 40) -> pl.DataFrame:
     """Customers per bin of expected 12-month value, on a linear scale; the top 1% share the last bin
     (``is_top``), so a few very large customers do not squash everyone else into the first bar."""
@@ -630,20 +836,24 @@ def clv_histogram(reader: SnapshotReader, bins: int = 40) -> pl.DataFrame:
 FUNNEL_STEPS = ("customers_sent", "customers_delivered", "customers_opened", "customers_clicked", "customers_converted")
 
 
+@requires("analytics")
 def campaigns(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame("SELECT * FROM marts.campaign_performance ORDER BY launched_at DESC NULLS LAST, campaign_id")
 
 
+@requires("analytics")
 def conversion_by_segment(reader: SnapshotReader) -> pl.DataFrame:
     """Per RFM segment *at the time of the send*: campaign sends and the share that converted."""
     return reader.frame("SELECT * FROM serving.conversion_by_segment ORDER BY sends DESC")
 
 
+@requires("analytics")
 def tickets_by_month(reader: SnapshotReader) -> pl.DataFrame:
     """Tickets, median resolution and satisfied share per month of creation, partial months flagged."""
     return _with_partial_flag(reader.frame("SELECT * FROM serving.tickets_by_month ORDER BY month"))
 
 
+@requires("analytics")
 def satisfaction_vs_churn(reader: SnapshotReader) -> pl.DataFrame | None:
     """Mean churn probability by the customer's last support rating (none = never rated)."""
     if not reader.has_scores:
@@ -665,12 +875,17 @@ def satisfaction_vs_churn(reader: SnapshotReader) -> pl.DataFrame | None:
 ACTIONABLE_FROM = 0.5
 
 
+@requires("my_book")
 def reps(reader: SnapshotReader) -> pl.DataFrame:
-    """Every rep with the size of their book as My book lists it (rows of rep_actions) and how many to act on."""
+    """Every rep with the size of their book as My book lists it (rows of rep_actions) and how many to
+    act on; a rep sees only themselves."""
+    own = " AND r.rep_id = ?" if reader.viewer.own_book_only else ""
+    own_params = [reader.viewer.rep_id] if own else []
     if not reader.has(REP_ACTIONS):
         return reader.frame(
-            "SELECT rep_id, rep_name, region, 0 AS in_book, 0 AS to_act_on FROM marts.rep_performance "
-            "WHERE rep_name IS NOT NULL ORDER BY rep_name"
+            "SELECT r.rep_id, r.rep_name, r.region, 0 AS in_book, 0 AS to_act_on FROM marts.rep_performance r "
+            f"WHERE r.rep_name IS NOT NULL{own} ORDER BY r.rep_name",
+            own_params,
         )
     return reader.frame(
         f"""
@@ -681,14 +896,17 @@ def reps(reader: SnapshotReader) -> pl.DataFrame:
         SELECT r.rep_id, r.rep_name, r.region, coalesce(b.in_book, 0) AS in_book,
                coalesce(b.to_act_on, 0) AS to_act_on
         FROM marts.rep_performance r LEFT JOIN books b ON b.rep_id = CAST(r.rep_id AS VARCHAR)
-        WHERE r.rep_name IS NOT NULL ORDER BY r.rep_name
+        WHERE r.rep_name IS NOT NULL{own} ORDER BY r.rep_name
         """,
-        [ACTIONABLE_FROM],
+        [ACTIONABLE_FROM, *own_params],
     )
 
 
+@requires("my_book")
 def rep_book(reader: SnapshotReader, rep_id: str) -> pl.DataFrame | None:
     """The rep's customers ranked by value at stake, with what a call needs: phone, email, last order."""
+    if reader.viewer.own_book_only and str(rep_id) != str(reader.viewer.rep_id):
+        raise AccessDenied(f"the book of rep {rep_id} is not yours")
     if not reader.has(REP_ACTIONS):
         return None
     return reader.frame(
@@ -716,6 +934,7 @@ RUN_STATUS = {
 }
 
 
+@requires("operations")
 def recent_runs(reader: SnapshotReader) -> pl.DataFrame:
     """The runs recorded when this snapshot was published, with a status a person can read.
 
@@ -741,6 +960,7 @@ def recent_runs(reader: SnapshotReader) -> pl.DataFrame:
 FRESHNESS_EXPECTATIONS = "ops.freshness_expectations"
 
 
+@requires("operations")
 def source_freshness(reader: SnapshotReader, today: date) -> pl.DataFrame | None:
     """Per source entity: newest day with data, its age today against the config's expectation
     (``status``: ok / warn / error / no expectation / no data), and rows read = raw + quarantine."""
@@ -780,41 +1000,50 @@ def _quarantine_entities(reader: SnapshotReader) -> list[str]:
     return sorted(t.split(".", 1)[1] for t in reader.tables if t.startswith("quarantine."))
 
 
+@requires("operations")
 def quarantine_reasons(reader: SnapshotReader) -> pl.DataFrame:
     """Quarantined rows per entity and reason (values in the reason replaced, so reasons group)."""
+    if reader.has("ops.quarantine_reasons"):  # snapshots carry the reasons, never the records
+        return reader.frame("SELECT entity, reason, rows FROM ops.quarantine_reasons ORDER BY rows DESC")
     entities = _quarantine_entities(reader)
     if not entities:
         return pl.DataFrame(schema={"entity": pl.String, "reason": pl.String, "rows": pl.Int64})
     return reader.frame(quarantine_reasons_sql(entities))
 
 
+QUARANTINE_SAMPLES = "ops.quarantine_samples"
+
+
+@requires("operations")
 def quarantine_samples(reader: SnapshotReader, per_reason: int = 3) -> pl.DataFrame:
     """A few quarantined rows of every (entity, reason): where they are in the source (file:line or
-    table:key), the field and the reason, so a person can open the file and look."""
+    table:key), the field and the reason, so a person can open the file and look.
+
+    A snapshot carries these pointers (ops.quarantine_samples, contact details in the reason masked),
+    never the quarantined records; a warehouse's own quarantine tables are read directly."""
+    schema = {"entity": pl.String, "location": pl.String, "field": pl.String, "reason": pl.String}
+    if reader.has(QUARANTINE_SAMPLES):
+        return reader.frame(
+            f"SELECT entity, location, field, reason FROM {QUARANTINE_SAMPLES} "
+            "QUALIFY row_number() OVER (PARTITION BY entity, grouped ORDER BY location) <= ? "
+            "ORDER BY entity, grouped, location",
+            [per_reason],
+        ).cast(schema)
     entities = [
         e
         for e in _quarantine_entities(reader)
         if {"_source_location", "_reason"} <= reader.columns.get(f"quarantine.{e}", frozenset())
     ]
-    schema = {"entity": pl.String, "location": pl.String, "field": pl.String, "reason": pl.String}
     if not entities:
         return pl.DataFrame(schema=schema)
-    union = " UNION ALL ".join(
-        f"SELECT '{e}' AS entity, _source_location AS location, "
-        f"{'_field' if reader.has_column(f'quarantine.{e}', '_field') else 'NULL'} AS field, _reason AS reason, "
-        f'{GROUPED_REASON_SQL} AS grouped FROM quarantine."{e}"'
-        for e in entities
-    )
     return reader.frame(
-        f"""
-        SELECT entity, location, field, reason FROM ({union})
-        QUALIFY row_number() OVER (PARTITION BY entity, grouped ORDER BY location) <= ?
-        ORDER BY entity, grouped, location
-        """,
+        f"SELECT entity, location, field, reason FROM ({quarantine_samples_sql(reader.columns, entities)}) "
+        "WHERE sample <= ? ORDER BY entity, grouped, location",
         [per_reason],
     )
 
 
+@requires("operations")
 def check_results(reader: SnapshotReader) -> pl.DataFrame:
     return reader.frame(
         "SELECT asset_key, check_name, passed, severity, description, evaluated_at "
@@ -822,6 +1051,7 @@ def check_results(reader: SnapshotReader) -> pl.DataFrame:
     )
 
 
+@requires("operations")
 def model_drift(reader: SnapshotReader) -> pl.DataFrame | None:
     """How far tonight's scored customers moved from the ones the current model was trained on
     (population stability index per feature and for the score itself)."""
@@ -846,18 +1076,21 @@ def model_drift(reader: SnapshotReader) -> pl.DataFrame | None:
     )
 
 
+@requires("operations")
 def identity_summary(reader: SnapshotReader) -> pl.DataFrame | None:
     if not reader.has("serving.identity_summary"):
         return None
     return reader.frame("SELECT * FROM serving.identity_summary ORDER BY source")
 
 
+@requires("operations")
 def identity_cluster_sizes(reader: SnapshotReader) -> pl.DataFrame | None:
     if not reader.has("serving.identity_cluster_sizes"):
         return None
     return reader.frame("SELECT * FROM serving.identity_cluster_sizes ORDER BY records")
 
 
+@requires("operations")
 def identity_largest_clusters(reader: SnapshotReader) -> pl.DataFrame | None:
     if not reader.has("serving.identity_largest_clusters"):
         return None
@@ -867,13 +1100,16 @@ def identity_largest_clusters(reader: SnapshotReader) -> pl.DataFrame | None:
     )
 
 
+@requires("operations")
 def guarded_values(reader: SnapshotReader) -> pl.DataFrame | None:
-    """Values shared by so many records that identity resolution refused to link through them."""
+    """Values shared by so many records that identity resolution refused to link through them (an
+    email or a phone among them masked like any contact detail)."""
     if not reader.has("identity.guarded_values"):
         return None
     return reader.frame("SELECT value_kind, value, records, reason FROM identity.guarded_values ORDER BY records DESC")
 
 
+@requires("operations")
 def identity_changes(reader: SnapshotReader) -> pl.DataFrame | None:
     if not reader.has("identity.customer_id_changes"):
         return None
@@ -883,12 +1119,14 @@ def identity_changes(reader: SnapshotReader) -> pl.DataFrame | None:
 # --- Steward review -----------------------------------------------------------------------------
 
 
+@requires("operations")
 def suspected_duplicates_count(reader: SnapshotReader) -> int | None:
     if not reader.has(SUSPECTS):
         return None
     return reader.value(f"SELECT count(*) FROM {SUSPECTS}")
 
 
+@requires("steward")
 def suspected_duplicates(reader: SnapshotReader, limit: int = 200) -> pl.DataFrame | None:
     """Pairs of records identity resolution found similar but not similar enough to join, most likely
     first, each side with what a steward needs to judge: name, email, phone, city, its customer."""
@@ -951,33 +1189,65 @@ EXPORT_FORMATS = {
 }
 
 
-def export_bytes(reader: SnapshotReader, definition: SegmentDefinition, file_format: str, *, mask: bool) -> bytes:
-    """The whole segment (consent applied for its channel) as a file; contact details masked on request."""
-    return _export(reader, definition, file_format, mask=mask)[0]
+def may_export_contacts(viewer: Viewer, definition: SegmentDefinition) -> bool:
+    """Clear contact details in a download: with ``unmask``, or ``export_contacts`` for a channel
+    export (which leaves out everyone without consent for that channel)."""
+    return viewer.can("unmask") or (viewer.can("export_contacts") and definition.channel is not None)
+
+
+@requires("segments")
+def export_bytes(
+    reader: SnapshotReader, definition: SegmentDefinition, file_format: str, *, include_contacts: bool = False
+) -> bytes:
+    """The whole segment (consent applied for its channel) as a file, recorded in the audit trail
+    with its definition, snapshot, row count and SHA-256. Contact details are masked unless asked
+    for and allowed (:func:`may_export_contacts`)."""
+    return _export(reader, definition, file_format, include_contacts=include_contacts)[0]
 
 
 def _export(
-    reader: SnapshotReader, definition: SegmentDefinition, file_format: str, *, mask: bool
+    reader: SnapshotReader, definition: SegmentDefinition, file_format: str, *, include_contacts: bool
 ) -> tuple[bytes, SegmentResult]:
-    result = segment_rows(reader, definition)
-    rows = mask_pii(result.rows) if mask else result.rows
+    if include_contacts and not may_export_contacts(reader.viewer, definition):
+        raise AccessDenied(
+            f"{reader.viewer.role} may not export contact details"
+            + ("" if definition.channel else ": only a channel export (email or sms) carries them")
+        )
+    scoped = _check_definition(reader, definition)
+    cursor = reader.cursor()
+    try:
+        result = evaluate_segment(cursor, scoped)
+    finally:
+        cursor.close()
+    rows = result.rows if include_contacts else mask_pii(result.rows)
     writer = {"CSV": to_csv_bytes, "Parquet": to_parquet_bytes, "Excel": to_excel_bytes}[file_format]
-    return writer(rows), result
+    payload = writer(rows)
+    reader.audit(
+        "export",
+        target=definition.name,
+        format=file_format,
+        definition=definition.model_dump(mode="json"),
+        rows=rows.num_rows,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        contact_details=include_contacts,
+    )
+    return payload, result
 
 
+@requires("segments")
 def export_download(
     reader: SnapshotReader,
     definition: SegmentDefinition,
     file_format: str,
     *,
-    mask: bool,
+    include_contacts: bool = False,
     data_dir: Path,
     file_name: str,
     snapshot_id: str,
 ) -> bytes:
-    """A download's bytes, and its manifest (rows, consent exclusions, contact details in full or
-    masked) recorded under exports/downloads/."""
-    payload, result = _export(reader, definition, file_format, mask=mask)
+    """A download's bytes (as :func:`export_bytes`: access checked, audited), and its manifest (rows,
+    consent exclusions, contact details in full or masked) recorded under exports/downloads/."""
+    payload, result = _export(reader, definition, file_format, include_contacts=include_contacts)
     record_download(
         data_dir,
         definition,
@@ -985,7 +1255,7 @@ def export_download(
         payload,
         file_name=file_name,
         snapshot_id=snapshot_id,
-        contact_details=not mask,
+        contact_details=include_contacts,
     )
     return payload
 
@@ -1022,6 +1292,117 @@ def last_export_file(directory: Path, segment: SegmentDefinition) -> Path | None
     return path if path.exists() else None
 
 
+@requires("my_book")
+def rep_book_csv(reader: SnapshotReader, rep_id: str, *, include_contacts: bool = False) -> bytes:
+    """A rep's customers to act on (something at stake), ready to call: rank, customer, phone, email,
+    action, why, value. Phones and emails masked unless asked for and the viewer may see them;
+    recorded in the audit trail like every export."""
+    if include_contacts:
+        reader.viewer.require("unmask", "download contact details")
+    book = rep_book(reader, rep_id)
+    rows = pl.DataFrame()
+    if book is not None:
+        rows = book.filter(pl.col("actionable")).select(
+            pl.col("rank_in_book").alias("rank"),
+            pl.col("customer_id"),
+            pl.col("customer_name").alias("customer"),
+            "phone",
+            "email",
+            pl.col("next_action").alias("action"),
+            pl.col("reason").alias("why"),
+            pl.col("value_at_stake").round(0).cast(pl.Int64),
+            (pl.col("churn_probability") * 100).round(0).cast(pl.Int64).alias("churn_risk_pct"),
+            pl.col("last_order_at"),
+            pl.col("clv_12m").round(0).cast(pl.Int64),
+            "loyalty_tier",
+        )
+    if not include_contacts:
+        rows = mask_frame(rows)
+    payload = to_csv_bytes(rows.to_arrow())
+    reader.audit(
+        "export",
+        target=f"rep book {rep_id}",
+        format="CSV",
+        rows=rows.height,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        contact_details=include_contacts,
+    )
+    return payload
+
+
+def record_unmask(reader: SnapshotReader, page: str) -> None:
+    """Someone with ``unmask`` chose to see contact details: that choice is audited."""
+    reader.viewer.require("unmask", "see contact details")
+    reader.audit("unmask", target=page)
+
+
+@requires("audit")
+def audit_events(reader: SnapshotReader, limit: int = 1000) -> pl.DataFrame:
+    """The audit trail (outside the snapshots; it survives rebuilds), newest first."""
+    rows = audit.events(data_dir(), limit=limit)
+    return pl.DataFrame(
+        [
+            {**{k: e.get(k) for k in ("at", "actor", "role", "action", "target")}, "details": _json(e.get("details"))}
+            for e in rows
+        ],
+        schema={n: pl.String for n in ("at", "actor", "role", "action", "target", "details")},
+    )
+
+
+@requires("audit")
+def audit_csv(reader: SnapshotReader) -> bytes:
+    """The whole audit trail as CSV; exporting it is itself recorded."""
+    events = audit_events(reader, limit=None)
+    payload = to_csv_bytes(events.to_arrow())
+    reader.audit(
+        "export",
+        target="audit trail",
+        format="CSV",
+        rows=events.height,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        contact_details=False,
+    )
+    return payload
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+@requires("segments")
+def last_export_csv(reader: SnapshotReader, directory: Path, segment: SegmentDefinition) -> bytes | None:
+    """The CSV the nightly run last exported for a saved segment, as this viewer may have it: its
+    emails and phones masked unless they may export them (:func:`may_export_contacts`), and the
+    download recorded in the audit trail. The nightly file covers every customer: not for a viewer
+    who sees only their own book."""
+    if reader.viewer.own_book_only:
+        raise AccessDenied("a saved segment's nightly export covers customers outside your book")
+    path = last_export_file(directory, segment)
+    if path is None:
+        return None
+    payload = path.read_bytes()
+    manifest = read_json(exports_dir(directory) / f"{segment.file_stem()}.manifest.json")
+    contacts = manifest.get("contact_details") != "masked"
+    if contacts and not may_export_contacts(reader.viewer, segment):
+        import io
+
+        frame = pl.read_csv(io.BytesIO(payload), infer_schema=False)
+        payload = to_csv_bytes(mask_frame(frame).to_arrow())
+        contacts = False
+    reader.audit(
+        "export",
+        target=segment.name,
+        format="CSV",
+        source="nightly export",
+        rows=manifest.get("row_count"),
+        sha256=hashlib.sha256(payload).hexdigest(),
+        contact_details=contacts,
+    )
+    return payload
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A small JSON file (an export manifest); empty when it does not exist yet."""
     import json
@@ -1032,6 +1413,7 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+@requires("steward")
 def steward_decisions(reader: SnapshotReader, directory: Path) -> pl.DataFrame:
     """The decisions stewards recorded from the dashboard (latest per pair), newest first, each marked
     ``applied`` when the identity run behind this snapshot already applied it (it is in the snapshot's
@@ -1053,17 +1435,28 @@ def steward_decisions(reader: SnapshotReader, directory: Path) -> pl.DataFrame:
     )
 
 
+@requires("steward")
 def record_steward_decision(
-    directory: Path, *, action: str, left: tuple[str, str], right: tuple[str, str], reason: str, decided_by: str
+    reader: SnapshotReader, directory: Path, *, action: str, left: tuple[str, str], right: tuple[str, str], reason: str
 ) -> dict[str, Any]:
-    """Append a merge / keep-apart decision for the next identity run (and to the audit trail). The
-    dashboard never writes the build warehouse: the nightly build holds it."""
+    """Append a merge / keep-apart decision for the next identity run, and to the audit trail under
+    the signed-in viewer's name and role. The dashboard never writes the build warehouse: the
+    nightly build holds it."""
     from crm.identity.steward import record_decision
 
-    return record_decision(directory, action=action, left=left, right=right, reason=reason, decided_by=decided_by)
+    return record_decision(
+        directory,
+        action=action,
+        left=left,
+        right=right,
+        reason=reason,
+        decided_by=reader.viewer.name,
+        role=reader.viewer.role,
+    )
 
 
 def split_record_key(record_key: str) -> tuple[str, str]:
-    """'support_tickets:1044' -> ('support_tickets', '1044')."""
+    """'support_tickets:shop:1044' -> ('support_tickets', 'shop:1044'): the source, and the rest of the
+    record key (the identity step finds the record by source + ':' + key)."""
     source, _, key = record_key.partition(":")
     return source, key

@@ -6,10 +6,12 @@
 copied into ``--workdir`` and published from there into a temporary data dir. The build must hold
 its scores (a full `crm build`), so the score pages do real work.
 
-- publish: ``publish_snapshot`` (CHECKPOINT + file copy + bookkeeping + lookup indexes + pointer
-  swap), and with ``--compare-copy`` DuckDB's ``COPY FROM DATABASE`` into a new file for comparison;
+- publish: ``publish_snapshot`` (the served tables copied into a new file + bookkeeping + lookup
+  indexes + pointer swap), and with ``--compare-copy`` DuckDB's ``COPY FROM DATABASE`` of the whole
+  warehouse into a new file for comparison;
 - first render: Streamlit AppTest running the app script on one page with cold caches (caches
-  cleared, so the snapshot is opened and every query runs) — the server-side render, no browser;
+  cleared, so the snapshot is opened and every query runs), signing in through the login form as
+  an admin first — the server-side render, no browser;
 - customer lookup: search by email, phone or name + the 360 card + time line + source records
   (the data-layer calls the Customers page makes);
 - export: a segment of ~100,000 customers to CSV, Parquet and Excel bytes (what a download returns).
@@ -92,6 +94,27 @@ def _publish(built: Path, workdir: Path, compare_copy: bool) -> tuple[dict, Path
     return facts, data_dir
 
 
+BENCH_PASSWORD = "benchmark-password"
+
+
+def _bench_user(workdir: Path) -> None:
+    """An admin in a private users file: every page, through the real login form."""
+    import os
+
+    from crm.security.users import add_user
+
+    path = workdir / "users.json"
+    if not path.exists():
+        add_user(path, "bench", "admin", password=BENCH_PASSWORD)
+    os.environ["CRM_USERS_FILE"] = str(path)
+
+
+def _viewer():
+    from crm.security.roles import Viewer
+
+    return Viewer.for_role("bench", "admin")
+
+
 def _first_renders(repeats: int) -> dict[str, float]:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -104,9 +127,13 @@ def _first_renders(repeats: int) -> dict[str, float]:
             st.cache_data.clear()
             st.cache_resource.clear()
             app = AppTest.from_file(script, default_timeout=120)
+            app.run()  # the login form (signing in is part of a first visit)
+            app.text_input(key="login_name").input("bench")
+            app.text_input(key="login_password").input(BENCH_PASSWORD)
+            app.button[0].click().run()
             if page != "overview":
                 app.switch_page(f"app_pages/{page}.py")
-            app.run()
+                app.run()
             if app.exception:
                 raise SystemExit(f"{page}: {app.exception[0].value}")
 
@@ -117,7 +144,7 @@ def _first_renders(repeats: int) -> dict[str, float]:
 def _lookups(repeats: int) -> dict[str, float]:
     from app import data
 
-    reader = data.SnapshotReader(data.find_snapshot())
+    reader = data.SnapshotReader(data.find_snapshot(), _viewer())
     rows = reader.rows(
         "SELECT customer_id, email, phone, last_name FROM marts.customer_360 "
         "WHERE email IS NOT NULL AND phone IS NOT NULL USING SAMPLE 200 ROWS"
@@ -143,7 +170,7 @@ def _export(repeats: int) -> dict[str, float]:
     from app import data
     from crm.serving.segments import Condition, SegmentDefinition
 
-    reader = data.SnapshotReader(data.find_snapshot())
+    reader = data.SnapshotReader(data.find_snapshot(), _viewer())
     customers = reader.value("SELECT count(*) FROM marts.customer_360")
     # The revenue above which ~100k customers lie: a realistic filter, not a LIMIT.
     threshold = reader.value(
@@ -155,9 +182,7 @@ def _export(repeats: int) -> dict[str, float]:
     matched, _ = data.segment_count(reader, definition)
     results = {"rows": matched}
     for file_format in ("CSV", "Parquet", "Excel"):
-        seconds, payload = _timed(
-            lambda fmt=file_format: data.export_bytes(reader, definition, fmt, mask=True), repeats
-        )
+        seconds, payload = _timed(lambda fmt=file_format: data.export_bytes(reader, definition, fmt), repeats)
         results[f"{file_format.lower()}_s"] = round(seconds, 3)
         results[f"{file_format.lower()}_bytes"] = len(payload)
     return results
@@ -182,6 +207,7 @@ def main() -> None:
         publish, data_dir = _publish(args.built, workdir, args.compare_copy)
         os.environ["CRM_DATA_DIR"] = str(data_dir)
         os.environ.pop("CRM_CONFIG", None)
+        _bench_user(workdir)
         results = {
             "built": str(args.built),
             "repeats": args.repeats,

@@ -16,6 +16,11 @@ process group, stopped afterwards) and opens each page with Playwright driving D
 - from the sidebar: in one browser session (frontend loaded once), from a click on the page's
   sidebar link until it is fully rendered: how a person moves around the app.
 
+Nobody sees a page without signing in (issue 13): the benchmark writes a users file with one admin
+(in a temporary folder, pointed at by ``CRM_USERS_FILE``). Every visit is a new session, so it signs
+in first (not counted): Overview is timed from the click on "Sign in", every other page from the
+click on its sidebar link (an address names no page before the login).
+
 The first visit of each page is reported apart ("cold": a browser that never saw the app, so nothing
 is in its cache, and on the first page Streamlit's query caches are empty too); the median of the
 following ``--repeats`` page loads in that browser is the "warm" figure (a returning browser opening
@@ -94,8 +99,33 @@ def healthy(base: str) -> bool:
         return False
 
 
-def start_app(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "CRM_DATA_DIR": str(data_dir)}
+BENCH_USER = "bench-admin"
+BENCH_PASSWORD = "bench-password-" + "x" * 12
+
+
+def users_file(folder: Path) -> Path:
+    """A users file with the benchmark's admin (written by the same code as `crm users add`)."""
+    sys.path.insert(0, str(ROOT))
+    from crm.security.users import add_user
+
+    path = folder / "users.json"
+    add_user(path, BENCH_USER, "admin", password=BENCH_PASSWORD, replace=True)
+    return path
+
+
+def sign_in(page, base: str, quiet_ms: int) -> float:
+    """Open the app, sign in as the benchmark's admin; performance.now() (ms) of the click on "Sign in"."""
+    page.goto(base, wait_until="commit")
+    page.get_by_label("User name").fill(BENCH_USER)
+    page.get_by_label("Password", exact=True).fill(BENCH_PASSWORD)
+    page.wait_for_function(SETTLED, arg=[quiet_ms, None], timeout=120_000, polling=50)
+    clicked = page.evaluate("performance.now()")
+    page.get_by_role("button", name="Sign in").click()
+    return clicked
+
+
+def start_app(data_dir: Path, port: int, log: Path, users: Path) -> subprocess.Popen:
+    env = {**os.environ, "CRM_DATA_DIR": str(data_dir), "CRM_USERS_FILE": str(users)}
     env.pop("CRM_CONFIG", None)
     with open(log, "w") as output:
         server = subprocess.Popen(
@@ -156,11 +186,18 @@ def visit(context, base: str, path: str, *, quiet_ms: int, search: str | None = 
     """(seconds to first content, seconds to fully rendered) of one page load in a new tab of ``context``."""
     page = context.new_page()
     try:
-        page.goto(f"{base}/{path}", wait_until="commit")
+        started = sign_in(page, base, quiet_ms)
+        title = PAGES[path]
+        if path:
+            page.wait_for_function(SETTLED, arg=[quiet_ms, "Overview"], timeout=120_000, polling=50)
+            link = page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first
+            started = page.evaluate("performance.now()")
+            link.click()
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         page.locator(first_content_selector(path)).first.wait_for(timeout=60_000)
-        first = page.evaluate("performance.now()") / 1000
-        page.wait_for_function(SETTLED, arg=[quiet_ms, None], timeout=120_000, polling=50)
-        settled = page.evaluate("window.__lastMutation") / 1000
+        first = (page.evaluate("performance.now()") - started) / 1000
+        page.wait_for_function(SETTLED, arg=[quiet_ms, title], timeout=120_000, polling=50)
+        settled = (page.evaluate("window.__lastMutation") - started) / 1000
         if search is not None:
             box = page.get_by_role("textbox", name="Search by name, email, phone, account or id")
             started = page.evaluate("performance.now()")
@@ -190,7 +227,7 @@ def navigate(browser, base: str, *, quiet_ms: int, rounds: int) -> dict[str, lis
     page = context.new_page()
     times: dict[str, list[float]] = {title: [] for title in PAGES.values()}
     try:
-        page.goto(base, wait_until="commit")
+        sign_in(page, base, quiet_ms)
         page.wait_for_function(SETTLED, arg=[quiet_ms, "Overview"], timeout=120_000, polling=50)
         order = list(PAGES.values())[1:] + ["Overview"]
         for _ in range(rounds):
@@ -222,7 +259,10 @@ def measure(data_dir: Path, repeats: int, quiet_ms: int, screenshots: Path | Non
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-browser-{port}.log"
     load_before = os.getloadavg()
-    server = start_app(data_dir, port, log)
+    import tempfile
+
+    users = users_file(Path(tempfile.mkdtemp(prefix="bench-browser-users-")))
+    server = start_app(data_dir, port, log, users)
     base = f"http://127.0.0.1:{port}"
     rows = {}
     try:

@@ -8,7 +8,9 @@ Runs on a warehouse whose raw.* tables are already loaded (e.g. by
 process so its peak memory (max RSS from wait4, children included for dbt) is its own:
 
 - ``dbt_staging``: ``dbt build`` of seeds and staging views (+ tests);
-- ``identity``: identity resolution (normalisation, deterministic rules, Splink, stable ids);
+- ``identity``: identity resolution (normalisation, rules and guard, training the model when the
+  company has none or has grown, Splink scoring of new descriptions, clusters, stable ids); run
+  it twice to see a nightly run after the first; ``--reresolve`` scores every pair again;
 - ``dbt_warehouse``: ``dbt build`` of intermediate models and marts (+ tests and unit tests).
 
 With ``--ground-truth`` the pairwise precision/recall is printed too. Results are printed as JSON.
@@ -43,24 +45,39 @@ def _measure(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
-def _identity_stage() -> None:
-    from crm.identity.resolution import run_identity_resolution
+def _identity_stage(reresolve: bool) -> None:
+    from crm.identity.resolution import run_identity_resolution, settings_for
 
-    con = load_settings().connect_warehouse()
+    settings = load_settings()
+    con = settings.connect_warehouse()
     try:
-        summary = run_identity_resolution(con)
+        # as the build runs it: the model trained on the company and kept under the data folder
+        summary = run_identity_resolution(con, settings_for(settings, reresolve=reresolve))
     finally:
         con.close()
-    print(json.dumps({k: round(v, 2) for k, v in summary.stage_seconds.items()}), file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "mode": summary.mode,
+                "model_trained": summary.model_trained,
+                "profiles": summary.profiles,
+                "new_profiles_scored": summary.new_profiles_scored,
+                **{k: round(v, 2) for k, v in summary.stage_seconds.items()},
+            }
+        ),
+        file=sys.stderr,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ground-truth", type=Path, default=None)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--reresolve", action="store_true", help="Score every pair again (a full re-resolution).")
+    parser.add_argument("--only-identity", action="store_true", help="Run the identity stage alone (staging built).")
     args = parser.parse_args()
     if args.stage == "identity":
-        _identity_stage()
+        _identity_stage(args.reresolve)
         return
     prepare_manifest()
     dbt = dbt_executable()
@@ -70,11 +87,14 @@ def main() -> None:
         select, exclude = STEPS[name]
         return [dbt, "build", "--quiet", "--select", select, *(["--exclude", exclude] if exclude else []), *target]
 
+    identity = [sys.executable, __file__, "--stage", "identity", *(["--reresolve"] if args.reresolve else [])]
     stages = [
         ("dbt_staging", dbt_step("dbt_staging"), DBT_PROJECT_DIR),
-        ("identity", [sys.executable, __file__, "--stage", "identity"], Path.cwd()),
+        ("identity", identity, Path.cwd()),
         ("dbt_warehouse", dbt_step("dbt_warehouse"), DBT_PROJECT_DIR),
     ]
+    if args.only_identity:
+        stages = [("identity", identity, Path.cwd())]
     results = []
     for name, cmd, cwd in stages:
         wall, rss = _measure(cmd, cwd)

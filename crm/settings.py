@@ -10,6 +10,7 @@ file the sources config or ``CRM_SCORING_CONFIG`` names) load through the same r
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crm import warehouse
 from crm.config import PROJECT_ROOT, ConfigError, env_path, read_yaml
-from crm.ingest.entities import ENTITIES
+from crm.ingest.entities import ENTITIES, EXTERNAL_IDS
 from models_ml.scoring_config import ScoringConfig
 
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "sources.demo.yml"
@@ -55,6 +56,10 @@ class EntityMapping(_Strict):
     date_column: str | None = None  # single_file: canonical column whose date assigns the partition
     # Overrides the source's freshness for this entity ({} = no expectation, e.g. a rarely changing list).
     freshness: FreshnessSettings | None = None
+    # External ids of the person (kind -> the source's column), e.g. {loyalty_card: CardNo,
+    # national_id: SSN}: stored together in the canonical `external_ids` column; identity
+    # resolution links records that share one (guarded against placeholders).
+    ids: dict[str, str] = Field(default_factory=dict)
 
 
 class SqlSource(_Strict):
@@ -90,6 +95,22 @@ class QualitySettings(_Strict):
     min_rows_for_share: int = 200
 
 
+class IdentityConfig(_Strict):
+    """How identity resolution decides (the defaults are the evaluated ones, docs/benchmarks.md)."""
+
+    # Phones written without a country code are read as numbers of this region.
+    phone_region: str = "GB"
+    # Two records are one person when the trained model gives at least this probability.
+    match_threshold: float = Field(default=0.95, gt=0, lt=1)
+    # Pairs from this probability up to the threshold, in different customers, go to the steward's review.
+    review_threshold: float = Field(default=0.5, gt=0, lt=1)
+    # No customer may hold more than this many distinct descriptions of a person (name, email,
+    # phone, address...): a bigger merge is refused and listed for a steward (shared mailboxes, placeholders).
+    max_cluster_size: int = Field(default=50, ge=2)
+    # The model is trained again when the company has grown (or shrunk) by this share since it was trained.
+    retrain_growth: float = Field(default=0.25, gt=0)
+
+
 class ScheduleSettings(_Strict):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
@@ -110,12 +131,14 @@ class Settings(_Strict):
     history_start: date | Literal["auto"] = "auto"
     schedule: ScheduleSettings = ScheduleSettings()
     quality: QualitySettings = QualitySettings()
+    identity: IdentityConfig = IdentityConfig()
     sources: dict[str, Source]
 
     @field_validator("sources")
     @classmethod
-    def _entities_known_and_unique(cls, sources: dict[str, Source]) -> dict[str, Source]:
-        seen: dict[str, str] = {}
+    def _entities_known(cls, sources: dict[str, Source]) -> dict[str, Source]:
+        # An entity may be fed by several sources (two shops, two help desks): each row keeps its
+        # source's name in `_source_system`, and keys are only compared within one source.
         for source_name, source in sources.items():
             for entity_name, mapping in source.entities.items():
                 if entity_name not in ENTITIES:
@@ -123,9 +146,6 @@ class Settings(_Strict):
                         f"source '{source_name}': unknown entity '{entity_name}'; "
                         f"known entities: {', '.join(sorted(ENTITIES))}"
                     )
-                if entity_name in seen:
-                    raise ValueError(f"entity '{entity_name}' is fed by both '{seen[entity_name]}' and '{source_name}'")
-                seen[entity_name] = source_name
                 entity = ENTITIES[entity_name]
                 unknown = set(mapping.columns) - set(entity.column_names)
                 if unknown:
@@ -133,6 +153,7 @@ class Settings(_Strict):
                         f"source '{source_name}', entity '{entity_name}': unknown canonical columns {sorted(unknown)}; "
                         f"canonical columns are {entity.column_names}"
                     )
+                _check_external_ids(source_name, entity_name, mapping)
                 missing = [c.name for c in entity.columns if c.required and c.name not in mapping.columns]
                 # An order id can be derived from the source location; everything else required must be mapped.
                 missing = [m for m in missing if not (entity_name == "sales_orders" and m == "order_id")]
@@ -143,11 +164,13 @@ class Settings(_Strict):
                     )
         return sources
 
-    def source_of(self, entity_name: str) -> tuple[str, Source, EntityMapping] | None:
-        for source_name, source in self.sources.items():
-            if entity_name in source.entities:
-                return source_name, source, source.entities[entity_name]
-        return None
+    def sources_of(self, entity_name: str) -> list[tuple[str, Source, EntityMapping]]:
+        """Every source feeding the entity, in the order of the config: (name, source, mapping)."""
+        return [
+            (source_name, source, source.entities[entity_name])
+            for source_name, source in self.sources.items()
+            if entity_name in source.entities
+        ]
 
     def connect_warehouse(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """The build warehouse, opened the one way the project opens it (:func:`crm.warehouse.connect`)."""
@@ -178,6 +201,17 @@ class Settings(_Strict):
     def ground_truth(self) -> Path | None:
         """The ground truth folder when it exists (the simulated company), else None."""
         return self.ground_truth_dir if self.ground_truth_dir and self.ground_truth_dir.exists() else None
+
+
+def _check_external_ids(source_name: str, entity_name: str, mapping: EntityMapping) -> None:
+    where = f"source '{source_name}', entity '{entity_name}'"
+    if EXTERNAL_IDS in mapping.columns:
+        raise ValueError(f"{where}: external ids are declared with `ids: {{<kind>: <column>}}`, not in `columns`")
+    if mapping.ids and EXTERNAL_IDS not in ENTITIES[entity_name].column_names:
+        raise ValueError(f"{where}: `ids` are for entities that describe a person")
+    for kind in mapping.ids:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", kind):
+            raise ValueError(f"{where}: id kind '{kind}' must be lower-case letters, digits and _ (e.g. loyalty_card)")
 
 
 def _resolve(path: Path) -> Path:

@@ -17,6 +17,7 @@ import dagster as dg
 
 from crm.settings import PROJECT_ROOT, Settings
 from pipelines.definitions import build_definitions
+from pipelines.defs.identity.assets import IDENTITY_OP
 from pipelines.defs.orchestration.schedules import NIGHTLY_JOB
 
 
@@ -112,8 +113,12 @@ def run_build(
     on_step: Callable[[str, str], None] | None = None,
     quiet: bool = True,
     groups: list[str] | None = None,
+    reresolve: bool = False,
 ) -> BuildOutcome:
-    """Materialize every asset (or those of ``groups``): the days start..end (default: all) in one run."""
+    """Materialize every asset (or those of ``groups``): the days start..end (default: all) in one run.
+
+    ``reresolve``: identity resolution scores every pair of records again instead of only the new ones.
+    """
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
     selection = None
@@ -132,8 +137,11 @@ def run_build(
     if instance is None:
         _relax_sqlite_durability()
         instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
+    run_config: dict = {"loggers": loggers}
+    if reresolve:
+        run_config["ops"] = {IDENTITY_OP: {"config": {"reresolve": True}}}
     result = job.execute_in_process(
-        instance=instance, tags=tags, raise_on_error=False, run_config={"loggers": loggers}, asset_selection=selection
+        instance=instance, tags=tags, raise_on_error=False, run_config=run_config, asset_selection=selection
     )
     failures = []
     for event in result.all_events:

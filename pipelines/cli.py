@@ -1,12 +1,14 @@
 """The `crm` command: generate the simulated company, build the warehouse, audit it, serve it.
 
 crm generate [--customers N --seed S --start DATE --days D --out DIR]
-crm build    [--config FILE --start DATE --end DATE]
+crm build    [--config FILE --start DATE --end DATE --reresolve]
 crm audit    [--json]
 crm demo     [--rebuild] (generate the small company if absent, build unless unchanged, serve the dashboard)
 crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
 crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
 crm evaluate identity [--json]   (identity matching vs the simulator's ground truth)
+crm users add NAME --role ROLE   (dashboard users; also list, remove)
+crm erase --email X | --phone X | --customer-id X   (erase one person everywhere)
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crm.security.redaction import redact_secrets
 from crm.settings import DEFAULT_CONFIG, PROJECT_ROOT, ConfigError, Settings, load_settings
+from pipelines.commands.erase import erase as erase_command
 from pipelines.commands.evaluate import evaluate_app
+from pipelines.commands.users import users_app
 
 # Single-run backfill policies are "beta" in Dagster 1.13; the project depends on them on purpose.
 warnings.filterwarnings("ignore", category=BetaWarning)
@@ -50,7 +55,7 @@ def _settings_or_exit(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]Config error:[/red] {exc}")
+        err.print(f"[red]Config error:[/red] {redact_secrets(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -125,15 +130,18 @@ def build(
     config: Path = ConfigOption,
     start: str = typer.Option(None, help="First day to (re)load; default: the whole history."),
     end: str = typer.Option(None, help="Last day to (re)load; default: yesterday."),
+    reresolve: bool = typer.Option(
+        False, "--reresolve", help="Identity resolution compares every pair of records again, not only new ones."
+    ),
 ) -> None:
     """Materialize every asset for the configured sources, in this process (no server needed)."""
     settings = _settings_or_exit(config)
-    outcome = _run_build(settings, start, end)
+    outcome = _run_build(settings, start, end, reresolve=reresolve)
     if not outcome.success:
         raise typer.Exit(1)
 
 
-def _run_build(settings, start: str | None, end: str | None):
+def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool = False):
     from pipelines.build import run_build
 
     started = time.monotonic()
@@ -159,6 +167,7 @@ def _run_build(settings, start: str | None, end: str | None):
                 start=date.fromisoformat(start) if start else None,
                 end=date.fromisoformat(end) if end else None,
                 on_step=on_step,
+                reresolve=reresolve,
             )
         progress.update(task, total=len(done), description="done")
     elapsed = time.monotonic() - started
@@ -174,7 +183,7 @@ def _run_build(settings, start: str | None, end: str | None):
             "The last good warehouse tables are unchanged for every step that failed."
         )
         for failure in outcome.failures:
-            err.print(f"  [red]x[/red] {failure}")
+            err.print(f"  [red]x[/red] {redact_secrets(failure)}")
         for check in outcome.failed_checks:
             err.print(f"  [red]x[/red] blocking check failed: {check}")
         err.print(f"  dbt's output of this build: {log_path}")
@@ -187,7 +196,8 @@ def _run_build(settings, start: str | None, end: str | None):
 def audit(
     config: Path = ConfigOption, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
 ) -> None:
-    """Rows read = rows in raw + rows in quarantine, per source entity; and why rows were quarantined."""
+    """Rows read = rows in raw + rows in quarantine + rows suppressed (erased persons), per source entity;
+    and why rows were quarantined."""
     from crm.ingest.audit import read_audit
 
     settings = _settings_or_exit(config)
@@ -204,6 +214,7 @@ def audit(
             "rows read",
             "in raw",
             "in quarantine",
+            "suppressed",
             "share",
             "reconciled",
             "last day",
@@ -215,6 +226,7 @@ def audit(
                 f"{row['rows_read']:,}",
                 f"{row['rows_in_raw']:,}",
                 f"{row['rows_in_quarantine']:,}",
+                f"{row.get('rows_suppressed') or 0:,}",
                 f"{(row['quarantine_share'] or 0):.2%}",
                 "[green]yes[/green]" if row["reconciled"] else "[red]NO[/red]",
                 str(row["last_partition"] or "-"),
@@ -246,6 +258,7 @@ def demo(
         generate(customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None)
     settings = _settings_or_exit(DEFAULT_CONFIG)
     _build_unless_unchanged(settings, DEFAULT_SOURCES, rebuild)
+    _demo_users(settings)
     if serve:
         _serve_dashboard(settings, port)
 
@@ -299,6 +312,35 @@ def _port_free_or_exit(host: str, port: int) -> None:
                 "a dashboard already running, listens there. Stop it or choose another port with --port."
             )
             raise typer.Exit(2) from exc
+
+
+def _demo_users(settings: Settings) -> None:
+    """One user per role with a fresh random password, printed once (the demo's only way in)."""
+    from crm.security.users import add_user, generate_password, users_path
+
+    path = users_path(settings.data_dir)
+    table = Table("user", "role", "password", title=f"Demo users (passwords reset on every `crm demo`; {path})")
+    rep_id = _first_rep_id(settings)
+    for role in ("admin", "analyst", "marketer", "rep", "steward"):
+        if role == "rep" and rep_id is None:
+            continue
+        password = generate_password()
+        add_user(path, f"demo-{role}", role, password=password, rep_id=rep_id if role == "rep" else None, replace=True)
+        table.add_row(f"demo-{role}", role + (f" (rep {rep_id})" if role == "rep" else ""), password)
+    console.print(table)
+
+
+def _first_rep_id(settings: Settings) -> int | None:
+    """The rep with the largest book, so the demo rep has customers to look at."""
+    try:
+        with settings.connect_warehouse(read_only=True) as con:
+            rows = con.execute(
+                "SELECT owner_rep_id FROM marts.customer_360 WHERE owner_rep_id IS NOT NULL "
+                "GROUP BY ALL ORDER BY count(*) DESC, owner_rep_id LIMIT 1"
+            ).fetchall()
+    except Exception:  # noqa: BLE001 - a demo without reps still gets the other users
+        return None
+    return int(rows[0][0]) if rows else None
 
 
 def _serve_dagster(settings: Settings, port: int) -> None:
@@ -383,6 +425,14 @@ def serve_app(
 
 
 app.add_typer(evaluate_app, name="evaluate", help="Measure identity matching against the simulator's ground truth.")
+app.add_typer(users_app, name="users", help="Dashboard users: add (with a role), list, remove.")
+app.command("erase")(erase_command)
+
+
+@app.callback()
+def _private_files() -> None:
+    """Everything `crm` writes (warehouse, snapshots, exports, logs) is readable by its user only."""
+    os.umask(0o077)
 
 
 if __name__ == "__main__":

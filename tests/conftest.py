@@ -21,10 +21,42 @@ from crm.settings import DEFAULT_CONFIG, Settings, load_settings
 SLOW_FOLDERS = ("integration", "app", "browser")
 
 
+# Modules that read the shared `built_company` build: `make test` (two xdist workers) keeps them on
+# one worker so the company is built once; every other slow module is one unit of work of its own.
+SHARED_BUILD_FOLDERS = ("tests/app/", "tests/browser/")
+SHARED_BUILD_MODULES = (
+    "tests/integration/test_scores_built_company.py",
+    "tests/integration/test_warehouse_simulated_company.py",
+)
+
+
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    if module.startswith(SHARED_BUILD_FOLDERS) or module in SHARED_BUILD_MODULES:
+        return "shared built_company"
+    return module
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.parent.name in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+        if "built_company" in item.fixturenames and _work_unit(item.nodeid) != "shared built_company":
+            raise pytest.UsageError(
+                f"{item.nodeid} reads the shared build: add its module to SHARED_BUILD_MODULES in tests/conftest.py"
+            )
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Units of work for the xdist workers: the readers of the shared build together, else one per module.
+    (xdist's own `loadgroup` marks do not take under pytest 9, which renamed the node id it rewrites.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedBuildScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return SharedBuildScheduling(config, log)
 
 
 SMALL_COMPANY = dict(customers=2_000, seed=11, start=date(2024, 1, 1), days=150)

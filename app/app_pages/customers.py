@@ -46,7 +46,7 @@ if not text.strip():
     st.stop()
 
 page_number = int(st.session_state.get("customer_page") or 1)
-found = data.search_customers(reader, text, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
+found = ui.call(data.search_customers, reader, text, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE)
 if found.total == 0:
     st.warning(f"No customer matches “{text.strip()}”.")
     st.stop()
@@ -60,18 +60,9 @@ summary.caption(
 )
 if pages > 1:
     pager.number_input("Page", min_value=1, max_value=pages, step=1, key="customer_page")
-# "Found by" may be an email or a phone of any record: masked as the contact columns are.
-found_by = ui.masked(
-    found.rows.select(
-        pl.when(pl.col("matched_kind") == "email").then(pl.col("matched")).alias("email"),
-        pl.when(pl.col("matched_kind") == "phone").then(pl.col("matched")).alias("phone"),
-    )
-)
-rows = ui.masked(found.rows).with_columns(
-    pl.coalesce(found_by["email"], found_by["phone"], pl.col("matched")).alias("matched")
-)
+# "Found by" may be an email or a phone of any record: masked as the contact columns are (by its kind).
 ui.table(
-    rows.drop("matched_kind"),
+    ui.masked(found.rows).drop("matched_kind"),
     column_config={
         "last_order_at": st.column_config.DateColumn("Last order", format="D MMM YYYY"),
         "matched": st.column_config.Column(
@@ -86,7 +77,7 @@ labels = {
     for row in found.rows.iter_rows(named=True)
 }
 customer_id = st.selectbox("Customer", list(labels), format_func=labels.get, key="customer_pick")
-card = data.customer_card(reader, customer_id)
+card = ui.call(data.customer_card, reader, customer_id)
 if card is None:
     st.error(f"Customer {customer_id} is not in this data.")
     st.stop()
@@ -142,8 +133,8 @@ consent.markdown(
     )
 )
 if card.get("churn_probability") is not None:
-    risk = ui.query(data.risk_summary)
-    lapsed = risk is not None and (card["days_since_last_order"] or 0) > risk.lapsed_after_days
+    lapsed_after = ui.query(data.lapsed_after_days)
+    lapsed = lapsed_after is not None and (card["days_since_last_order"] or 0) > lapsed_after
     scores.markdown(
         "\n".join(
             [
@@ -163,7 +154,7 @@ else:
     scores.markdown("**Scores**")
     scores.caption("Not scored: scores need at least one order." if reader.has_scores else data.NO_SCORES)
 
-records = data.customer_records(reader, customer_id)
+records = ui.call(data.customer_records, reader, customer_id)
 with st.expander(f"The {count(records.height)} source records behind this customer, and why they were joined"):
     shown = ui.masked(records)
     if shown["match_evidence"].null_count() == shown.height:
@@ -177,7 +168,7 @@ with st.expander(f"The {count(records.height)} source records behind this custom
             "match_probability": st.column_config.NumberColumn("Match probability", format="%.2f"),
         },
     )
-    suspects = data.customer_suspects(reader, customer_id)
+    suspects = ui.call(data.customer_suspects, reader, customer_id)
     if suspects is None:
         st.caption("Possible duplicates: this build does not list suspected duplicates.")
     elif suspects.height == 0:
@@ -185,7 +176,7 @@ with st.expander(f"The {count(records.height)} source records behind this custom
     else:
         st.markdown("**May be the same person as** (a steward decides on the Steward review page)")
         ui.table(
-            suspects,
+            ui.masked(suspects),
             column_config={
                 "match_probability": st.column_config.NumberColumn("Match probability", format="%.2f"),
                 "evidence": st.column_config.Column("Evidence"),
@@ -194,7 +185,7 @@ with st.expander(f"The {count(records.height)} source records behind this custom
 
 st.subheader("Time line")
 with_sends = st.session_state.get("timeline_sends", False)
-timeline, sends = data.customer_timeline(reader, customer_id, include_sends=with_sends)
+timeline, sends = ui.call(data.customer_timeline, reader, customer_id, include_sends=with_sends)
 if sends:
     st.checkbox(f"Include the {count(sends)} marketing messages sent or delivered", key="timeline_sends")
 if timeline.height == 0:

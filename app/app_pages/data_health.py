@@ -218,7 +218,7 @@ else:
     samples = ui.query(data.quarantine_samples)
     st.markdown("**Examples to look at** (up to three rows per reason, where they are in the source)")
     st.dataframe(
-        samples.with_columns(pl.col("entity").map_elements(entity_label, return_dtype=pl.String)),
+        ui.masked(samples).with_columns(pl.col("entity").map_elements(entity_label, return_dtype=pl.String)),
         hide_index=True,
         placeholder=ui.MISSING,
         column_config={
@@ -364,7 +364,7 @@ if guarded is not None and guarded.height:
             "through them."
         )
         with box:
-            ui.table(guarded, key="guarded_values")
+            ui.table(ui.masked(guarded), key="guarded_values")
 box = st.expander("Recent customer id merges and splits", key="id_changes", on_change="rerun")
 if box.open:
     changes = ui.query(data.identity_changes)

@@ -91,23 +91,9 @@ if names:
     if go.button("Open card", key="book_open", width="stretch"):
         st.switch_page("app_pages/customers.py", query_params={"customer": chosen})
 
-download = ui.masked(to_act_on).select(
-    pl.col("rank_in_book").alias("rank"),
-    pl.col("customer_id"),
-    pl.col("customer_name").alias("customer"),
-    "phone",
-    "email",
-    pl.col("next_action").alias("action"),
-    pl.col("reason").alias("why"),
-    pl.col("value_at_stake").round(0).cast(pl.Int64),
-    (pl.col("churn_probability") * 100).round(0).cast(pl.Int64).alias("churn_risk_pct"),
-    pl.col("last_order_at"),
-    pl.col("clv_12m").round(0).cast(pl.Int64),
-    "loyalty_tier",
-)
 st.download_button(
     f"Download my {count(to_act_on.height)} customers to act on (CSV)",
-    data=lambda: data.to_csv_bytes(download.to_arrow()),
+    data=lambda: data.rep_book_csv(reader, str(rep_id), include_contacts=ui.show_pii()),
     key="download_book",
     file_name=f"my_book_{rep_id}.csv",
     mime="text/csv",

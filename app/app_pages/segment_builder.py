@@ -33,8 +33,12 @@ CONTACT_CHOICES = {"masked": "Masked (a***@…, ******1234)", "included": "In fu
 
 st.title("Segment builder & export")
 reader = ui.reader()
-columns = ui.query(data.filterable_columns)
-saved = {segment.name: segment for segment in data.load_segments(data.data_dir())}
+# Contact details are offered as filters (with their values) only while they are shown.
+columns = {c: t for c, t in ui.query(data.filterable_columns).items() if ui.show_pii() or c not in data.PII_COLUMNS}
+problems: list[str] = []
+saved = {segment.name: segment for segment in data.load_segments(data.data_dir(), problems)}
+for problem in problems:
+    st.warning(f"A saved segment file was skipped: {problem}")
 
 
 def _number(value) -> float | int | None:
@@ -228,9 +232,8 @@ channel_label = st.radio(
 channel = next(key for key, label in CHANNEL_LABELS.items() if label == channel_label)
 
 try:
-    matched, excluded = data.segment_count(
-        reader, data.SegmentDefinition(name="segment", conditions=conditions, channel=channel)
-    )
+    draft = data.SegmentDefinition(name="segment", conditions=conditions, channel=channel)
+    matched, excluded = ui.call(data.segment_count, reader, draft)
 except data.SegmentError as exc:
     st.error(str(exc))
     st.stop()
@@ -254,17 +257,23 @@ if channel:
         ),
     )
 
-contacts = st.radio(
-    "Emails and phones in the downloaded file",
-    list(CONTACT_CHOICES),
-    format_func=CONTACT_CHOICES.get,
-    horizontal=True,
-    # One question per channel: a campaign's choice is never inherited from another channel's.
-    key=contacts_key(channel),
-    index=None if channel else (1 if ui.show_pii() else 0),
-    help="A campaign needs the addresses in full; an analysis does not. The choice is recorded in the "
-    "export's manifest.",
-)
+if data.may_export_contacts(reader.viewer, draft):
+    contacts = st.radio(
+        "Emails and phones in the downloaded file",
+        list(CONTACT_CHOICES),
+        format_func=CONTACT_CHOICES.get,
+        horizontal=True,
+        # One question per channel: a campaign's choice is never inherited from another channel's.
+        key=contacts_key(channel),
+        index=None if channel else (1 if ui.show_pii() else 0),
+        help="A campaign needs the addresses in full; an analysis does not. The choice is recorded in the "
+        "export's manifest and in the audit trail.",
+    )
+else:
+    contacts = "masked"
+    st.caption(
+        "Downloads carry masked emails and phones for your role" + ("" if channel else " in analysis exports") + "."
+    )
 definition = data.SegmentDefinition(
     name=start_from if base else "segment",
     conditions=conditions,
@@ -272,7 +281,7 @@ definition = data.SegmentDefinition(
     contact_details=None if contacts is None else contacts == "included",
 )
 
-preview = data.segment_rows(reader, definition, limit=100).rows
+preview = ui.call(data.segment_rows, reader, definition, limit=100).rows
 ui.table(
     ui.masked(pl.from_arrow(preview)),
     column_config={
@@ -303,7 +312,13 @@ else:
             file_name=stem + suffix,
             mime=mime,
             data=lambda fmt=label, name=stem + suffix: data.export_download(
-                reader, definition, fmt, mask=mask, data_dir=data.data_dir(), file_name=name, snapshot_id=snapshot_id
+                reader,
+                definition,
+                fmt,
+                include_contacts=not mask,
+                data_dir=data.data_dir(),
+                file_name=name,
+                snapshot_id=snapshot_id,
             ),
             on_click="ignore",
         )
@@ -315,9 +330,10 @@ st.caption(
     "build, with a manifest."
 )
 name = st.text_input("Name", key="segment_name")
+replace = name.strip() in saved and st.checkbox(f"Replace the saved segment “{name.strip()}”", key="segment_replace")
 if st.button("Save segment", key="segment_save", disabled=not name.strip()):
     try:
-        data.save_segment(data.data_dir(), definition.model_copy(update={"name": name.strip()}))
+        data.save_segment(data.data_dir(), definition.model_copy(update={"name": name.strip()}), replace=bool(replace))
     except data.SegmentError as exc:
         st.error(str(exc))
     else:
@@ -330,7 +346,7 @@ if saved:
         manifest = data.read_json(data.exports_dir(data.data_dir()) / f"{segment.file_stem()}.manifest.json")
         try:
             now, left_out = data.segment_count(reader, segment)
-        except data.SegmentError:
+        except (data.SegmentError, data.AccessDenied):
             now, left_out = None, None
         rows.append(
             {
@@ -351,7 +367,8 @@ if saved:
         path = data.last_export_file(data.data_dir(), segment)
         button.download_button(
             "Download last export (CSV)",
-            data=lambda path=path: path.read_bytes(),
+            # Through the data layer: masked unless this viewer may have its contact details, and audited.
+            data=lambda segment=segment: data.last_export_csv(reader, data.data_dir(), segment),
             file_name=path.name,
             mime="text/csv",
             key="download_saved_export",

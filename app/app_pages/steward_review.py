@@ -13,6 +13,7 @@ from app import data, ui
 from app.format import count, share
 
 st.title("Steward review")
+ui.require_permission("steward", "identity review is for stewards")
 reader = ui.reader()
 directory = data.data_dir()
 
@@ -26,7 +27,7 @@ if recorded:
     st.success(recorded)
 
 pairs = ui.query(data.suspected_duplicates)
-decisions = data.steward_decisions(reader, directory)
+decisions = ui.call(data.steward_decisions, reader, directory)
 decided = {
     frozenset((f"{d['left_source']}:{d['left_key']}", f"{d['right_source']}:{d['right_key']}")): d["action"]
     for d in decisions.iter_rows(named=True)
@@ -82,31 +83,29 @@ else:
         }
     )
     ui.table(ui.masked(sides), key="steward_sides")
-    st.markdown(f"**Evidence** ({share(pair['match_probability'], 0)} match probability): {pair['evidence'] or '–'}")
+    evidence = ui.masked_text(pair["evidence"])
+    st.markdown(f"**Evidence** ({share(pair['match_probability'], 0)} match probability): {evidence or '–'}")
     with st.form("steward_decision", clear_on_submit=True, border=True):
-        who = st.text_input("Your name", key="steward_name")
         reason = st.text_input("Why (kept with the decision)", key="steward_reason")
         merge, apart = st.columns(2)
         merged = merge.form_submit_button("Same person: merge", type="primary", width="stretch")
         kept = apart.form_submit_button("Different people: keep apart", width="stretch")
     if merged or kept:
-        if not who.strip():
-            st.error("Enter your name: every decision is recorded with who took it.")
-        else:
-            action = "merge" if merged else "split"
-            data.record_steward_decision(
-                directory,
-                action=action,
-                left=data.split_record_key(pair["record_key_l"]),
-                right=data.split_record_key(pair["record_key_r"]),
-                reason=reason.strip() or ("same person" if merged else "different people"),
-                decided_by=who.strip(),
-            )
-            st.session_state["steward_recorded"] = (
-                f"Recorded: {'merge' if merged else 'keep apart'} {labels[chosen].split(' · ')[0]}. "
-                "The next build applies it."
-            )
-            st.rerun()
+        # Recorded under the signed-in steward's name and role (the audit trail says who decided).
+        ui.call(
+            data.record_steward_decision,
+            reader,
+            directory,
+            action="merge" if merged else "split",
+            left=data.split_record_key(pair["record_key_l"]),
+            right=data.split_record_key(pair["record_key_r"]),
+            reason=reason.strip() or ("same person" if merged else "different people"),
+        )
+        st.session_state["steward_recorded"] = (
+            f"Recorded: {'merge' if merged else 'keep apart'} {labels[chosen].split(' · ')[0]}. "
+            "The next build applies it."
+        )
+        st.rerun()
 
 st.subheader("Decisions recorded")
 if decisions.height == 0:
@@ -124,4 +123,4 @@ else:
         (pl.col("right_source") + ":" + pl.col("right_key")).alias("record B"),
         pl.col("reason"),
     )
-    st.dataframe(shown, hide_index=True, placeholder=ui.MISSING)
+    st.dataframe(ui.masked(shown), hide_index=True, placeholder=ui.MISSING)

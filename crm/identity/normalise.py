@@ -8,10 +8,13 @@ what needs a library lives here and runs in the identity asset.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from datetime import date
 from functools import lru_cache
 
+import jellyfish
 import phonenumbers
 import polars as pl
 
@@ -45,6 +48,41 @@ ROLE_EMAIL_LOCAL_PARTS = frozenset(
         "help",
     }
 )
+
+
+# Values people type when a form insists on one: never evidence that two records are one person.
+PLACEHOLDER_EMAIL_LOCAL_PARTS = frozenset(
+    {
+        "test",
+        "testing",
+        "none",
+        "noemail",
+        "no-email",
+        "no_email",
+        "nomail",
+        "na",
+        "n.a",
+        "n/a",
+        "unknown",
+        "null",
+        "dummy",
+        "fake",
+        "asdf",
+        "xxx",
+        "x",
+        "a",
+        "donotreply",
+        "do-not-reply",
+        "do_not_reply",
+    }
+)
+PLACEHOLDER_TEXT = frozenset(
+    {"n/a", "na", "n.a.", "none", "null", "unknown", "unk", "test", "-", "--", "?", "x", "xx", "xxx", "tbc", "tba"}
+)
+
+
+def is_placeholder_text(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in PLACEHOLDER_TEXT
 
 
 def clean_text(value: str | None) -> str | None:
@@ -96,8 +134,17 @@ def phone_skeleton_expr(value: pl.Expr) -> pl.Expr:
     return pl.when(text.str.count_matches(r"[0-9]") >= 6).then(text)
 
 
+def _placeholder_digits(skeleton: str) -> bool:
+    """'0000000000', '1111111111', '1234567890': typed to get past a form, shared by strangers."""
+    digits = "".join(c for c in skeleton if c.isdigit())
+    tail = digits[-9:]
+    return len(set(tail)) <= 2 or tail in "01234567890123456789" or tail in "98765432109876543210"
+
+
 @lru_cache(maxsize=65536)
 def _e164_from_skeleton(skeleton: str, region: str) -> str | None:
+    if _placeholder_digits(skeleton):
+        return None
     try:
         number = phonenumbers.parse(skeleton, region)
     except phonenumbers.NumberParseException:
@@ -138,7 +185,7 @@ def display_name(value: str | None) -> str | None:
 def name_key(value: str | None) -> str | None:
     """A name as matching compares it: accent-free, lower-case, letters, apostrophes, hyphens, spaces."""
     text = clean_text(value)
-    if text is None:
+    if text is None or is_placeholder_text(text):
         return None
     key = _WS.sub(" ", _NAME_NOISE.sub("", fold_accents(text).lower())).strip()
     return key or None
@@ -161,7 +208,7 @@ def split_full_name(value: str | None) -> tuple[str | None, str | None]:
 def postcode_key(value: str | None) -> str | None:
     """Upper-case without spaces or punctuation ('sw1a 1aa' -> 'SW1A1AA')."""
     text = clean_text(value)
-    if text is None:
+    if text is None or is_placeholder_text(text):
         return None
     key = _NON_ALNUM.sub("", fold_accents(text).lower()).upper()
     return key or None
@@ -179,10 +226,151 @@ def display_postcode(value: str | None) -> str | None:
 
 def city_key(value: str | None) -> str | None:
     text = clean_text(value)
-    if text is None:
+    if text is None or is_placeholder_text(text):
         return None
     key = _WS.sub(" ", re.sub(r"[^a-z ]", " ", fold_accents(text).lower())).strip()
     return key or None
+
+
+def phonetic_key(key: str | None) -> str | None:
+    """NYSIIS code of a name key ('bruhn' and 'brunn' -> 'BRAN'): a typo that keeps the sound keeps the key."""
+    if not key:
+        return None
+    letters = re.sub(r"[^a-z]", "", key)
+    return jellyfish.nysiis(letters) or None if letters else None
+
+
+_DATE_ISO = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T].*)?$")
+_DATE_DMY = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})(?:[ T].*)?$")
+_DATE_DIGITS = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+# Birth dates forms fill in by default: shared by strangers, so never evidence.
+PLACEHOLDER_BIRTH_DATES = frozenset({"19000101", "19010101", "00000000", "11111111", "99999999"})
+
+
+def birth_date_key(value: str | None, *, day_first: bool = True) -> str | None:
+    """A birth date as 'YYYYMMDD'. ISO ('1985-03-12', '1985/3/12 00:00'), compact ('19850312') and
+    day-first ('12/03/1985') forms are read; month-first when ``day_first`` is False or the second
+    number cannot be a month ('3/25/1985'). Eight digits that are no valid date ('19851340') are kept as written:
+    a typo in a birth date is still evidence. Placeholders (1900-01-01) are dropped."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    parts: tuple[str, str, str] | None = None
+    if m := _DATE_ISO.match(text) or _DATE_DIGITS.match(text):
+        parts = (m.group(1), m.group(2), m.group(3))
+    elif m := _DATE_DMY.match(text):
+        first, second = m.group(1), m.group(2)
+        # the order the company writes dates in, unless the numbers say otherwise (13/02 is day-first)
+        month_first = (not day_first and int(first) <= 12) or int(second) > 12
+        day, month = (second, first) if month_first else (first, second)
+        parts = (m.group(3), month, day)
+    if parts is None:
+        digits = re.sub(r"\D", "", text)
+        return digits if len(digits) == 8 and digits not in PLACEHOLDER_BIRTH_DATES else None
+    key = f"{parts[0]}{int(parts[1]):02d}{int(parts[2]):02d}"
+    return None if key in PLACEHOLDER_BIRTH_DATES else key
+
+
+def display_birth_date(key: str | None) -> str | None:
+    """'19850312' -> '1985-03-12' when it is a valid date; otherwise the digits as read."""
+    if key is None:
+        return None
+    try:
+        return date(int(key[:4]), int(key[4:6]), int(key[6:8])).isoformat()
+    except ValueError:
+        return key
+
+
+# Street types as written in full, so 'forbes st' and 'forbes street' compare equal.
+STREET_ABBREVIATIONS = {
+    "st": "street",
+    "str": "street",
+    "rd": "road",
+    "ave": "avenue",
+    "av": "avenue",
+    "dr": "drive",
+    "ln": "lane",
+    "ct": "court",
+    "crt": "court",
+    "pl": "place",
+    "cres": "crescent",
+    "cr": "crescent",
+    "tce": "terrace",
+    "terr": "terrace",
+    "hwy": "highway",
+    "pde": "parade",
+    "blvd": "boulevard",
+    "sq": "square",
+    "cl": "close",
+    "gr": "grove",
+    "mt": "mount",
+    "cct": "circuit",
+    "esp": "esplanade",
+}
+
+
+def address_key(value: str | None) -> str | None:
+    """An address line as matching compares it: lower-case, accent-free, punctuation gone, street
+    types spelled out ('12 Forbes St.' -> '12 forbes street')."""
+    text = clean_text(value)
+    if text is None or is_placeholder_text(text):
+        return None
+    words = re.sub(r"[^a-z0-9 ]", " ", fold_accents(text).lower()).split()
+    return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
+
+
+_LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b[ ,/-]*(.*)$")
+
+
+def split_house_number(key: str | None) -> tuple[str | None, str | None]:
+    """An address key's leading house number and the rest ('12a forbes street' -> ('12a', 'forbes street'))."""
+    if key is None:
+        return None, None
+    m = _LEADING_NUMBER.match(key)
+    if m is None:
+        return None, key
+    return m.group(1), m.group(2) or None
+
+
+def street_number_key(value: str | None) -> str | None:
+    """The house number's digits and letters ('12a', 'No. 12' -> '12')."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    key = re.sub(r"^(no|nr|number)\.?\s*", "", fold_accents(text).lower())
+    key = _NON_ALNUM.sub("", key)
+    return key or None
+
+
+def external_id_key(value: object) -> str | None:
+    """An external id as compared: upper-case letters and digits; placeholders ('0000', 'N/A') dropped."""
+    if value is None:
+        return None
+    text = clean_text(str(value))
+    if text is None or is_placeholder_text(text):
+        return None
+    key = _NON_ALNUM.sub("", fold_accents(text).lower()).upper()
+    if not key or len(set(key)) == 1:
+        return None
+    return key
+
+
+def parse_external_ids(value: str | None) -> dict[str, str]:
+    """The ``external_ids`` column ('{"loyalty_card": "123"}') as {kind: normalised id}."""
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    out = {}
+    for kind, raw in parsed.items():
+        key = external_id_key(raw)
+        if key is not None and re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind)):
+            out[str(kind)] = key
+    return out
 
 
 def phones_to_e164(values: pl.Series, region: str = DEFAULT_PHONE_REGION) -> pl.Series:
@@ -297,11 +485,19 @@ def email_signature(email: str | None) -> str | None:
     return re.sub(r"[a-z]", "", email)
 
 
+# Domains that exist only to fill a form ('test@test.com').
+PLACEHOLDER_EMAIL_DOMAINS = frozenset({"test.com", "none.com", "noemail.com", "nomail.com", "na.com", "invalid"})
+
+
 def non_role_email(email: str | None) -> str | None:
-    """The address, or None for a role mailbox (info@, office@, ...) that many people share."""
+    """The address, or None for a role mailbox (info@, office@, ...) or a placeholder (test@test.com)
+    that many people share."""
     if not email or "@" not in email:
         return None
-    return None if email.split("@", 1)[0] in ROLE_EMAIL_LOCAL_PARTS else email
+    local, domain = email.split("@", 1)
+    if local in ROLE_EMAIL_LOCAL_PARTS | PLACEHOLDER_EMAIL_LOCAL_PARTS or domain in PLACEHOLDER_EMAIL_DOMAINS:
+        return None
+    return email
 
 
 def email_features(email: pl.Expr) -> dict[str, pl.Expr]:
@@ -323,5 +519,8 @@ def email_features(email: pl.Expr) -> dict[str, pl.Expr]:
             local_untagged.str.replace_all("[^a-z]", "")
         ),
         "email_signature": valid.str.replace_all("[a-z]", ""),
-        "email_match": pl.when(~local.is_in(list(ROLE_EMAIL_LOCAL_PARTS))).then(valid),
+        "email_match": pl.when(
+            ~local.is_in(list(ROLE_EMAIL_LOCAL_PARTS | PLACEHOLDER_EMAIL_LOCAL_PARTS))
+            & ~domain.is_in(list(PLACEHOLDER_EMAIL_DOMAINS))
+        ).then(valid),
     }

@@ -1,40 +1,50 @@
 """Identity resolution: which source records are one real customer, with ids stable across runs.
 
-Runs between dbt's staging views and its intermediate models (see assets.py). Steps:
+Runs between dbt's staging views and its intermediate models (see pipelines/defs/identity). Steps:
 
-1. **Records**: every sales contact (and every order customer reference without a contact row),
-   every marketing address (contacts and addresses seen only in events) and every support ticket's
-   requester, read from the staging views; emails, phones (E.164 via ``phonenumbers``), names,
-   cities and postcodes normalised in Python (:mod:`.normalise`).
-2. **Deterministic links**: equal normalised email (role accounts such as info@ excluded); equal
-   E.164 phone when the records holding it do not disagree on the surname (a company switchboard
-   shared by colleagues is not one person); the source ids themselves (a contact's versions, an
-   order's customer reference and the contact it names are one record).
-3. **Probabilistic links** with Splink (:mod:`.splink_matching`) between deterministic clusters.
-4. **Steward overrides** (seed ``seeds.identity_overrides`` + table ``identity.steward_overrides``):
-   forced merges are edges that always win, forced splits are constraints no edge may break.
-5. **Clusters** (:mod:`.clustering`) and **stable ids** (:mod:`.stable_ids`); merges and splits
-   against the previous run are appended to ``identity.customer_id_changes``.
+1. **Records** (:mod:`.records`): every person record of every source system, normalised.
+2. **Value guard and deterministic links** (:mod:`.rules`): equal emails, phones (where the
+   surnames agree) and external ids link records, unless the value is shared by strangers.
+3. **Probabilistic links** (:mod:`.matching`) between *profiles* (:mod:`.profiles`), scored by a
+   Splink model trained on the company's own records. The scored pairs are kept in the warehouse:
+   a nightly run scores only the profiles it has never seen, against all the others and each
+   other; a full re-resolution (``reresolve``, a new model) scores every pair again. Both give
+   the same pairs, and so the same clusters.
+4. **Steward overrides** (seed ``seeds.identity_overrides``, table ``identity.steward_overrides``,
+   dashboard decisions ``identity.steward_decisions``): forced merges are edges that always win,
+   forced splits are constraints no edge may break.
+5. **Clusters** (:mod:`.clustering`) under the size guard, **stable ids** (:mod:`.stable_ids`);
+   merges and splits against the previous run are appended to ``identity.customer_id_changes``.
 
-Tables written (schema ``identity``): ``records`` (one row per source record with its
-customer_id; replaced each run), ``customer_ids`` (every id ever issued, with status),
-``customer_id_changes`` (append-only), ``match_pairs`` (the probabilistic links of this run, for
-audit), ``runs`` (one row per run), ``steward_overrides`` (created empty for people to fill).
+Tables written (schema ``identity``):
+
+- ``records``: one row per source record with its ``customer_id`` and why it is there
+  (``match_rule``, ``match_probability``, ``match_weight``, ``match_evidence``); replaced each run;
+- ``suspected_duplicates``: pairs just under the threshold in different customers, with the
+  evidence in plain words, for the steward's review; replaced each run;
+- ``guarded_values``: values and merges the size guard refused; replaced each run;
+- ``match_pairs``: the probabilistic links of this run (for audit); replaced each run;
+- ``customer_ids`` (every id ever issued), ``customer_id_changes`` (append-only), ``runs``;
+- ``match_edges``, ``scored_profiles``, ``match_state``: the scored pairs the next run builds on;
+- ``steward_overrides`` (created empty for people to fill), ``steward_decisions``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 
+from crm.identity import explain
 from crm.identity import normalise as norm
 from crm.identity.clustering import (
     PRIORITY_DETERMINISTIC,
@@ -42,274 +52,100 @@ from crm.identity.clustering import (
     PRIORITY_STEWARD,
     cluster_records,
 )
-from crm.identity.matching import MatchSettings, load_model, predict_pairs
+from crm.identity.matching import Model, load_model, needs_training, save_model, score_pairs, self_weight, train_model
+from crm.identity.profiles import PROFILE_KEY, build_profiles
+from crm.identity.records import load_source_records, prepare_records, query_pl
+from crm.identity.rules import deterministic_edges, guard_values
 from crm.identity.stable_ids import assign_stable_ids, parse_customer_seq
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = "identity"
-STAGING = "staging"
 SEEDS = "seeds"
 
-# A phone shared by more records than this with different surnames is a switchboard, not a person.
-MAX_PHONE_GROUP_WITHOUT_NAMES = 20
+DEFAULT_THRESHOLD = 0.95
+DEFAULT_REVIEW_THRESHOLD = 0.5
+DEFAULT_MAX_CLUSTER_SIZE = 50
+DEFAULT_RETRAIN_GROWTH = 0.25
+
+# How each record joined its cluster, strongest first (an edge's priority in the clustering).
+RULE_STEWARD = "steward"
+RULE_SAME_DESCRIPTION = "same_description"
+RULE_PROBABILISTIC = "probabilistic"
 
 
 @dataclass(frozen=True)
 class IdentitySettings:
     phone_region: str = norm.DEFAULT_PHONE_REGION
     probabilistic: bool = True
-    match: MatchSettings = field(default_factory=MatchSettings)
+    threshold: float = DEFAULT_THRESHOLD
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    max_cluster_size: int = DEFAULT_MAX_CLUSTER_SIZE
+    retrain_growth: float = DEFAULT_RETRAIN_GROWTH
+    # Where the trained model lives (<data_dir>/models/identity); None: trained in memory each run.
+    model_dir: Path | None = None
+    # Score every pair again (a full re-resolution) instead of only the new profiles.
+    reresolve: bool = False
+    # Train the model again even when the company has not changed much.
+    retrain: bool = False
+    seed: int = 42
 
 
 @dataclass
 class IdentityRunSummary:
     run_id: str
+    mode: str  # full | incremental
     records: int
+    profiles: int
+    new_profiles_scored: int
     customers: int
     new_customer_ids: int
     deterministic_edges: int
     probabilistic_edges: int
+    suspected_duplicates: int
+    guarded_values: int
     steward_merges_applied: int
     steward_splits: int
     steward_overrides_ignored: int
     merges: int
     splits: int
     retired: int
+    model_version: str
+    model_trained: bool
     seconds: float
+    notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_metadata(self) -> dict:
         out = asdict(self)
         out.pop("stage_seconds")
+        out["notes"] = "; ".join(self.notes) or "none"
         out.update({f"seconds_{k}": round(v, 2) for k, v in self.stage_seconds.items()})
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# 1. records
-# --------------------------------------------------------------------------------------------
-
-_RECORDS_SQL = f"""
-with contacts as (
-    select * from {STAGING}.stg_sales__contacts
-),
-order_refs as (
-    select customer_ref, min(order_date) as first_order_at, max(order_date) as last_order_at
-    from {STAGING}.stg_sales__orders
-    where customer_ref is not null
-    group by customer_ref
-),
-marketing as (
-    select * from {STAGING}.stg_marketing__contacts
-),
-event_emails as (
-    -- from raw, not the deduplicating staging view (a window over every event): the address is
-    -- cleaned exactly as the view's clean_email macro does, duplicates do not change min/max
-    select email, min(occurred_at) as first_at, max(occurred_at) as last_at
-    from (
-        select
-            case when lower(trim(email)) like '%_@_%._%' and trim(email) not like '% %'
-                then lower(trim(email)) end as email,
-            occurred_at
-        from raw.marketing_events
-    ) as cleaned
-    where email is not null
-    group by email
-)
-select 'sales_contacts' as source, contact_key as source_key, email, phone_raw, first_name, last_name,
-       cast(null as varchar) as full_name, city, postcode, created_at, updated_at
-from contacts
-union all
-select 'sales_contacts', customer_ref, null, null, null, null, null, null, null, first_order_at, last_order_at
-from order_refs
-where not exists (select 1 from contacts where contacts.contact_key = order_refs.customer_ref)
-union all
-select 'marketing_contacts', email, email, phone_raw, first_name, last_name, null, null, null,
-       coalesce(email_consent_at, updated_at), updated_at
-from marketing
-union all
-select 'marketing_contacts', email, email, null, null, null, null, null, null, first_at, last_at
-from event_emails
-where not exists (select 1 from marketing where marketing.email = event_emails.email)
-union all
-select 'support_tickets', ticket_key, requester_email, requester_phone_raw, null, null, requester_name,
-       null, null, created_at, updated_at
-from {STAGING}.stg_support__tickets
-"""
-
-
-def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    """A query's result as a polars frame (duckdb 2.x: through Arrow)."""
-    rel = con.sql(sql, params=params) if params else con.sql(sql)
-    return pl.from_arrow(rel.to_arrow_table())
-
-
-def load_source_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The raw-ish records from the staging views, one row per (source, source_key)."""
-    return query_pl(con, _RECORDS_SQL)
-
-
-def _map(series: pl.Series, fn, dtype=pl.Utf8) -> pl.Series:
-    """Apply a scalar function once per distinct value."""
-    uniques = series.drop_nulls().unique()
-    lookup = pl.DataFrame(
-        {"v": uniques, "out": [fn(v) for v in uniques.to_list()]}, schema={"v": series.dtype, "out": dtype}
+def settings_for(sources, **overrides) -> IdentitySettings:
+    """The identity settings of a sources config (:class:`crm.settings.Settings`): its `identity:`
+    block, the model kept under its data folder; ``overrides`` win."""
+    wanted = sources.identity
+    values = dict(
+        phone_region=wanted.phone_region,
+        threshold=wanted.match_threshold,
+        review_threshold=wanted.review_threshold,
+        max_cluster_size=wanted.max_cluster_size,
+        retrain_growth=wanted.retrain_growth,
+        model_dir=Path(sources.data_dir) / "models" / "identity",
     )
-    return pl.DataFrame({"v": series}).join(lookup, on="v", how="left", maintain_order="left")["out"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return IdentitySettings(**values)
 
 
-def prepare_records(raw: pl.DataFrame, phone_region: str = norm.DEFAULT_PHONE_REGION) -> pl.DataFrame:
-    """Normalise the fields and add match keys; records are numbered 0..n-1 in (source, key) order."""
-    df = raw.unique(subset=["source", "source_key"], keep="first").sort(["source", "source_key"])
-    split_first = _map(df["full_name"], lambda s: norm.split_full_name(s)[0])
-    split_last = _map(df["full_name"], lambda s: norm.split_full_name(s)[1])
-    names = df.select(
-        pl.coalesce(pl.col("first_name"), split_first).alias("first"),
-        pl.coalesce(pl.col("last_name"), split_last).alias("last"),
-    )
-    first, last = names["first"], names["last"]
-    emails = df.select(**norm.email_features(pl.col("email")))
-    email = emails["email"]
-    out = pl.DataFrame(
-        {
-            "record_id": np.arange(df.height, dtype=np.int64),
-            "source": df["source"],
-            "source_key": df["source_key"],
-            "email": email,
-            "phone_e164": norm.phones_to_e164(df["phone_raw"], phone_region),
-            "first_name": _map(first, norm.display_name),
-            "last_name": _map(last, norm.display_name),
-            "city": _map(df["city"], norm.display_name),
-            "postcode": _map(df["postcode"], norm.display_postcode),
-            "record_created_at": df["created_at"],
-            "record_updated_at": df["updated_at"],
-        }
-    )
-    out = out.with_columns(
-        (pl.col("source") + ":" + pl.col("source_key")).alias("record_key"),
-        _map(out["first_name"], norm.name_key).alias("first_name_key"),
-        _map(out["last_name"], norm.name_key).alias("last_name_key"),
-        emails["email_local"],
-        _map(out["city"], norm.city_key).alias("city_key"),
-        _map(out["postcode"], norm.postcode_key).alias("postcode_key"),
-    )
-    # a phone held by records with different surnames is a switchboard: no evidence of one person
-    surnames = pl.col("last_name_key").drop_nulls().n_unique().over("phone_e164")
-    out = out.with_columns(
-        pl.when(pl.col("phone_e164").is_not_null() & (surnames <= 1)).then(pl.col("phone_e164")).alias("phone_match")
-    )
-    return out.with_columns(
-        pl.col("first_name_key").str.slice(0, 1).alias("first_initial"),
-        _map(out["first_name_key"], norm.first_name_canonical).alias("first_name_canon"),
-        emails["email_domain"],
-        emails["email_local_letters"],
-        emails["email_signature"],
-        emails["email_match"],
-    )
+def _logit2(p: float) -> float:
+    return math.log2(p / (1.0 - p))
 
 
 # --------------------------------------------------------------------------------------------
-# 2. deterministic links
-# --------------------------------------------------------------------------------------------
-
-
-def _star_edges(groups: pl.DataFrame, key: list[str], rule: str) -> pl.DataFrame:
-    """Connect every record of a group to the group's smallest record."""
-    return (
-        groups.with_columns(pl.col("record_id").min().over(key).alias("anchor"))
-        .filter(pl.col("record_id") != pl.col("anchor"))
-        .select(pl.col("anchor").alias("a"), pl.col("record_id").alias("b"), pl.lit(rule).alias("rule"))
-    )
-
-
-def deterministic_edges(records: pl.DataFrame) -> pl.DataFrame:
-    """Edges (a, b, rule) from equal emails and equal phones (with the surname guard)."""
-    with_email = records.filter(pl.col("email").is_not_null() & pl.col("email_match").is_not_null()).select(
-        "record_id", "email"
-    )
-    email_edges = _star_edges(with_email, ["email"], "email")
-
-    phones = records.filter(pl.col("phone_e164").is_not_null()).select("record_id", "phone_e164", "last_name_key")
-    phones = phones.with_columns(
-        pl.col("last_name_key").n_unique().over("phone_e164").alias("names"),
-        pl.col("last_name_key").null_count().over("phone_e164").alias("nulls"),
-        pl.len().over("phone_e164").alias("size"),
-    ).with_columns(
-        # distinct surnames, not counting a missing one
-        (pl.col("names") - (pl.col("nulls") > 0).cast(pl.UInt32)).alias("surnames")
-    )
-    agreeing = phones.filter(
-        (pl.col("surnames") <= 1) & ((pl.col("surnames") == 1) | (pl.col("size") <= MAX_PHONE_GROUP_WITHOUT_NAMES))
-    )
-    phone_edges = _star_edges(agreeing, ["phone_e164"], "phone")
-    # a shared phone with several surnames: link only the records with the same surname
-    disagreeing = phones.filter((pl.col("surnames") > 1) & pl.col("last_name_key").is_not_null())
-    phone_name_edges = _star_edges(disagreeing, ["phone_e164", "last_name_key"], "phone")
-    return (
-        pl.concat([email_edges, phone_edges, phone_name_edges])
-        .unique(subset=["a", "b"], keep="first", maintain_order=True)
-        .sort(["a", "b"])
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# 3. probabilistic links
-# --------------------------------------------------------------------------------------------
-
-PROFILE_COLUMNS = ["first_name_key", "last_name_key", "email", "phone_e164", "city_key", "postcode_key"]
-DERIVED_MATCH_COLUMNS = [
-    "email_local",
-    "first_initial",
-    "first_name_canon",
-    "email_domain",
-    "email_local_letters",
-    "email_signature",
-    "email_match",
-    "phone_match",
-]
-
-
-def build_profiles(records: pl.DataFrame, det_labels: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Distinct match tuples within each deterministic cluster.
-
-    Returns (profiles with profile_id, det_cluster, match columns; record_id -> profile_id map).
-    Records with no match field at all (a ticket with no requester) are left out: nothing to match on.
-    """
-    df = records.with_columns(pl.Series("det_cluster", det_labels)).filter(
-        pl.any_horizontal(pl.col(c).is_not_null() for c in PROFILE_COLUMNS)
-    )
-    keys = ["det_cluster", *PROFILE_COLUMNS]
-    profiles = (
-        df.group_by(keys)
-        .agg(pl.col("record_id").min().alias("profile_id"), *(pl.col(c).first() for c in DERIVED_MATCH_COLUMNS))
-        .sort("profile_id")
-    )
-    members = df.join(profiles.select(*keys, pl.col("profile_id")), on=keys, how="inner", nulls_equal=True)
-    return profiles, members.select("record_id", "profile_id")
-
-
-def probabilistic_edges(
-    records: pl.DataFrame, det_labels: np.ndarray, settings: MatchSettings, threshold: float | None = None
-) -> pl.DataFrame:
-    """Edges (a, b, match_probability) between records of different deterministic clusters."""
-    empty = pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "match_probability": pl.Float64})
-    model = load_model(settings.model_path)
-    if model is None:
-        logger.warning("No Splink model at %s: probabilistic matching skipped", settings.model_path)
-        return empty
-    profiles, _ = build_profiles(records, det_labels)
-    pairs = predict_pairs(profiles, model, settings.threshold if threshold is None else threshold)
-    if pairs.height == 0:
-        return empty
-    # a profile's id is its smallest record id: link those representative records
-    return pairs.select(
-        pl.col("profile_id_l").alias("a"), pl.col("profile_id_r").alias("b"), pl.col("match_probability")
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# 4. steward overrides
+# steward overrides
 # --------------------------------------------------------------------------------------------
 
 _OVERRIDE_COLUMNS = """
@@ -333,7 +169,11 @@ OVERRIDE_TABLES = ((SCHEMA, "steward_overrides"), (SCHEMA, "steward_decisions"),
 def load_overrides(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Steward overrides from the seed (seeds.identity_overrides), the table people edit
     (identity.steward_overrides) and the dashboard's decisions (identity.steward_decisions, see
-    :mod:`crm.identity.steward`); any of them may be missing."""
+    :mod:`crm.identity.steward`); any of them may be missing.
+
+    A record is named by ``(source, source_key)``, or, where two systems feed one source and the
+    key alone is ambiguous, by ``("<source>:<source system>", source_key)``.
+    """
     parts = [
         "select cast(action as varchar) as action, cast(left_source as varchar) as left_source, "
         "cast(left_key as varchar) as left_key, cast(right_source as varchar) as right_source, "
@@ -354,9 +194,29 @@ def load_overrides(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     )
 
 
+def _override_lookup(records: pl.DataFrame) -> dict[str, int]:
+    """How an override may name a record -> record id: its full key, or ``source:source_key`` when
+    that is unambiguous (one system feeds the source, or the key is unique across them)."""
+    lookup = dict(zip(records["record_key"].to_list(), records["record_id"].to_list(), strict=True))
+    short = records.select((pl.col("source") + ":" + pl.col("source_key")).alias("k"), "record_id")
+    unique = short.filter(pl.len().over("k") == 1)
+    for key, record_id in unique.iter_rows():
+        lookup.setdefault(key, record_id)
+    return lookup
+
+
 # --------------------------------------------------------------------------------------------
-# 5. the run
+# tables
 # --------------------------------------------------------------------------------------------
+
+RECORD_COLUMNS = """
+    record_key varchar, source varchar, source_system varchar, source_key varchar, customer_id varchar,
+    email varchar, phone_e164 varchar, first_name varchar, last_name varchar, birth_date varchar,
+    address_line1 varchar, address_line2 varchar, city varchar, postcode varchar, region varchar,
+    country varchar, external_ids varchar, record_created_at timestamp, record_updated_at timestamp,
+    match_rule varchar, match_probability double, match_weight double, match_evidence varchar,
+    resolved_at timestamp, run_id varchar
+"""
 
 
 def ensure_identity_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -373,16 +233,30 @@ def ensure_identity_tables(con: duckdb.DuckDBPyConnection) -> None:
             run_id varchar, changed_at timestamp, change_type varchar, customer_id varchar,
             related_customer_id varchar, records_moved bigint)"""
     )
-    con.execute(
-        f"""create table if not exists {SCHEMA}.records (
-            record_key varchar, source varchar, source_key varchar, customer_id varchar, email varchar,
-            phone_e164 varchar, first_name varchar, last_name varchar, city varchar, postcode varchar,
-            record_created_at timestamp, record_updated_at timestamp, match_rule varchar,
-            match_probability double, resolved_at timestamp, run_id varchar)"""
-    )
+    _ensure_records_table(con)
     con.execute(
         f"""create table if not exists {SCHEMA}.match_pairs (
-            record_key_l varchar, record_key_r varchar, match_probability double, run_id varchar)"""
+            record_key_l varchar, record_key_r varchar, match_probability double, match_weight double,
+            run_id varchar)"""
+    )
+    con.execute(f"alter table {SCHEMA}.match_pairs add column if not exists match_weight double")
+    con.execute(
+        f"""create table if not exists {SCHEMA}.suspected_duplicates (
+            record_key_l varchar, record_key_r varchar, customer_id_l varchar, customer_id_r varchar,
+            match_probability double, match_weight double, evidence varchar, run_id varchar)"""
+    )
+    con.execute(
+        f"""create table if not exists {SCHEMA}.guarded_values (
+            value_kind varchar, value varchar, records bigint, reason varchar, run_id varchar)"""
+    )
+    con.execute(
+        f"""create table if not exists {SCHEMA}.match_edges (
+            profile_key_l varchar, profile_key_r varchar, match_weight double, gammas varchar)"""
+    )
+    con.execute(f"create table if not exists {SCHEMA}.scored_profiles (profile_key varchar)")
+    con.execute(
+        f"""create table if not exists {SCHEMA}.match_state (
+            model_version varchar, profiles bigint, edges bigint, updated_at timestamp)"""
     )
     con.execute(
         f"""create table if not exists {SCHEMA}.runs (
@@ -390,6 +264,36 @@ def ensure_identity_tables(con: duckdb.DuckDBPyConnection) -> None:
             deterministic_edges bigint, probabilistic_edges bigint, merges bigint, splits bigint,
             retired bigint, seconds double)"""
     )
+    for column, dtype in (
+        ("mode", "varchar"),
+        ("profiles", "bigint"),
+        ("new_profiles_scored", "bigint"),
+        ("model_version", "varchar"),
+        ("notes", "varchar"),
+    ):
+        con.execute(f"alter table {SCHEMA}.runs add column if not exists {column} {dtype}")
+
+
+def _ensure_records_table(con: duckdb.DuckDBPyConnection) -> None:
+    """identity.records in today's shape. A table from before several systems per source existed is
+    rebuilt with its rows kept (keys gain the system when the source had only one)."""
+    con.execute(f"create table if not exists {SCHEMA}.records ({RECORD_COLUMNS})")
+    columns = {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = 'records'",
+            [SCHEMA],
+        ).fetchall()
+    }
+    wanted = [line.strip().split(" ")[0] for line in RECORD_COLUMNS.strip().split(",") if line.strip()]
+    if set(wanted) <= columns:
+        return
+    kept = ", ".join(c if c in columns else f"null as {c}" for c in wanted)
+    con.execute(f"create temp table _old_records as select {kept} from {SCHEMA}.records")
+    con.execute(f"drop table {SCHEMA}.records")
+    con.execute(f"create table {SCHEMA}.records ({RECORD_COLUMNS})")
+    con.execute(f"insert into {SCHEMA}.records by name select * from _old_records")
+    con.execute("drop table _old_records")
 
 
 def steward_override_violations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
@@ -403,57 +307,110 @@ def steward_override_violations(con: duckdb.DuckDBPyConnection) -> list[tuple[st
             union all
             select action, left_source || ':' || left_key, right_source || ':' || right_key
             from {SCHEMA}.steward_decisions
+        ),
+        named as (
+            select record_key as k, customer_id from {SCHEMA}.records
+            union all
+            select source || ':' || source_key, any_value(customer_id) from {SCHEMA}.records
+            group by source, source_key having count(*) = 1
         )
         select o.action, o.l, o.r
         from o
-        join {SCHEMA}.records a on a.record_key = o.l
-        join {SCHEMA}.records b on b.record_key = o.r
+        join named a on a.k = o.l
+        join named b on b.k = o.r
         where (o.action = 'merge' and a.customer_id <> b.customer_id)
            or (o.action = 'split' and a.customer_id = b.customer_id)
         """
     ).fetchall()
 
 
+# --------------------------------------------------------------------------------------------
+# the pure part: records in, clusters out
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Matching:
+    """Everything the clustering needs, computed from the records and the model."""
+
+    records: pl.DataFrame  # prepared records, value guard applied
+    guarded: pl.DataFrame
+    det_edges: pl.DataFrame
+    profiles: pl.DataFrame
+    members: pl.DataFrame  # record_id -> profile_key
+    model: Model | None
+    edges: pl.DataFrame  # scored profile pairs (profile_key_l, profile_key_r, match_weight, gammas)
+    prior: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Resolution:
-    records: pl.DataFrame  # records with cluster, match_rule, match_probability
+    records: pl.DataFrame  # records with cluster, match_rule, match_probability, match_weight, match_evidence
     det_edges: pl.DataFrame
-    prob_edges: pl.DataFrame
+    prob_edges: pl.DataFrame  # record pairs (a, b, match_weight, match_probability) at or above the threshold
+    suspected: pl.DataFrame  # record pairs under the threshold in different clusters
+    refused: pl.DataFrame  # merges the size guard refused
     steward_merges_applied: int
     steward_splits: int
     steward_ignored: int
     stage_seconds: dict[str, float]
 
 
-def resolve(
-    records: pl.DataFrame,
-    overrides: pl.DataFrame | None,
-    settings: IdentitySettings,
-    prob_edges: pl.DataFrame | None = None,
-) -> Resolution:
-    """Cluster prepared records (pure: no database). ``prob_edges`` may be given precomputed."""
+def prepare_matching(raw: pl.DataFrame, settings: IdentitySettings) -> Matching:
+    """Records, value guard, deterministic edges and profiles (no model yet)."""
+    records = prepare_records(raw, settings.phone_region)
+    records, guarded = guard_values(records, settings.max_cluster_size)
+    det = deterministic_edges(records)
+    profiles, members = build_profiles(records)
+    return Matching(records, guarded, det, profiles, members, None, _empty_edges())
+
+
+def _empty_edges() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"profile_key_l": pl.Utf8, "profile_key_r": pl.Utf8, "match_weight": pl.Float64, "gammas": pl.Utf8}
+    )
+
+
+def resolve(matching: Matching, overrides: pl.DataFrame | None, settings: IdentitySettings) -> Resolution:
+    """Cluster the records (pure: no database)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
+    records = matching.records
     n = records.height
-    det = deterministic_edges(records)
-    det_labels = cluster_records(
-        n, det["a"].to_numpy(), det["b"].to_numpy(), np.full(det.height, PRIORITY_DETERMINISTIC)
-    ).labels
-    timings["deterministic"] = time.perf_counter() - t
+    det = matching.det_edges
+    lam = matching.prior
+    use_model = matching.model is not None and settings.probabilistic and lam > 0
+    threshold_w = _logit2(settings.threshold) - _logit2(lam) if use_model else math.inf
+    review_w = _logit2(settings.review_threshold) - _logit2(lam) if use_model else math.inf
 
-    t = time.perf_counter()
-    if prob_edges is None:
-        prob_edges = (
-            probabilistic_edges(records, det_labels, settings.match)
-            if settings.probabilistic and n > 1
-            else pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "match_probability": pl.Float64})
+    members = matching.members
+    representative = members.group_by(PROFILE_KEY).agg(pl.col("record_id").min().alias("rep"))
+    # records with one description are one person when that description alone passes the threshold
+    same = _empty_record_edges()
+    if use_model and matching.profiles.height:
+        strong = matching.profiles.select(PROFILE_KEY, self_weight(matching.model, matching.profiles).alias("w"))
+        strong = strong.filter(pl.col("w") >= threshold_w)
+        same = (
+            members.join(strong, on=PROFILE_KEY)
+            .join(representative, on=PROFILE_KEY)
+            .filter(pl.col("record_id") != pl.col("rep"))
+            .select(pl.col("rep").alias("a"), pl.col("record_id").alias("b"), pl.col("w").alias("match_weight"))
         )
-    else:
-        prob_edges = prob_edges.filter(pl.col("match_probability") >= settings.match.threshold)
-    timings["probabilistic"] = time.perf_counter() - t
+    scored = matching.edges if use_model else _empty_edges()
+    prior_weight = _logit2(lam) if use_model else 0.0
+    scored = (
+        scored.join(representative.rename({PROFILE_KEY: "profile_key_l", "rep": "a"}), on="profile_key_l")
+        .join(representative.rename({PROFILE_KEY: "profile_key_r", "rep": "b"}), on="profile_key_r")
+        .with_columns(
+            (1.0 / (1.0 + pl.lit(2.0).pow(-(pl.col("match_weight") + prior_weight)))).alias("match_probability")
+        )
+    )
+    prob = scored.filter(pl.col("match_weight") >= threshold_w)
+    timings["edges"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    key_to_id = dict(zip(records["record_key"].to_list(), records["record_id"].to_list(), strict=True))
+    key_to_id = _override_lookup(records)
     merges: list[tuple[int, int]] = []
     splits: list[tuple[int, int]] = []
     ignored = 0
@@ -464,71 +421,116 @@ def resolve(
                 ignored += 1
                 continue
             (merges if action == "merge" else splits).append((a, b))
-    src = np.concatenate(
-        [det["a"].to_numpy(), prob_edges["a"].to_numpy(), np.array([m[0] for m in merges], dtype=np.int64)]
+    edge_parts = [
+        det.select("a", "b", pl.lit(PRIORITY_DETERMINISTIC).alias("priority"), pl.lit(1e9).alias("weight"), "rule"),
+        same.select(
+            "a",
+            "b",
+            pl.lit(PRIORITY_DETERMINISTIC).alias("priority"),
+            pl.col("match_weight").alias("weight"),
+            pl.lit(RULE_SAME_DESCRIPTION).alias("rule"),
+        ),
+        prob.select(
+            "a",
+            "b",
+            pl.lit(PRIORITY_PROBABILISTIC).alias("priority"),
+            pl.col("match_weight").alias("weight"),
+            pl.lit(RULE_PROBABILISTIC).alias("rule"),
+        ),
+        pl.DataFrame(
+            {
+                "a": [m[0] for m in merges],
+                "b": [m[1] for m in merges],
+                "priority": [PRIORITY_STEWARD] * len(merges),
+                "weight": [1e12] * len(merges),
+                "rule": [RULE_STEWARD] * len(merges),
+            }
+        ),
+    ]
+    schema = {"a": pl.Int64, "b": pl.Int64, "priority": pl.Int64, "weight": pl.Float64, "rule": pl.Utf8}
+    edges = pl.concat([p.cast(schema) for p in edge_parts])
+    units = _units(records, members, same)
+    result = cluster_records(
+        n,
+        edges["a"].to_numpy(),
+        edges["b"].to_numpy(),
+        edges["priority"].to_numpy(),
+        edges["weight"].to_numpy(),
+        cannot_link=splits,
+        units=units,
+        max_size=settings.max_cluster_size,
     )
-    dst = np.concatenate(
-        [det["b"].to_numpy(), prob_edges["b"].to_numpy(), np.array([m[1] for m in merges], dtype=np.int64)]
-    )
-    pri = np.concatenate(
-        [
-            np.full(det.height, PRIORITY_DETERMINISTIC),
-            np.full(prob_edges.height, PRIORITY_PROBABILISTIC),
-            np.full(len(merges), PRIORITY_STEWARD),
-        ]
-    )
-    weight = np.concatenate([np.ones(det.height), prob_edges["match_probability"].to_numpy(), np.ones(len(merges))])
-    result = cluster_records(n, src, dst, pri, weight, cannot_link=splits)
     skipped_merges = sum(1 for _, _, p in result.skipped_edges if p == PRIORITY_STEWARD)
     if skipped_merges:
         logger.warning("%d steward merges contradict steward splits and were not applied", skipped_merges)
-    labels = result.labels
-
-    # how each record joined its cluster: its strongest edge inside the final cluster
-    edges = pl.DataFrame(
-        {
-            "a": src,
-            "b": dst,
-            "priority": pri,
-            "weight": weight,
-            "rule": [*det["rule"].to_list(), *(["probabilistic"] * prob_edges.height), *(["steward"] * len(merges))],
-        },
-        schema={"a": pl.Int64, "b": pl.Int64, "priority": pl.Int64, "weight": pl.Float64, "rule": pl.Utf8},
-    )
-    lab = pl.Series(labels)
-    edges = edges.filter(lab.gather(edges["a"]) == lab.gather(edges["b"])) if edges.height else edges
-    ends = pl.concat(
-        [
-            edges.select(pl.col("a").alias("record_id"), "priority", "weight", "rule"),
-            edges.select(pl.col("b").alias("record_id"), "priority", "weight", "rule"),
-        ]
-    )
-    best = (
-        ends.sort(["record_id", "priority", "weight"], descending=[False, False, True])
-        .group_by("record_id", maintain_order=True)
-        .first()
-    )
-    prob_max = (
-        ends.filter(pl.col("rule") == "probabilistic")
-        .group_by("record_id")
-        .agg(pl.col("weight").max().alias("match_probability"))
-    )
-    out = (
-        records.with_columns(pl.Series("cluster", labels, dtype=pl.Int64))
-        .join(best.select("record_id", pl.col("rule").alias("match_rule")), on="record_id", how="left")
-        .join(prob_max, on="record_id", how="left")
-        .with_columns(pl.col("match_rule").fill_null("none"))
-    )
+    labels = pl.Series("cluster", result.labels, dtype=pl.Int64)
     timings["clustering"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    refused = _refused_merges(result.skipped_edges, labels, records, units, settings.max_cluster_size)
+    out = records.with_columns(labels)
+    out = explain.attach_evidence(out, edges, scored, matching, lam)
+    suspected = scored.filter((pl.col("match_weight") >= review_w) & (pl.col("match_weight") < threshold_w))
+    suspected = suspected.filter(labels.gather(suspected["a"]) != labels.gather(suspected["b"]))
+    timings["explain"] = time.perf_counter() - t
     return Resolution(
         records=out,
         det_edges=det,
-        prob_edges=prob_edges,
+        prob_edges=prob,
+        suspected=suspected,
+        refused=refused,
         steward_merges_applied=len(merges) - skipped_merges,
         steward_splits=len(splits),
         steward_ignored=ignored,
         stage_seconds=timings,
     )
+
+
+def _empty_record_edges() -> pl.DataFrame:
+    return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "match_weight": pl.Float64})
+
+
+def _units(records: pl.DataFrame, members: pl.DataFrame, same: pl.DataFrame) -> np.ndarray:
+    """The size guard's unit of each record: a distinct description of a person. Records that share
+    a profile strong enough to be one person count once; any other record counts alone."""
+    unit = np.arange(records.height, dtype=np.int64)
+    if same.height:
+        unit[same["b"].to_numpy()] = same["a"].to_numpy()
+    return unit
+
+
+def _refused_merges(skipped, labels: pl.Series, records: pl.DataFrame, units: np.ndarray, limit: int) -> pl.DataFrame:
+    """The merges the size guard refused, one row per pair of customers kept apart."""
+    rows = {}
+    lab = labels.to_numpy()
+    keys = records["record_key"].to_list()
+    for a, b, priority in skipped:
+        if priority == PRIORITY_STEWARD or lab[a] == lab[b]:
+            continue
+        pair = (min(lab[a], lab[b]), max(lab[a], lab[b]))
+        if pair in rows:
+            continue
+        size = len(set(units[lab == lab[a]].tolist()) | set(units[lab == lab[b]].tolist()))
+        if size <= limit:
+            continue  # kept apart by a steward split, not by size
+        rule = "a deterministic rule" if priority == PRIORITY_DETERMINISTIC else "the model"
+        rows[pair] = (
+            "cluster",
+            f"{keys[a]} + {keys[b]}",
+            size,
+            f"merge refused: {size} distinct descriptions of a person would exceed max_cluster_size {limit} "
+            f"(linked by {rule})",
+        )
+    return pl.DataFrame(
+        list(rows.values()),
+        schema={"value_kind": pl.Utf8, "value": pl.Utf8, "records": pl.Int64, "reason": pl.Utf8},
+        orient="row",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
 
 
 def _replace_steward_decisions(con: duckdb.DuckDBPyConnection, decisions: pl.DataFrame) -> None:
@@ -539,6 +541,47 @@ def _replace_steward_decisions(con: duckdb.DuckDBPyConnection, decisions: pl.Dat
         con.execute(f"insert into {SCHEMA}.steward_decisions by name select * from _decisions")
     finally:
         con.unregister("_decisions")
+
+
+def _model_for(matching: Matching, settings: IdentitySettings, notes: list[str]) -> tuple[Model | None, bool]:
+    """The model to score with: the stored one while it fits the company, else a freshly trained one."""
+    if not settings.probabilistic or matching.profiles.height < 2:
+        return None, False
+    model = load_model(settings.model_dir)
+    reason = (
+        "retraining was asked for"
+        if settings.retrain
+        else needs_training(model, matching.profiles, settings.retrain_growth)
+    )
+    if reason is None:
+        return model, False
+    logger.info("training the identity model: %s", reason)
+    model = train_model(matching.profiles, seed=settings.seed)
+    notes.append(f"model {model.version} trained ({reason})")
+    if settings.model_dir is not None:
+        save_model(model, settings.model_dir)
+    return model, True
+
+
+def _score(
+    con: duckdb.DuckDBPyConnection, matching: Matching, model: Model, settings: IdentitySettings, trained: bool
+) -> tuple[pl.DataFrame, str, int]:
+    """(scored pairs among the current profiles, mode, profiles scored in this run)."""
+    state = con.execute(f"select model_version from {SCHEMA}.match_state").fetchall()
+    current = matching.profiles[PROFILE_KEY]
+    if settings.reresolve or trained or not state or state[0][0] != model.version:
+        return score_pairs(model, matching.profiles), "full", current.len()
+    scored = query_pl(con, f"select profile_key from {SCHEMA}.scored_profiles")[PROFILE_KEY]
+    new_keys = current.filter(~current.is_in(scored.implode()))
+    kept = query_pl(
+        con,
+        f"select e.* from {SCHEMA}.match_edges e "
+        "semi join _current_profiles l on l.profile_key = e.profile_key_l "
+        "semi join _current_profiles r on r.profile_key = e.profile_key_r",
+    )
+    fresh = score_pairs(model, matching.profiles, new_keys)
+    edges = pl.concat([kept.cast(fresh.schema), fresh]).unique(subset=["profile_key_l", "profile_key_r"])
+    return edges.sort("profile_key_l", "profile_key_r"), "incremental", new_keys.len()
 
 
 def run_identity_resolution(
@@ -555,20 +598,44 @@ def run_identity_resolution(
     now = now or datetime.now(UTC).replace(tzinfo=None)
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    notes: list[str] = []
 
     con.execute("set enable_progress_bar = false")
     ensure_identity_tables(con)
     if steward_decisions is not None:
         _replace_steward_decisions(con, steward_decisions)
     t = time.perf_counter()
-    records = prepare_records(load_source_records(con), settings.phone_region)
+    matching = prepare_matching(load_source_records(con), settings)
     timings["load_normalise"] = time.perf_counter() - t
 
-    resolution = resolve(records, load_overrides(con), settings)
+    t = time.perf_counter()
+    model, trained = _model_for(matching, settings, notes)
+    timings["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mode, new_scored = "full", 0
+    con.register("_current_profiles", matching.profiles.select(PROFILE_KEY).to_arrow())
+    try:
+        if model is not None and model.comparisons and model.blocking:
+            matching.edges, mode, new_scored = _score(con, matching, model, settings, trained)
+            matching.model = model
+            matching.prior = model.prior(matching.profiles.height)
+            notes.extend(n for n in model.notes if n.startswith(("no evidence", "fallback")))
+        elif matching.records.height:
+            notes.append(
+                "no identity evidence to compare (no names, emails, phones, addresses, birth dates or ids): "
+                "one customer per source key, except records that share an email, phone or id"
+                if model is None or not model.comparisons
+                else "not enough evidence to compare records: only deterministic links"
+            )
+    finally:
+        con.unregister("_current_profiles")
+    timings["score"] = time.perf_counter() - t
+
+    resolution = resolve(matching, load_overrides(con), settings)
     timings.update(resolution.stage_seconds)
 
     t = time.perf_counter()
-    previous = query_pl(con, f"select record_key, customer_id from {SCHEMA}.records")
+    previous = _previous_assignments(con, resolution.records.select("record_key", "source", "source_key"))
     max_seq = con.execute(f"select max(customer_id) from {SCHEMA}.customer_ids").fetchall()[0][0]
     next_seq = parse_customer_seq(max_seq) + 1 if max_seq else 1
     ids = assign_stable_ids(resolution.records.select("record_key", "cluster"), previous, next_seq)
@@ -576,79 +643,179 @@ def run_identity_resolution(
     timings["stable_ids"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    tables = _output_tables(out, resolution, matching, ids, run_id, now)
+    counts = {k: ids.changes.filter(pl.col("change_type") == k).height for k in ("merge", "split", "retire")}
+    summary = IdentityRunSummary(
+        run_id=run_id,
+        mode=mode,
+        records=out.height,
+        profiles=matching.profiles.height,
+        new_profiles_scored=new_scored,
+        customers=ids.assignments.height,
+        new_customer_ids=tables["new_ids"].height,
+        deterministic_edges=resolution.det_edges.height,
+        probabilistic_edges=resolution.prob_edges.height,
+        suspected_duplicates=tables["suspected"].height,
+        guarded_values=tables["guarded"].height,
+        steward_merges_applied=resolution.steward_merges_applied,
+        steward_splits=resolution.steward_splits,
+        steward_overrides_ignored=resolution.steward_ignored,
+        merges=counts["merge"],
+        splits=counts["split"],
+        retired=counts["retire"],
+        model_version=model.version if model else "none",
+        model_trained=trained,
+        seconds=0.0,
+        notes=notes,
+        stage_seconds=timings,
+    )
+    _write(con, tables, matching, model, summary, now, started)
+    timings["write"] = time.perf_counter() - t
+    summary.seconds = time.perf_counter() - started
+    for note in notes:
+        logger.info("identity: %s", note)
+    return summary
+
+
+def _previous_assignments(con: duckdb.DuckDBPyConnection, current: pl.DataFrame) -> pl.DataFrame:
+    """(record_key, customer_id) of the last run. Records of a run from before keys named the source
+    system (``sales_contacts:101``) are matched to today's records by source and key."""
+    previous = query_pl(
+        con, f"select record_key, source, source_system, source_key, customer_id from {SCHEMA}.records"
+    ).filter(pl.col("customer_id").is_not_null())
+    legacy = previous.filter(pl.col("source_system").is_null())
+    if legacy.height == 0:
+        return previous.select("record_key", "customer_id")
+    unique = current.filter(pl.len().over("source", "source_key") == 1)
+    adopted = legacy.select("source", "source_key", "customer_id").join(
+        unique.select("source", "source_key", "record_key"), on=["source", "source_key"]
+    )
+    return pl.concat(
+        [
+            previous.filter(pl.col("source_system").is_not_null()).select("record_key", "customer_id"),
+            adopted.select("record_key", "customer_id"),
+        ]
+    )
+
+
+def _output_tables(out, resolution: Resolution, matching: Matching, ids, run_id: str, now: datetime) -> dict:
+    stamp = pl.lit(now).cast(pl.Datetime("us"))
     final = out.select(
         "record_key",
         "source",
+        "source_system",
         "source_key",
         "customer_id",
         "email",
         "phone_e164",
         "first_name",
         "last_name",
+        "birth_date",
+        "address_line1",
+        "address_line2",
         "city",
         "postcode",
+        "region",
+        "country",
+        "external_ids",
         "record_created_at",
         "record_updated_at",
         "match_rule",
         pl.col("match_probability").cast(pl.Float64),
-        pl.lit(now).cast(pl.Datetime("us")).alias("resolved_at"),
+        pl.col("match_weight").cast(pl.Float64),
+        "match_evidence",
+        stamp.alias("resolved_at"),
         pl.lit(run_id).alias("run_id"),
     )
-    key_of = resolution.records.select("record_id", "record_key")
+    key_of = out.select("record_id", "record_key", "customer_id")
     pairs = (
         resolution.prob_edges.join(key_of.rename({"record_id": "a", "record_key": "record_key_l"}), on="a")
         .join(key_of.rename({"record_id": "b", "record_key": "record_key_r"}), on="b")
-        .select("record_key_l", "record_key_r", "match_probability", pl.lit(run_id).alias("run_id"))
+        .select("record_key_l", "record_key_r", "match_probability", "match_weight", pl.lit(run_id).alias("run_id"))
     )
+    suspected = explain.suspected_duplicates(resolution.suspected, matching, key_of).with_columns(
+        pl.lit(run_id).alias("run_id")
+    )
+    guarded = pl.concat([matching.guarded, resolution.refused]).with_columns(pl.lit(run_id).alias("run_id"))
     new_ids = ids.assignments.filter(pl.col("is_new")).select(
-        "customer_id", pl.lit(run_id).alias("created_run_id"), pl.lit(now).cast(pl.Datetime("us")).alias("created_at")
+        "customer_id", pl.lit(run_id).alias("created_run_id"), stamp.alias("created_at")
     )
-    changes = ids.changes.select(
-        pl.lit(run_id).alias("run_id"), pl.lit(now).cast(pl.Datetime("us")).alias("changed_at"), pl.all()
-    )
+    changes = ids.changes.select(pl.lit(run_id).alias("run_id"), stamp.alias("changed_at"), pl.all())
     retired = (
         changes.filter(pl.col("change_type") != "split")
         .group_by("customer_id")
         .agg(pl.col("related_customer_id").first().alias("superseded_by"))
     )
-    counts = {k: changes.filter(pl.col("change_type") == k).height for k in ("merge", "split", "retire")}
+    return {
+        "final": final,
+        "pairs": pairs,
+        "suspected": suspected,
+        "guarded": guarded,
+        "new_ids": new_ids,
+        "changes": changes,
+        "retired": retired,
+    }
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    con.register("_frame", frame.to_arrow())
+    try:
+        con.execute(f"delete from {SCHEMA}.{table}")
+        con.execute(f"insert into {SCHEMA}.{table} by name select * from _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _write(con, tables: dict, matching: Matching, model: Model | None, summary: IdentityRunSummary, now, started):
     con.execute("begin transaction")
     try:
-        con.register("_final", final.to_arrow())
-        con.execute(f"delete from {SCHEMA}.records")
-        con.execute(f"insert into {SCHEMA}.records by name select * from _final")
-        con.register("_pairs", pairs.to_arrow())
-        con.execute(f"delete from {SCHEMA}.match_pairs")
-        con.execute(f"insert into {SCHEMA}.match_pairs by name select * from _pairs")
-        con.register("_new_ids", new_ids.to_arrow())
+        _replace(con, "records", tables["final"])
+        _replace(con, "match_pairs", tables["pairs"])
+        _replace(con, "suspected_duplicates", tables["suspected"])
+        _replace(con, "guarded_values", tables["guarded"])
+        if model is not None and model.comparisons and model.blocking:
+            _replace(con, "match_edges", matching.edges)
+            _replace(con, "scored_profiles", matching.profiles.select(PROFILE_KEY))
+            con.execute(f"delete from {SCHEMA}.match_state")
+            con.execute(
+                f"insert into {SCHEMA}.match_state values (?, ?, ?, ?)",
+                [model.version, matching.profiles.height, matching.edges.height, now],
+            )
+        con.register("_new_ids", tables["new_ids"].to_arrow())
         con.execute(
             f"insert into {SCHEMA}.customer_ids (customer_id, created_run_id, created_at, status) "
             "select customer_id, created_run_id, created_at, 'active' from _new_ids"
         )
-        con.register("_retired", retired.to_arrow())
+        con.register("_retired", tables["retired"].to_arrow())
         con.execute(
             f"""update {SCHEMA}.customer_ids set status = 'retired', retired_at = ?, superseded_by = r.superseded_by
                 from _retired r where {SCHEMA}.customer_ids.customer_id = r.customer_id
                   and {SCHEMA}.customer_ids.status = 'active'""",
             [now],
         )
-        con.register("_changes", changes.to_arrow())
+        con.register("_changes", tables["changes"].to_arrow())
         con.execute(f"insert into {SCHEMA}.customer_id_changes by name select * from _changes")
-        customers = ids.assignments.height
         con.execute(
-            f"insert into {SCHEMA}.runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"""insert into {SCHEMA}.runs (run_id, resolved_at, records, customers, new_customer_ids,
+                deterministic_edges, probabilistic_edges, merges, splits, retired, seconds, mode, profiles,
+                new_profiles_scored, model_version, notes) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
-                run_id,
+                summary.run_id,
                 now,
-                final.height,
-                customers,
-                new_ids.height,
-                resolution.det_edges.height,
-                resolution.prob_edges.height,
-                counts["merge"],
-                counts["split"],
-                counts["retire"],
+                summary.records,
+                summary.customers,
+                summary.new_customer_ids,
+                summary.deterministic_edges,
+                summary.probabilistic_edges,
+                summary.merges,
+                summary.splits,
+                summary.retired,
                 time.perf_counter() - started,
+                summary.mode,
+                summary.profiles,
+                summary.new_profiles_scored,
+                summary.model_version,
+                "; ".join(summary.notes),
             ],
         )
         con.execute("commit")
@@ -656,23 +823,6 @@ def run_identity_resolution(
         con.execute("rollback")
         raise
     finally:
-        for name in ("_final", "_pairs", "_new_ids", "_retired", "_changes"):
+        for name in ("_new_ids", "_retired", "_changes"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-    timings["write"] = time.perf_counter() - t
-    return IdentityRunSummary(
-        run_id=run_id,
-        records=final.height,
-        customers=ids.assignments.height,
-        new_customer_ids=new_ids.height,
-        deterministic_edges=resolution.det_edges.height,
-        probabilistic_edges=resolution.prob_edges.height,
-        steward_merges_applied=resolution.steward_merges_applied,
-        steward_splits=resolution.steward_splits,
-        steward_overrides_ignored=resolution.steward_ignored,
-        merges=counts["merge"],
-        splits=counts["split"],
-        retired=counts["retire"],
-        seconds=time.perf_counter() - started,
-        stage_seconds=timings,
-    )

@@ -37,6 +37,8 @@ class Entity:
     # Keys that may legitimately repeat in raw (a new version of a changed row, a re-sent event).
     key_repeats_in_raw: bool = True
     upstream: tuple[str, ...] = field(default=())
+    # A row must carry at least one of these (a contact known by email, phone or id): else quarantine.
+    identified_by: tuple[str, ...] = field(default=())
 
     @property
     def column_names(self) -> list[str]:
@@ -53,6 +55,25 @@ TICKET_STATUSES = ("new", "open", "pending", "solved", "closed")
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 
 _TS = (Column("created_at", "TIMESTAMP", required=True), Column("updated_at", "TIMESTAMP", required=True))
+
+# The person a record describes (a contact, a ticket's requester, an order's customer): every one
+# optional, mapped when the source has it; identity resolution compares whatever is present.
+# Kept as text: a birth date or postcode with a typo is still evidence of who someone is, so it is
+# normalised by identity resolution, never a reason to quarantine the record.
+EXTERNAL_IDS = "external_ids"
+PERSON_ATTRIBUTES = (
+    Column("full_name", "VARCHAR"),  # when the source has one name field ("Ann Lee", "Lee, Ann")
+    Column("birth_date", "VARCHAR"),
+    Column("street_number", "VARCHAR"),
+    Column("address_line1", "VARCHAR"),
+    Column("address_line2", "VARCHAR"),
+    Column("region", "VARCHAR"),  # state, county, province
+    Column("country", "VARCHAR"),
+    # Filled from the mapping's `ids:` (loyalty card, national id, CRM id...), one JSON object per row.
+    Column(EXTERNAL_IDS, "VARCHAR"),
+)
+_NAMES = (Column("first_name", "VARCHAR"), Column("last_name", "VARCHAR"))
+_PLACE = (Column("city", "VARCHAR"), Column("postcode", "VARCHAR"))
 
 ENTITIES: dict[str, Entity] = {
     e.name: e
@@ -99,6 +120,7 @@ ENTITIES: dict[str, Entity] = {
                 Column("phone", "VARCHAR"),
                 Column("city", "VARCHAR"),
                 Column("postcode", "VARCHAR"),
+                *PERSON_ATTRIBUTES,
                 *_TS,
             ),
             key=("contact_id",),
@@ -161,6 +183,12 @@ ENTITIES: dict[str, Entity] = {
                 Column("total_amount", "DOUBLE", required=True, min_value=0),
                 Column("created_at", "TIMESTAMP"),
                 Column("updated_at", "TIMESTAMP"),
+                # the customer as the order describes them (an orders-only company's only evidence)
+                Column("email", "VARCHAR"),
+                Column("phone", "VARCHAR"),
+                *_NAMES,
+                *_PLACE,
+                *PERSON_ATTRIBUTES,
             ),
             key=("order_id",),
         ),
@@ -197,9 +225,10 @@ ENTITIES: dict[str, Entity] = {
         Entity(
             "marketing_contacts",
             "marketing",
-            "The marketing platform's contacts with email/SMS consent; keyed by email address.",
+            "The marketing platform's contacts with email/SMS consent; keyed by contact id, else by email address.",
             (
-                Column("email", "VARCHAR", required=True),
+                Column("email", "VARCHAR"),
+                Column("contact_id", "VARCHAR"),
                 Column("first_name", "VARCHAR"),
                 Column("last_name", "VARCHAR"),
                 Column("phone", "VARCHAR"),
@@ -209,9 +238,12 @@ ENTITIES: dict[str, Entity] = {
                 Column("sms_consent_at", "TIMESTAMP"),
                 Column("unsubscribed_at", "TIMESTAMP"),
                 Column("updated_at", "TIMESTAMP", required=True),
+                *_PLACE,
+                *PERSON_ATTRIBUTES,
             ),
             key=("email",),
             updated_at=None,
+            identified_by=("email", "contact_id", "phone", EXTERNAL_IDS),
         ),
         Entity(
             "marketing_events",
@@ -246,6 +278,10 @@ ENTITIES: dict[str, Entity] = {
                 Column("solved_at", "TIMESTAMP"),
                 Column("satisfaction_score", "VARCHAR", accepted_values=("good", "bad", "offered", "unoffered")),
                 Column("satisfaction_comment", "VARCHAR"),
+                # the requester, when the help desk knows more than a name, email and phone
+                *_NAMES,
+                *_PLACE,
+                *PERSON_ATTRIBUTES,
             ),
             key=("ticket_id",),
             updated_at=None,
@@ -259,4 +295,8 @@ LINEAGE_COLUMNS = (
     Column("_source_location", "VARCHAR"),  # file:line, or table:key
     Column("_partition_date", "DATE"),
     Column("_ingested_at", "TIMESTAMP"),
+    Column("_source_system", "VARCHAR"),  # the sources config's name of the system the row came from
 )
+
+# Entities whose rows describe a person, and so feed identity resolution.
+PERSON_ENTITIES = ("sales_contacts", "sales_orders", "marketing_contacts", "support_tickets")

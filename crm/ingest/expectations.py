@@ -14,6 +14,7 @@ from functools import lru_cache
 import pandas as pd
 
 from crm.ingest.entities import Entity
+from crm.security.redaction import safe_examples
 
 # Above this many rows a batch is validated on a seeded random sample: the row rules in
 # validate.py already checked every row; the suite guards against those rules being wrong.
@@ -97,14 +98,16 @@ def validate_frame(entity: Entity, frame: pd.DataFrame) -> list[ExpectationOutco
     outcomes = []
     for item in result.results:
         config = item.expectation_config
+        column = config.kwargs.get("column") or ",".join(config.kwargs.get("column_list", []) or []) or None
         outcomes.append(
             ExpectationOutcome(
                 expectation=config.type,
-                column=config.kwargs.get("column") or ",".join(config.kwargs.get("column_list", []) or []) or None,
+                column=column,
                 severity=str(getattr(config, "severity", "critical")).split(".")[-1].lower(),
                 success=bool(item.success),
                 unexpected_count=int(item.result.get("unexpected_count") or 0),
-                examples=[str(v) for v in (item.result.get("partial_unexpected_list") or [])[:5]],
+                # Never a person's values: these examples reach Dagster's event log and the snapshot.
+                examples=safe_examples(column, (item.result.get("partial_unexpected_list") or [])[:5]),
             )
         )
     return outcomes

@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS ops.ingest_batches (
 CREATE TABLE IF NOT EXISTS ops.ingest_partition_counts (
     entity VARCHAR, partition_date DATE, batch_id VARCHAR,
     rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT);
+-- Rows of erased persons (crm erase): dropped at load or deleted later, never silently lost.
+ALTER TABLE ops.ingest_partition_counts ADD COLUMN IF NOT EXISTS rows_suppressed BIGINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS ops.loaded_files (
     entity VARCHAR, path VARCHAR, partition_date DATE, size_bytes BIGINT, sha256 VARCHAR,
     rows_read BIGINT, batch_id VARCHAR, loaded_at TIMESTAMP);
@@ -51,12 +53,41 @@ def quarantine_reasons_sql(entities: list[str]) -> str:
     return f"SELECT entity, reason, count(*) AS rows FROM ({union}) GROUP BY ALL ORDER BY rows DESC"
 
 
+# A reason on a field that identifies a person (or on an unnamed field) may quote the person's value:
+# a sample keeps that reason with the value replaced (the location points at the row for whoever may
+# open the source).
+_PERSON_FIELD_SQL = "email|phone|name|postcode|address|birth|customer_ref|source_key|record_key"
+_EMAIL_IN_TEXT_SQL = "([A-Za-z0-9._%+\\-])[A-Za-z0-9._%+\\-]*@([A-Za-z0-9\\-]+(?:\\.[A-Za-z0-9\\-]+)*\\.[A-Za-z]{2,})"
+
+
+def quarantine_samples_sql(columns: dict[str, frozenset[str] | set[str]], entities: list[str]) -> str:
+    """Every quarantined row's pointer over the given quarantine tables (those with
+    ``_source_location`` and ``_reason``): entity, location (file:line or table:key), field, reason
+    (a person's value in it replaced, emails masked), the grouped reason, and ``sample``: its rank
+    within (entity, grouped reason) by location."""
+    union = " UNION ALL ".join(
+        f"SELECT '{e}' AS entity, _source_location AS location, "
+        f"{'_field' if '_field' in columns.get(f'quarantine.{e}', ()) else 'NULL::VARCHAR'} AS field, "
+        f'_reason, {GROUPED_REASON_SQL} AS grouped FROM quarantine."{e}"'
+        for e in entities
+    )
+    reason = (
+        f"regexp_replace(CASE WHEN field IS NULL OR regexp_matches(field, '{_PERSON_FIELD_SQL}', 'i') THEN grouped "
+        f"ELSE _reason END, '{_EMAIL_IN_TEXT_SQL}', '\\1***@\\2', 'g')"
+    )
+    return (
+        f"SELECT entity, location, field, {reason} AS reason, grouped, "
+        f"row_number() OVER (PARTITION BY entity, grouped ORDER BY location) AS sample FROM ({union})"
+    )
+
+
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_DDL)
 
 
 def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the reconciliation view over every entity's raw and quarantine tables."""
+    ensure_ledger(con)  # a ledger from before suppression gains its rows_suppressed column
     counted = " UNION ALL ".join(
         f"SELECT '{name}' AS entity, (SELECT count(*) FROM raw.{name}) AS rows_in_raw, "
         f"(SELECT count(*) FROM quarantine.{name}) AS rows_in_quarantine"
@@ -65,13 +96,15 @@ def create_reconciliation_view(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE OR REPLACE VIEW ops.ingest_reconciliation AS "
         "WITH ledger AS (SELECT entity, sum(rows_read) AS rows_read, max(partition_date) AS last_partition, "
+        "               coalesce(sum(rows_suppressed), 0) AS rows_suppressed, "
         "               count(DISTINCT partition_date) AS partitions "
         "               FROM ops.ingest_partition_counts GROUP BY entity), "
         f"counted AS ({counted}) "
         "SELECT c.entity, coalesce(l.rows_read, 0) AS rows_read, c.rows_in_raw, c.rows_in_quarantine, "
-        "       coalesce(l.rows_read, 0) = c.rows_in_raw + c.rows_in_quarantine AS reconciled, "
+        "       coalesce(l.rows_read, 0) = c.rows_in_raw + c.rows_in_quarantine + coalesce(l.rows_suppressed, 0) "
+        "       AS reconciled, "
         "       round(c.rows_in_quarantine / nullif(c.rows_in_raw + c.rows_in_quarantine, 0), 5) AS quarantine_share, "
-        "       l.partitions, l.last_partition, "
+        "       l.partitions, l.last_partition, coalesce(l.rows_suppressed, 0) AS rows_suppressed, "
         "       (SELECT max(finished_at) FROM ops.ingest_batches b WHERE b.entity = c.entity) AS last_loaded_at "
         "FROM counted c LEFT JOIN ledger l USING (entity) ORDER BY c.entity"
     )
@@ -105,14 +138,24 @@ def record_batch(
         "DELETE FROM ops.ingest_partition_counts WHERE entity = $entity AND partition_date BETWEEN $start AND $end",
         params,
     )
+    # Suppressed rows (crm erase) come from the temp table the suppression step left for this batch.
+    suppressed = (
+        " UNION ALL SELECT _partition_date, 'suppressed', rows FROM _ingest_suppressed"
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_ingest_suppressed'").fetchall()[0][0]
+        else ""
+    )
     con.execute(
         "INSERT INTO ops.ingest_partition_counts "
-        "SELECT $entity, _partition_date, $batch, "
-        "       count(*) FILTER (WHERE _kind IN ('raw', 'quarantine')), count(*) FILTER (WHERE _kind = 'raw'), "
-        "       count(*) FILTER (WHERE _kind = 'quarantine') "
-        "FROM (SELECT _partition_date, 'raw' AS _kind FROM raw." + entity + " WHERE _batch_id = $batch "
-        "      UNION ALL SELECT _partition_date, 'quarantine' FROM quarantine." + entity + " WHERE _batch_id = $batch) "
-        "GROUP BY _partition_date",
+        "(entity, partition_date, batch_id, rows_read, rows_loaded, rows_quarantined, rows_suppressed) "
+        "SELECT $entity, _partition_date, $batch, sum(_n), coalesce(sum(_n) FILTER (WHERE _kind = 'raw'), 0), "
+        "       coalesce(sum(_n) FILTER (WHERE _kind = 'quarantine'), 0), "
+        "       coalesce(sum(_n) FILTER (WHERE _kind = 'suppressed'), 0) "
+        "FROM (SELECT _partition_date, 'raw' AS _kind, 1 AS _n FROM raw." + entity + " WHERE _batch_id = $batch "
+        "      UNION ALL SELECT _partition_date, 'quarantine', 1 FROM quarantine."
+        + entity
+        + " WHERE _batch_id = $batch"
+        + suppressed
+        + ") GROUP BY _partition_date",
         {"entity": entity, "batch": batch_id},
     )
     # The reader's own count is the independent side of the books: if it differs from what

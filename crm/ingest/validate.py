@@ -15,7 +15,7 @@ from crm.ingest.readers import BATCH_TABLE, REJECTS_TABLE, _lit, _q
 
 QUARANTINE_COLUMNS = (
     "_batch_id VARCHAR, _source VARCHAR, _source_location VARCHAR, _partition_date DATE, "
-    "_ingested_at TIMESTAMP, _reason VARCHAR, _field VARCHAR, _raw_record VARCHAR"
+    "_ingested_at TIMESTAMP, _reason VARCHAR, _field VARCHAR, _raw_record VARCHAR, _source_system VARCHAR"
 )
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
@@ -26,6 +26,19 @@ def ensure_entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> None
     columns = ", ".join(f"{_q(c.name)} {c.dtype}" for c in (*entity.columns, *LINEAGE_COLUMNS))
     con.execute(f"CREATE TABLE IF NOT EXISTS raw.{entity.name} ({columns})")
     con.execute(f"CREATE TABLE IF NOT EXISTS quarantine.{entity.name} ({QUARANTINE_COLUMNS})")
+    # A warehouse made before a column was declared gains it (empty for the rows already there).
+    existing = {
+        (schema, name)
+        for schema, name in con.execute(
+            "SELECT table_schema, column_name FROM information_schema.columns WHERE table_name = $t",
+            {"t": entity.name},
+        ).fetchall()
+    }
+    for column in (*entity.columns, *LINEAGE_COLUMNS):
+        if ("raw", column.name) not in existing:
+            con.execute(f"ALTER TABLE raw.{entity.name} ADD COLUMN {_q(column.name)} {column.dtype}")
+    if ("quarantine", "_source_system") not in existing:
+        con.execute(f"ALTER TABLE quarantine.{entity.name} ADD COLUMN _source_system VARCHAR")
 
 
 def _typed(column: Column) -> str:
@@ -99,6 +112,15 @@ def _rules(entity: Entity, con: duckdb.DuckDBPyConnection) -> list[_Rule]:
                     f"{_lit(column.name + ': unknown ' + column.references + ' ')} || {shown}",
                 )
             )
+    if entity.identified_by:
+        present = " OR ".join(f"nullif(trim({_q(c)}), '') IS NOT NULL" for c in entity.identified_by)
+        rules.append(
+            _Rule(
+                entity.identified_by[0],
+                f"NOT ({present})",
+                _lit(f"no identifier: one of {', '.join(entity.identified_by)} is needed"),
+            )
+        )
     return rules
 
 
@@ -137,18 +159,24 @@ def split_batch(con: duckdb.DuckDBPyConnection, entity: Entity, batch_id: str, i
         "CREATE OR REPLACE TEMP TABLE _ingest_checked AS "
         f"SELECT t.*, {broken} AS _broken FROM (SELECT *, {typed_columns} FROM {BATCH_TABLE}) t"
     )
-    lineage = f"{_lit(batch_id)}, _source, _source_location, _partition_date, TIMESTAMP {_lit(ingested_at)}"
+    lineage = (
+        f"{_lit(batch_id)}, _source, _source_location, _partition_date, TIMESTAMP {_lit(ingested_at)}, _source_system"
+    )
+    lineage_names = "_batch_id, _source, _source_location, _partition_date, _ingested_at, _source_system"
+    raw_names = ", ".join(_q(c.name) for c in (*entity.columns, *LINEAGE_COLUMNS))
+    quarantine_names = f"{lineage_names}, _reason, _field, _raw_record"
     loaded = con.execute(
-        f"INSERT INTO raw.{entity.name} SELECT "
+        f"INSERT INTO raw.{entity.name} ({raw_names}) SELECT "
         + ", ".join(_q("__" + c.name) for c in entity.columns)
         + f", {lineage} FROM _ingest_checked WHERE NOT _broken"
     ).fetchall()[0][0]
     record = "to_json(struct_pack(" + ", ".join(f"{_q(c)} := {_q(c)}" for c in entity.column_names) + "))"
     quarantined = con.execute(
-        f"INSERT INTO quarantine.{entity.name} "
+        f"INSERT INTO quarantine.{entity.name} ({quarantine_names}) "
         f"SELECT {lineage}, {reason}, {first_field}, {record} FROM _ingest_checked t WHERE _broken"
     ).fetchall()[0][0]
     quarantined += con.execute(
-        f"INSERT INTO quarantine.{entity.name} SELECT {lineage}, _reason, _field, _raw_record FROM {REJECTS_TABLE}"
+        f"INSERT INTO quarantine.{entity.name} ({quarantine_names}) "
+        f"SELECT {lineage}, _reason, _field, _raw_record FROM {REJECTS_TABLE}"
     ).fetchall()[0][0]
     return loaded, quarantined

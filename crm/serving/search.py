@@ -10,7 +10,10 @@ a query is normalised:
 - ``haystack``: names (accents folded, lower case, and the formal first name of a nickname),
   emails, account names and ids, each entry between `` | `` separators;
 - ``phones``: each phone as international digits (447208570041) and as dialled at home with the
-  country's trunk prefix (07208570041), from ``phonenumbers``' metadata of its country.
+  country's trunk prefix (07208570041), from ``phonenumbers``' metadata of its country;
+- ``haystack_no_contacts``: the haystack without its emails (nor any id that is an address), which
+  a viewer who may not see contact details searches instead: a hit on an address or a number would
+  confirm that it belongs to a customer.
 
 :func:`search_sql` turns what a person typed into one ranked, countable query over that table.
 Plain Python + SQL (no Streamlit): the app and the benchmarks call it.
@@ -116,18 +119,24 @@ def write_customer_search(con: duckdb.DuckDBPyConnection) -> bool:
             LEFT JOIN _trunks t ON t.prefix = left(e.phone, 4)
         )
         SELECT customer_id,
-               '{SEPARATOR}' || array_to_string(list_distinct(flatten(list(entries))), '{SEPARATOR}')
-                   || '{SEPARATOR}' AS haystack,
-               ' ' || array_to_string(
-                   list_distinct(
-                       list(international)
-                       || list(CASE WHEN code_length IS NOT NULL AND length(international) > code_length
-                                    THEN trunk || substr(international, code_length + 1) END)
-                   ),
-                   ' '
-               ) || ' ' AS phones
-        FROM folded
-        GROUP BY customer_id
+               '{SEPARATOR}' || array_to_string(entries, '{SEPARATOR}') || '{SEPARATOR}' AS haystack,
+               phones,
+               '{SEPARATOR}' || array_to_string(list_filter(entries, lambda x: NOT contains(x, '@')), '{SEPARATOR}')
+                   || '{SEPARATOR}' AS haystack_no_contacts
+        FROM (
+            SELECT customer_id,
+                   list_distinct(flatten(list(entries))) AS entries,
+                   ' ' || array_to_string(
+                       list_distinct(
+                           list(international)
+                           || list(CASE WHEN code_length IS NOT NULL AND length(international) > code_length
+                                        THEN trunk || substr(international, code_length + 1) END)
+                       ),
+                       ' '
+                   ) || ' ' AS phones
+            FROM folded
+            GROUP BY customer_id
+        )
         """
     )
     for table in ("_search_entries", "_nicknames", "_trunks"):
@@ -169,7 +178,12 @@ class SearchQuery:
         )
 
 
-def search_sql(query: SearchQuery) -> tuple[str, list]:
+def _escape_like(text: str) -> str:
+    """``%`` and ``_`` typed into the search box are literal characters, not wildcards."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_sql(query: SearchQuery, *, contacts: bool = True) -> tuple[str, list]:
     """``SELECT customer_id, score, matched, matched_kind`` of every customer matching ``query`` (``matched``:
     the identifier that matched; ``matched_kind``: email, phone, or name, account or id), with its parameters.
 
@@ -177,21 +191,27 @@ def search_sql(query: SearchQuery) -> tuple[str, list]:
     and ids exactly; otherwise every word must be found among the customer's names, emails, accounts
     and ids (a nickname word also as its formal name). Rank: an exact id, email, phone or full name
     before a name that starts with the text, before any other match.
+
+    ``contacts=False`` (a viewer who may not see contact details): emails and phones are not searched,
+    so a hit never confirms that an address or a number is a customer's.
     """
-    if not query.tokens and not query.phone_like:
+    haystack = "haystack" if contacts else "haystack_no_contacts"
+    phone_like = query.phone_like and contacts
+    if not query.tokens and not phone_like:
         return (
             f"SELECT customer_id, 0 AS score, NULL AS matched, NULL AS matched_kind FROM {SEARCH_TABLE} WHERE false",
             [],
         )
-    exact = f"%{SEPARATOR}{query.folded}{SEPARATOR}%"
-    if query.phone_like:
-        where = "(contains(phones, ?) OR haystack LIKE ?)"
+    exact = f"%{SEPARATOR}{_escape_like(query.folded)}{SEPARATOR}%"
+    like = f"{haystack} LIKE ? ESCAPE '\\'"
+    if phone_like:
+        where = f"(contains(phones, ?) OR {like})"
         params: list = [query.digits, exact]
-        score = "CASE WHEN haystack LIKE ? THEN 3 WHEN contains(phones, ?) THEN 2 ELSE 1 END"
+        score = f"CASE WHEN {like} THEN 3 WHEN contains(phones, ?) THEN 2 ELSE 1 END"
         score_params: list = [exact, f" {query.digits} "]
         matched = (
             "coalesce(list_filter(string_split(trim(phones), ' '), lambda x: contains(x, ?))[1], "
-            f"list_filter(string_split(haystack, '{SEPARATOR}'), lambda x: x = ?)[1])"
+            f"list_filter(string_split({haystack}, '{SEPARATOR}'), lambda x: x = ?)[1])"
         )
         matched_params: list = [query.digits, query.folded]
     else:
@@ -200,17 +220,17 @@ def search_sql(query: SearchQuery) -> tuple[str, list]:
         for token in query.tokens:
             formal = NICKNAMES.get(token)
             if formal and formal != token:
-                clauses.append("(contains(haystack, ?) OR contains(haystack, ?))")
+                clauses.append(f"(contains({haystack}, ?) OR contains({haystack}, ?))")
                 params += [token, formal]
             else:
-                clauses.append("contains(haystack, ?)")
+                clauses.append(f"contains({haystack}, ?)")
                 params.append(token)
         where = " AND ".join(clauses)
-        score = "CASE WHEN haystack LIKE ? THEN 3 WHEN contains(haystack, ?) THEN 2 ELSE 1 END"
+        score = f"CASE WHEN {like} THEN 3 WHEN contains({haystack}, ?) THEN 2 ELSE 1 END"
         score_params = [exact, f"{SEPARATOR}{query.folded}"]
         # The identifier that matched (the first word's), so a person sees why a customer is listed.
         first = query.tokens[0]
-        entries = f"string_split(haystack, '{SEPARATOR}')"
+        entries = f"string_split({haystack}, '{SEPARATOR}')"
         # A name, account or id before an email: "bailey" shows "amelia bailey", not her address.
         matched = (
             f"coalesce(list_filter({entries}, lambda x: contains(x, ?) AND NOT contains(x, '@'))[1], "

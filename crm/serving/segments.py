@@ -94,9 +94,11 @@ class SegmentDefinition(BaseModel):
     contact_details: bool | None = None
 
     def file_stem(self) -> str:
+        """The file name: lower case, every run of separators one '_' ("VIP list" and "vip_list" are one
+        file, so :func:`save_segment` refuses the second instead of silently overwriting the first)."""
         if not _NAME.match(self.name):
             raise SegmentError(f"segment name {self.name!r}: use letters, digits, spaces, '_', '-' or '.' (max 80)")
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name.strip()).lower()
+        return re.sub(r"[^a-z0-9]+", "_", self.name.strip().lower()).strip("_") or "segment"
 
 
 def universe_sql(con: duckdb.DuckDBPyConnection) -> str:
@@ -146,6 +148,35 @@ def _quoted(column: str, allowed: dict[str, str], where: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 
+_NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_NUMBER_TYPES += ("UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")
+
+
+def _typed_value(value: Any, duckdb_type: str, where: str, column: str) -> Any:
+    """A filter value checked against its column's type, so a wrong one gets a plain message, not a
+    database error: numbers for number columns, ISO dates for date columns."""
+    upper = duckdb_type.upper()
+    try:
+        if upper.startswith(_NUMBER_TYPES):
+            if isinstance(value, bool) or value is None:
+                raise ValueError
+            return float(value) if not isinstance(value, int) else value
+        if upper.startswith(("DATE", "TIMESTAMP")) and isinstance(value, str):
+            return datetime.fromisoformat(value) if upper.startswith("TIMESTAMP") else date.fromisoformat(value[:10])
+    except (TypeError, ValueError):
+        held, kind = ("numbers", "a number") if upper.startswith(_NUMBER_TYPES) else ("dates", "a date (YYYY-MM-DD)")
+        raise SegmentError(f"{where}: {column!r} holds {held}; {value!r} is not {kind}") from None
+    return value
+
+
+def _typed_values(op: str, value: Any, ctype: str, where: str, column: str) -> Any:
+    if op in ("in", "not_in", "between") and isinstance(value, list | tuple):
+        return [_typed_value(v, ctype, where, column) for v in value]
+    if op in ("=", ">=", "<=") and value is not None:
+        return _typed_value(value, ctype, where, column)
+    return value
+
+
 def where_clause(definition: SegmentDefinition, allowed: dict[str, str]) -> tuple[str, list[Any]]:
     """The segment's conditions as SQL with ``?`` placeholders and their values, in order."""
     parts, params = [], []
@@ -153,6 +184,7 @@ def where_clause(definition: SegmentDefinition, allowed: dict[str, str]) -> tupl
         where = f"segment {definition.name!r}, condition {index + 1}"
         column = _quoted(condition.column, allowed, where)
         op, value = condition.op, condition.value
+        value = _typed_values(op, value, allowed[condition.column], where, condition.column)
         if op in ("in", "not_in"):
             if not isinstance(value, list) or not value:
                 raise SegmentError(f"{where}: {op} needs a non-empty list of values for {condition.column!r}")
@@ -245,9 +277,35 @@ def mask_pii(table: pa.Table) -> pa.Table:
     return table
 
 
+# OWASP CSV injection: a cell a spreadsheet would read as a formula. '+' and '-' start formulas
+# too, but also phone numbers (+44 7700 900123) and negative amounts: those stay as they are.
+_FORMULA_START = r"^[=@\t\r]|^[+\-](?:[^0-9 ().+\-]|.*[^0-9 ().+\-])"
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """Every text cell a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``@SUM(...)``,
+    ``+cmd|...``) gets a leading apostrophe, so it opens as the text it is (OWASP's advice for CSV
+    and Excel exports). Numbers, dates and plain text are unchanged."""
+    import polars as pl
+
+    frame = pl.from_arrow(table) if isinstance(table, pa.Table) else table
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    if not text:
+        return table
+    frame = frame.with_columns(
+        pl.when(pl.col(name).str.contains(_FORMULA_START))
+        .then(pl.lit("'") + pl.col(name))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name in text
+    )
+    return frame.to_arrow()
+
+
 def to_csv_bytes(table: pa.Table) -> bytes:
+    """CSV, safe to open in a spreadsheet (see :func:`neutralise_formulas`)."""
     sink = io.BytesIO()
-    pa_csv.write_csv(table, sink)
+    pa_csv.write_csv(neutralise_formulas(table), sink)
     return sink.getvalue()
 
 
@@ -352,7 +410,7 @@ def to_excel_bytes(table: pa.Table, sheet: str = "segment") -> bytes:
 
     import polars as pl
 
-    frame = pl.from_arrow(table)
+    frame = pl.from_arrow(neutralise_formulas(table))
     header = (
         '<row r="1">'
         + "".join(
@@ -398,23 +456,40 @@ def segments_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "segments"
 
 
-def save_segment(data_dir: Path, definition: SegmentDefinition) -> Path:
+def save_segment(data_dir: Path, definition: SegmentDefinition, *, replace: bool = False) -> Path:
+    """Save (or with ``replace`` update) a segment. Two names that differ only in case or separators
+    share a file: the second is refused rather than silently overwriting the first."""
     directory = segments_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{definition.file_stem()}.json"
+    if target.exists():
+        try:
+            existing = SegmentDefinition.model_validate_json(target.read_text(encoding="utf-8")).name
+        except ValidationError:
+            existing = None
+        if existing is not None and existing != definition.name:
+            raise SegmentError(
+                f"a saved segment named {existing!r} already uses the file {target.name}: choose another name"
+            )
+        if not replace:
+            raise SegmentError(f"a segment named {definition.name!r} is saved already: confirm to replace it")
     temporary = target.with_suffix(".json.tmp")
     temporary.write_text(definition.model_dump_json(indent=2), encoding="utf-8")
     os.replace(temporary, target)
     return target
 
 
-def load_segments(data_dir: Path) -> list[SegmentDefinition]:
+def load_segments(data_dir: Path, problems: list[str] | None = None) -> list[SegmentDefinition]:
+    """Every saved segment. A file that is not a segment definition is skipped and described in
+    ``problems`` (when given): one broken file never hides the others."""
     found = []
     for path in sorted(segments_dir(data_dir).glob("*.json")):
         try:
             found.append(SegmentDefinition.model_validate_json(path.read_text(encoding="utf-8")))
-        except ValidationError as exc:
-            raise SegmentError(f"{path}: not a segment definition: {exc}") from exc
+        except (ValidationError, OSError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if problems is not None:
+                problems.append(f"{path.name}: not a segment definition ({first}); skipped")
     return found
 
 
@@ -428,6 +503,12 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _write_private_bytes(path: Path, payload: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(payload)
+
+
 def export_segment_files(
     con: duckdb.DuckDBPyConnection, definition: SegmentDefinition, data_dir: Path, snapshot_id: str
 ) -> dict[str, Any]:
@@ -439,13 +520,14 @@ def export_segment_files(
     result = evaluate_segment(con, definition)
     rows = result.rows if definition.contact_details is not False else mask_pii(result.rows)
     directory = exports_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)  # exports hold contact details: the service's user only
     stem = definition.file_stem()
     files = {}
     for suffix, payload in ((".csv", to_csv_bytes(rows)), (".parquet", to_parquet_bytes(rows))):
         target = directory / f"{stem}{suffix}"
         temporary = directory / f".{stem}{suffix}.tmp"
-        temporary.write_bytes(payload)
+        _write_private_bytes(temporary, payload)
         os.replace(temporary, target)
         files[target.name] = {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
     manifest = export_manifest(
@@ -475,8 +557,9 @@ def export_manifest(
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """A manifest, readable by the service's user only, moved into place whole."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    _write_private_bytes(temporary, json.dumps(payload, indent=2, default=_json_default).encode("utf-8"))
     os.replace(temporary, path)
 
 
@@ -499,7 +582,7 @@ def record_download(
     manifest = export_manifest(definition, result, snapshot_id=snapshot_id, contact_details=contact_details)
     manifest["files"] = {file_name: {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}}
     directory = downloads_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
     _write_json(directory / f"{Path(file_name).stem}-{stamp}.manifest.json", manifest)
     return manifest
@@ -517,7 +600,7 @@ def export_saved_segments(data_dir: Path) -> tuple[str, list[dict[str, Any]], li
         raise SnapshotError("no published snapshot to export segments from")
     manifests, failures = [], []
     with duckdb.connect(str(current.path), read_only=True) as con:
-        for definition in load_segments(data_dir):
+        for definition in load_segments(data_dir, failures):
             try:
                 manifests.append(export_segment_files(con, definition, data_dir, current.snapshot_id))
             except (ValueError, duckdb.Error) as exc:

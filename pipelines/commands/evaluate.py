@@ -68,9 +68,12 @@ def identity(
     metrics = evaluate_warehouse(warehouse, truth)
     rows = []
     if sweep:
+        from crm.identity.resolution import settings_for
         from crm.identity.sweep import threshold_sweep
 
-        rows = threshold_sweep(warehouse, truth, [float(t) for t in thresholds.split(",") if t.strip()])
+        rows = threshold_sweep(
+            warehouse, truth, [float(t) for t in thresholds.split(",") if t.strip()], settings_for(_settings())
+        )
     if as_json:
         out = {"warehouse": str(warehouse), "ground_truth": str(truth), **metrics.as_dict()}
         if sweep:

@@ -1,4 +1,5 @@
-"""Fixtures for the app: the snapshot the shared `built_company` build published, with its scores."""
+"""Fixtures for the app: the snapshot the shared `built_company` build published, with its scores, and
+a users file with one user per role, signed in through the real login form (:func:`sign_in`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from crm.serving.snapshots import (
 )
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
+# One test user per role; the rep owns the largest book of the shared build.
+PASSWORDS = {role: f"test-password-{role}" for role in ("admin", "analyst", "marketer", "rep", "steward")}
 PAGES = (
     "overview",
     "customers",
@@ -95,6 +98,51 @@ def build_snapshot(built_company) -> Snapshot:
 @pytest.fixture(scope="session")
 def published(built_company, build_snapshot) -> Published:
     return Published(built_company.settings.data_dir, build_snapshot)
+
+
+@dataclass(frozen=True)
+class AppUsers:
+    path: Path
+    rep_id: int
+
+
+@pytest.fixture(scope="session")
+def app_users(tmp_path_factory, published) -> AppUsers:
+    """A users file written by the same code as `crm users add`, one user per role."""
+    from crm.security.users import add_user
+
+    with published.connect() as con:
+        rep_id = con.execute(
+            "SELECT owner_rep_id FROM marts.customer_360 WHERE owner_rep_id IS NOT NULL "
+            "GROUP BY ALL ORDER BY count(*) DESC, owner_rep_id LIMIT 1"
+        ).fetchall()[0][0]
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    for role, password in PASSWORDS.items():
+        add_user(path, f"test-{role}", role, password=password, rep_id=int(rep_id) if role == "rep" else None)
+    return AppUsers(path, int(rep_id))
+
+
+@pytest.fixture(autouse=True)
+def users_env(monkeypatch, app_users) -> AppUsers:
+    """Every app test signs in against the test users file (nothing turns the login off)."""
+    monkeypatch.setenv("CRM_USERS_FILE", str(app_users.path))
+    return app_users
+
+
+def sign_in(app, role: str = "admin", password: str | None = None):
+    """Run the app and sign in through the login form, as a person would."""
+    app.run()
+    app.text_input(key="login_name").input(f"test-{role}")
+    app.text_input(key="login_password").input(password or PASSWORDS[role])
+    app.button[0].click().run()
+    return app
+
+
+def viewer(role: str, rep_id: int | None = None):
+    """The viewer a signed-in user of ``role`` gets (for calling the data layer directly)."""
+    from crm.security.roles import Viewer
+
+    return Viewer.for_role(f"test-{role}", role, rep_id=rep_id)
 
 
 @pytest.fixture

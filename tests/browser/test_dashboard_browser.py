@@ -32,7 +32,7 @@ from benchmarks.bench_browser import (
     full_screenshot,
     healthy,
 )
-from tests.app.conftest import environment_for_subprocess, republish
+from tests.app.conftest import PASSWORDS, environment_for_subprocess, republish
 from tests.app.test_app_data import _national_phone, _secondary_email
 from tests.app.test_app_pages import _suspects
 
@@ -56,7 +56,7 @@ def screenshots() -> Path:
 
 
 @pytest.fixture
-def served_app(published, tmp_path):
+def served_app(published, app_users, tmp_path):
     """`crm app --port N` (what `crm demo` ends with) on a copy of the snapshot with suspected duplicates:
     the URL it prints, once Streamlit answers there."""
     data_dir = tmp_path / "data"
@@ -66,7 +66,11 @@ def served_app(published, tmp_path):
     with open(log, "w") as output:
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("crm")), "app", "--port", str(port)],
-            env={**environment_for_subprocess(data_dir), "COLUMNS": "200"},
+            env={
+                **environment_for_subprocess(data_dir),
+                "CRM_USERS_FILE": str(app_users.path),
+                "COLUMNS": "200",
+            },
             start_new_session=True,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -112,12 +116,12 @@ def _search(page, text: str) -> str:
     return page.locator("h3").first.inner_text()
 
 
-def test_every_page_in_chromium_with_screenshots(served_app, published, screenshots):
+def test_every_page_in_chromium_with_screenshots(served_app, published, built_company, screenshots):
     from playwright.sync_api import sync_playwright
 
     with duckdb.connect(str(published.snapshot.path), read_only=True) as con:
         secondary_customer, secondary = _secondary_email(con)
-        phone_customer, national = _national_phone(con)
+        phone_customer, national = _national_phone(built_company.warehouse)
         names = dict(con.execute("SELECT customer_id, full_name FROM marts.customer_360").fetchall())
         (as_of,) = con.execute("SELECT max(as_of_date) FROM marts.customer_360").fetchall()[0]
     with sync_playwright() as playwright:
@@ -126,9 +130,20 @@ def test_every_page_in_chromium_with_screenshots(served_app, published, screensh
             context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             context.add_init_script(MUTATION_RECORDER)
             page = context.new_page()
+            # Not signed in: the login form and nothing else, whichever page the address names.
+            page.goto(f"{served_app}/customers", wait_until="domcontentloaded")
+            _settle(page, "CRM dashboard")
+            assert page.locator('[data-testid="stDataFrame"]').count() == 0
+            assert page.locator('[data-testid="stMetric"]').count() == 0
+            full_screenshot(page, screenshots / "login.png")
+            page.get_by_label("User name").fill("test-admin")
+            page.get_by_label("Password", exact=True).fill(PASSWORDS["admin"])
+            page.get_by_role("button", name="Sign in").click()
+            _settle(page, "Overview")
             for path, title in PAGES.items():
                 page.set_viewport_size({"width": 1400, "height": 1000})
-                page.goto(f"{served_app}/{path}", wait_until="domcontentloaded")
+                # Through the sidebar, as a person would: a new address would start a new session.
+                page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
                 _settle(page, title)
                 _no_exception(page, title)
                 if path == "":
@@ -147,4 +162,4 @@ def test_every_page_in_chromium_with_screenshots(served_app, published, screensh
         finally:
             browser.close()
     taken = sorted(p.name for p in screenshots.iterdir())
-    assert taken == sorted(f"{path or 'overview'}.png" for path in PAGES), taken
+    assert taken == sorted(["login.png", *(f"{path or 'overview'}.png" for path in PAGES)]), taken

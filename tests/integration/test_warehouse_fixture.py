@@ -111,7 +111,7 @@ def test_found_customers_are_the_true_persons(built):
         all_ids = [_customer_of(con, *recs[0]) for recs in PERSONS.values()]
         assert len(set(all_ids)) == len(PERSONS)  # nobody merged with someone else
         rule = con.execute(
-            "select match_rule from identity.records where record_key = 'support_tickets:5003'"
+            "select match_rule from identity.records where record_key = 'support_tickets:fixture:5003'"
         ).fetchall()[0][0]
         assert rule == "probabilistic"  # Ivy's ticket: only Splink can join it
         n360 = con.execute("select count(*), count(distinct customer_id) from marts.customer_360").fetchall()[0]
@@ -214,8 +214,8 @@ def test_second_run_keeps_ids_logs_changes_and_applies_steward_overrides(built):
         # a new sales contact for Bob (same mobile, new address) and a steward split of Ann's ticket
         con.execute(
             "insert into raw.sales_contacts (contact_id, account_id, first_name, last_name, email, phone, city, "
-            "postcode, created_at, updated_at, _ingested_at) values (204, 2, 'Robert', 'Stone', 'rstone@home.example', "
-            "'+44 7700 900123', 'Leeds', 'LS1 4AP', ?, ?, ?)",
+            "postcode, created_at, updated_at, _ingested_at, _source_system) values (204, 2, 'Robert', 'Stone', "
+            "'rstone@home.example', '+44 7700 900123', 'Leeds', 'LS1 4AP', ?, ?, ?, 'fixture')",
             [datetime(2024, 6, 1), datetime(2024, 6, 1), datetime(2024, 6, 2)],
         )
         con.execute(
@@ -233,16 +233,16 @@ def test_second_run_keeps_ids_logs_changes_and_applies_steward_overrides(built):
     con = duckdb.connect(str(db), read_only=True)
     try:
         after = dict(con.execute("select record_key, customer_id from identity.records").fetchall())
-        bob = before["sales_contacts:201"]
-        assert after["sales_contacts:204"] == bob
-        ann = before["sales_contacts:101"]
-        assert after["support_tickets:5001"] != ann
-        unchanged = {k: v for k, v in before.items() if k != "support_tickets:5001"}
+        bob = before["sales_contacts:fixture:201"]
+        assert after["sales_contacts:fixture:204"] == bob
+        ann = before["sales_contacts:fixture:101"]
+        assert after["support_tickets:fixture:5001"] != ann
+        unchanged = {k: v for k, v in before.items() if k != "support_tickets:fixture:5001"}
         assert {k: after[k] for k in unchanged} == unchanged
         changes = con.execute(
             "select change_type, customer_id, related_customer_id from identity.customer_id_changes"
         ).fetchall()
-        assert changes == [("split", ann, after["support_tickets:5001"])]
+        assert changes == [("split", ann, after["support_tickets:fixture:5001"])]
         n360 = con.execute("select count(*) from marts.customer_360").fetchall()[0][0]
         assert n360 == len(PERSONS) + 1
     finally:
@@ -258,7 +258,7 @@ def test_a_dashboard_steward_decision_changes_the_next_runs_clusters(built):
     db, defs, _ = built
     with duckdb.connect(str(db), read_only=True) as con:
         before = dict(con.execute("select record_key, customer_id from identity.records").fetchall())
-    assert before["sales_contacts:101"] != before["sales_contacts:201"]
+    assert before["sales_contacts:fixture:101"] != before["sales_contacts:fixture:201"]
     record_decision(
         load_settings().data_dir,
         action="merge",
@@ -267,8 +267,9 @@ def test_a_dashboard_steward_decision_changes_the_next_runs_clusters(built):
         reason="test: one household account",
         decided_by="steward-test",
     )
+    # the identity step writes all its tables at once: select it whole
     result = _materialize(
-        defs, selection=dg.AssetSelection.keys(["identity", "records"], ["identity", "customer_id_changes"])
+        defs, selection=dg.AssetSelection.keys(["identity", "records"]).required_multi_asset_neighbors()
     )
     assert result.success, _failures(result)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -276,7 +277,7 @@ def test_a_dashboard_steward_decision_changes_the_next_runs_clusters(built):
     with duckdb.connect(str(db), read_only=True) as con:
         after = dict(con.execute("select record_key, customer_id from identity.records").fetchall())
         applied = con.execute("select action, left_key, right_key from identity.steward_decisions").fetchall()
-    assert after["sales_contacts:101"] == after["sales_contacts:201"]
+    assert after["sales_contacts:fixture:101"] == after["sales_contacts:fixture:201"]
     assert applied == [("merge", "101", "201")]
 
 

@@ -11,7 +11,7 @@ from crm.identity.clustering import (
     cluster_records,
 )
 from crm.identity.evaluation import pairwise_metrics
-from crm.identity.resolution import deterministic_edges
+from crm.identity.rules import deterministic_edges
 from crm.identity.stable_ids import assign_stable_ids
 
 

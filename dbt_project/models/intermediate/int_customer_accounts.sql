@@ -27,7 +27,8 @@ contact_accounts as (
         contacts.updated_at as seen_at
     from records
     inner join contacts
-        on contacts.contact_key = records.source_key
+        on contacts.source_system = records.source_system
+        and contacts.contact_key = records.source_key
     where contacts.account_id is not null
 ),
 
@@ -40,7 +41,8 @@ order_accounts as (
         orders.order_date as seen_at
     from records
     inner join orders
-        on orders.customer_ref = records.source_key
+        on orders.customer_system = records.source_system
+        and orders.customer_ref = records.source_key
 ),
 
 candidates as (

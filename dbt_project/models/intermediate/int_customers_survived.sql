@@ -10,7 +10,10 @@ rules as (
 ),
 
 candidates as (
-    {% set fields = ['email', 'phone', 'first_name', 'last_name', 'city', 'postcode'] %}
+    {% set fields = [
+        'email', 'phone', 'first_name', 'last_name', 'birth_date',
+        'address_line1', 'address_line2', 'city', 'postcode', 'region', 'country'
+    ] %}
     {% for field in fields %}
     select customer_id, '{{ field }}' as field, {{ field }} as field_value, source, record_updated_at, record_key
     from records
@@ -42,7 +45,8 @@ customer_ids as (
 
 select
     customer_ids.customer_id,
-    {% for field in fields %}
+    {% for field in ['email', 'phone', 'first_name', 'last_name', 'birth_date',
+                     'address_line1', 'address_line2', 'city', 'postcode', 'region', 'country'] %}
     max(case when winners.field = '{{ field }}' then winners.field_value end) as {{ field }},
     max(case when winners.field = '{{ field }}' then winners.source end) as {{ field }}_source{% if not loop.last %},{% endif %}
     {% endfor %}

@@ -14,6 +14,7 @@ record_counts as (
         sum(case when source = 'sales_contacts' then 1 else 0 end) as sales_contact_records,
         sum(case when source = 'marketing_contacts' then 1 else 0 end) as marketing_contact_records,
         sum(case when source = 'support_tickets' then 1 else 0 end) as support_ticket_records,
+        count(distinct source_system) as source_systems,
         min(record_created_at) as first_seen_at,
         max(resolved_at) as resolved_at
     from records
@@ -47,9 +48,18 @@ select
     survived.city_source,
     survived.postcode,
     survived.postcode_source,
-    coalesce(consents.email_consent, false)
-        and (consents.unsubscribed_at is null or consents.unsubscribed_at < consents.email_consent_at)
-        as email_consent,
+    survived.birth_date,
+    survived.birth_date_source,
+    survived.address_line1,
+    survived.address_line1_source,
+    survived.address_line2,
+    survived.address_line2_source,
+    survived.region,
+    survived.region_source,
+    survived.country,
+    survived.country_source,
+    {#- consent is resolved over all the customer's records (int_customer_consents) -#}
+    coalesce(consents.email_consent, false) as email_consent,
     consents.email_consent_at,
     coalesce(consents.sms_consent, false) as sms_consent,
     consents.sms_consent_at,
@@ -64,6 +74,7 @@ select
     record_counts.sales_contact_records,
     record_counts.marketing_contact_records,
     record_counts.support_ticket_records,
+    record_counts.source_systems,
     record_counts.first_seen_at,
     record_counts.resolved_at
 from survived

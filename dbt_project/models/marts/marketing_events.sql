@@ -14,6 +14,7 @@ campaigns as (
 )
 
 select
+    events.source_system,
     events.event_id,
     records.customer_id,
     events.email,
@@ -26,6 +27,7 @@ select
     coalesce(events.conversion_value, 0) as conversion_value
 from events
 left join records
-    on records.source_key = events.email
+    on records.source_system = events.source_system
+    and records.source_key = events.email
 left join campaigns
     on campaigns.campaign_id = events.campaign_id

@@ -25,6 +25,7 @@ select
     lines.line_amount
 from lines
 inner join orders
-    on orders.order_id = lines.order_id
+    on orders.source_system = lines.source_system
+    and orders.order_id = lines.order_id
 left join products
     on products.product_id = lines.product_id

@@ -10,6 +10,7 @@ records as (
 )
 
 select
+    orders.source_system,
     orders.order_id,
     records.customer_id,
     orders.customer_ref,
@@ -30,4 +31,5 @@ select
     orders.updated_at
 from orders
 left join records
-    on records.source_key = orders.customer_ref
+    on records.source_system = orders.customer_system
+    and records.source_key = orders.customer_ref

@@ -8,6 +8,7 @@ records as (
 )
 
 select
+    tickets.source_system,
     tickets.ticket_id,
     records.customer_id,
     tickets.channel,
@@ -27,4 +28,5 @@ select
     tickets.satisfaction_comment
 from tickets
 left join records
-    on records.source_key = tickets.ticket_key
+    on records.source_system = tickets.source_system
+    and records.source_key = tickets.ticket_key

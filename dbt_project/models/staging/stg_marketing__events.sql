@@ -2,14 +2,15 @@
     day or two late. Keep the first copy read; the event's day is the day it happened
     (occurred_at), not the day of the file that brought it. -#}
 with source as (
-    select * from {{ source('raw', 'marketing_events') }}
+    select *, {{ source_system() }} as source_system from {{ source('raw', 'marketing_events') }}
 ),
 
 first_copy as (
-    {{ latest_row('source', 'event_id', '_ingested_at asc, _partition_date asc, _source_location asc') }}
+    {{ latest_row('source', 'source_system, event_id', '_ingested_at asc, _partition_date asc, _source_location asc') }}
 )
 
 select
+    source_system,
     {{ clean_text('event_id') }} as event_id,
     {{ clean_email('email') }} as email,
     {{ clean_text('campaign_id') }} as campaign_id,

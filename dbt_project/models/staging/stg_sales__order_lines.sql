@@ -1,12 +1,13 @@
 with source as (
-    select * from {{ source('raw', 'sales_order_lines') }}
+    select *, {{ source_system() }} as source_system from {{ source('raw', 'sales_order_lines') }}
 ),
 
 latest as (
-    {{ latest_row('source', 'order_line_id', 'updated_at desc, _ingested_at desc') }}
+    {{ latest_row('source', 'source_system, order_line_id', 'updated_at desc, _ingested_at desc') }}
 )
 
 select
+    source_system,
     order_line_id,
     {{ clean_text('order_id') }} as order_id,
     product_id,

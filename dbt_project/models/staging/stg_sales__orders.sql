@@ -1,15 +1,30 @@
-{#- One row per order: the latest version (status moves placed -> shipped -> returned). -#}
+{#- One row per order: the latest version (status moves placed -> shipped -> returned), per source
+    system (two shops may both have an order 1001). `customer_system` is the system whose contacts
+    `customer_ref` names: the order's own when it has contacts, else the only system that has
+    contacts (orders from a shop, contacts in a CRM), else its own (an orders-only company). -#}
 with source as (
-    select * from {{ source('raw', 'sales_orders') }}
+    select *, {{ source_system() }} as source_system
+    from {{ source('raw', 'sales_orders') }}
 ),
 
 latest as (
-    {{ latest_row('source', 'order_id', 'updated_at desc nulls last, _ingested_at desc') }}
+    {{ latest_row('source', 'source_system, order_id', 'updated_at desc nulls last, _ingested_at desc') }}
+),
+
+contact_systems as (
+    select distinct {{ source_system() }} as source_system
+    from {{ source('raw', 'sales_contacts') }}
 )
 
 select
+    latest.source_system,
     {{ clean_text('order_id') }} as order_id,
     {{ clean_text('customer_ref') }} as customer_ref,
+    case
+        when latest.source_system in (select source_system from contact_systems) then latest.source_system
+        when (select count(*) from contact_systems) = 1 then (select min(source_system) from contact_systems)
+        else latest.source_system
+    end as customer_system,
     account_id,
     order_date,
     cast(order_date as date) as order_day,
@@ -19,6 +34,13 @@ select
     payment_terms_days,
     owner_rep_id,
     total_amount,
+    {{ clean_email('email') }} as email,
+    {{ clean_text('phone') }} as phone_raw,
+    {{ clean_text('first_name') }} as first_name,
+    {{ clean_text('last_name') }} as last_name,
+    {{ clean_text('city') }} as city,
+    {{ clean_postcode('postcode') }} as postcode,
+    {{ person_attributes() }},
     created_at,
     updated_at
 from latest

@@ -1,18 +1,26 @@
-{#- A ticket reappears in the export on each change: keep its latest state. -#}
+{#- A ticket reappears in the export on each change: keep its latest state (per help desk: two
+    desks may number their tickets alike). -#}
 with source as (
-    select * from {{ source('raw', 'support_tickets') }}
+    select *, {{ source_system() }} as source_system
+    from {{ source('raw', 'support_tickets') }}
 ),
 
 latest as (
-    {{ latest_row('source', 'ticket_id', 'updated_at desc, _ingested_at desc') }}
+    {{ latest_row('source', 'source_system, ticket_id', 'updated_at desc, _ingested_at desc') }}
 )
 
 select
+    source_system,
     ticket_id,
     {{ dbt.cast('ticket_id', dbt.type_string()) }} as ticket_key,
     {{ clean_text('requester_name') }} as requester_name,
     {{ clean_email('requester_email') }} as requester_email,
     {{ clean_text('requester_phone') }} as requester_phone_raw,
+    {{ clean_text('first_name') }} as first_name,
+    {{ clean_text('last_name') }} as last_name,
+    {{ clean_text('city') }} as city,
+    {{ clean_postcode('postcode') }} as postcode,
+    {{ person_attributes() }},
     {{ clean_category('channel') }} as channel,
     {{ clean_category('priority') }} as priority,
     {{ clean_category('status') }} as status,

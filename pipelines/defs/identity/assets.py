@@ -1,19 +1,26 @@
 """Dagster wiring of identity resolution (crm/identity): between dbt's staging views and its warehouse.
 
 ["staging", stg_*], ["seeds", "identity_overrides"], ["raw", "marketing_events"]
-  -> ["identity", "records"], ["identity", "customer_id_changes"]     this step
+  -> ["identity", "records"], ["identity", "customer_id_changes"],
+     ["identity", "suspected_duplicates"], ["identity", "guarded_values"]     this step
   -> dbt_warehouse, which reads them as the dbt sources identity.*
+
+The model is trained on the company's own records and kept under ``<data_dir>/models/identity``;
+a nightly run scores only new descriptions of people. ``crm build --reresolve`` (run config
+``reresolve: true``) scores every pair again.
 """
 
 import dagster as dg
 
-from crm.identity.matching import DEFAULT_THRESHOLD, MatchSettings
-from crm.identity.resolution import IdentitySettings, run_identity_resolution, steward_override_violations
+from crm.identity.resolution import run_identity_resolution, settings_for, steward_override_violations
 from crm.identity.steward import load_decisions
 from pipelines.resources import CrmSettingsResource, WarehouseResource
 
 IDENTITY_RECORDS = dg.AssetKey(["identity", "records"])
 IDENTITY_CHANGES = dg.AssetKey(["identity", "customer_id_changes"])
+IDENTITY_SUSPECTED = dg.AssetKey(["identity", "suspected_duplicates"])
+IDENTITY_GUARDED = dg.AssetKey(["identity", "guarded_values"])
+IDENTITY_OP = "identity_resolution"
 IDENTITY_INPUTS = [
     *(
         dg.AssetKey(["staging", name])
@@ -32,29 +39,32 @@ STEWARD_CHECK = "steward_overrides_honoured"
 
 
 class IdentityConfig(dg.Config):
-    """Run-time knobs of identity resolution (defaults are the evaluated ones)."""
+    """Run-time knobs of identity resolution; the lasting ones are in the sources config (`identity:`)."""
 
-    match_threshold: float = DEFAULT_THRESHOLD
+    reresolve: bool = False  # score every pair again instead of only the new descriptions of people
+    retrain: bool = False  # train the model again even if the company has not changed much
     probabilistic: bool = True
-    phone_region: str = "GB"
+    match_threshold: float | None = None  # default: identity.match_threshold of the sources config
+
+
+def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key, deps=IDENTITY_INPUTS, group_name="warehouse", kinds={"python", "duckdb"}, description=description
+    )
 
 
 @dg.multi_asset(
-    name="identity_resolution",
+    name=IDENTITY_OP,
     specs=[
-        dg.AssetSpec(
-            IDENTITY_RECORDS,
-            deps=IDENTITY_INPUTS,
-            group_name="warehouse",
-            kinds={"python", "duckdb"},
-            description="One row per source record with its stable customer_id (deterministic + Splink).",
+        _spec(
+            IDENTITY_RECORDS, "One row per source record with its stable customer_id and why (rules + trained Splink)."
         ),
-        dg.AssetSpec(
-            IDENTITY_CHANGES,
-            deps=IDENTITY_INPUTS,
-            group_name="warehouse",
-            kinds={"python", "duckdb"},
-            description="Append-only log of customer id merges and splits between runs.",
+        _spec(IDENTITY_CHANGES, "Append-only log of customer id merges and splits between runs."),
+        _spec(
+            IDENTITY_SUSPECTED, "Pairs just under the match threshold in different customers, for a steward's review."
+        ),
+        _spec(
+            IDENTITY_GUARDED, "Values (shared mailboxes, placeholders) and merges refused by the cluster-size guard."
         ),
     ],
     check_specs=[
@@ -69,21 +79,31 @@ class IdentityConfig(dg.Config):
 def identity_resolution(
     context: dg.AssetExecutionContext, config: IdentityConfig, crm: CrmSettingsResource, warehouse: WarehouseResource
 ):
-    settings = IdentitySettings(
-        phone_region=config.phone_region,
+    sources = crm.settings()
+    settings = settings_for(
+        sources,
         probabilistic=config.probabilistic,
-        match=MatchSettings(threshold=config.match_threshold),
+        threshold=config.match_threshold,
+        reresolve=config.reresolve,
+        retrain=config.retrain,
     )
     with warehouse.connect() as con:
-        decisions = load_decisions(crm.settings().data_dir)
+        decisions = load_decisions(sources.data_dir)
         summary = run_identity_resolution(con, settings, run_id=context.run_id[:12], steward_decisions=decisions)
         violations = steward_override_violations(con)
+    for note in summary.notes:
+        if note.startswith("no "):
+            context.log.warning(f"identity resolution: {note}")
+        else:
+            context.log.info(f"identity resolution: {note}")
     context.log.info(f"identity resolution: {summary}")
     yield dg.MaterializeResult(asset_key=IDENTITY_RECORDS, metadata=summary.as_metadata())
     yield dg.MaterializeResult(
         asset_key=IDENTITY_CHANGES,
         metadata={"merges": summary.merges, "splits": summary.splits, "retired": summary.retired},
     )
+    yield dg.MaterializeResult(asset_key=IDENTITY_SUSPECTED, metadata={"pairs": summary.suspected_duplicates})
+    yield dg.MaterializeResult(asset_key=IDENTITY_GUARDED, metadata={"refused": summary.guarded_values})
     yield dg.AssetCheckResult(
         asset_key=IDENTITY_RECORDS,
         check_name=STEWARD_CHECK,

@@ -111,6 +111,7 @@ def _check_results(
                 "rows_parsed": report.rows_parsed,
                 "rows_loaded": report.rows_loaded,
                 "rows_quarantined": report.rows_quarantined,
+                "rows_suppressed": report.rows_suppressed,
             },
         ),
         dg.AssetCheckResult(
@@ -188,6 +189,7 @@ def _build_raw_asset(entity: Entity, partitions: dg.DailyPartitionsDefinition) -
                 "rows_read": report.rows_read,
                 "rows_loaded": report.rows_loaded,
                 "rows_quarantined": report.rows_quarantined,
+                "rows_suppressed": report.rows_suppressed,
                 "files_read": report.files_read,
                 "dagster/row_count": report.rows_loaded,
             },

@@ -18,6 +18,7 @@ without manual steps: :func:`prepare_manifest` runs ``dbt parse`` when target/ma
 missing or older than any file of the dbt project.
 """
 
+import fcntl
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -54,10 +55,20 @@ def _newest_project_file(project_dir: Path) -> float:
 
 
 def prepare_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
-    """Make sure target/manifest.json exists and is current; run `dbt parse` when it is not."""
+    """Make sure target/manifest.json exists and is current; run `dbt parse` when it is not.
+
+    Several processes may load the definitions at once (test workers, `dagster dev` and a build):
+    a lock keeps them from parsing into the same target folder together."""
     manifest = project_dir / "target" / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_project_file(project_dir):
-        return manifest
+    manifest.parent.mkdir(exist_ok=True)
+    with (project_dir / "target" / ".parse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest.exists() and manifest.stat().st_mtime >= _newest_project_file(project_dir):
+            return manifest
+        return _parse(project_dir, manifest)
+
+
+def _parse(project_dir: Path, manifest: Path) -> Path:
     result = subprocess.run(
         [dbt_executable(), "parse", "--quiet", "--profiles-dir", str(project_dir)],
         cwd=project_dir,

@@ -1,0 +1,220 @@
+"""Why records are one customer, in words: the evidence of each link and of each suspected duplicate.
+
+Every record gets ``match_evidence``: the strongest link that holds it in its customer (a rule and
+the value it shared, the steward's decision, or the model's match weight with the comparisons that
+contributed most). Every suspected duplicate (a pair just under the threshold) gets ``evidence``
+in the words a steward uses: "same surname and postcode; first names jon/john similar; birth
+dates differ".
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from crm.identity.matching import COMPARISONS, ComparisonSpec, Model, id_comparison
+from crm.identity.profiles import PROFILE_KEY
+
+# The profile column that shows a comparison's values to a person.
+SHOWN = {
+    "first_name": "first_name_canon",
+    "last_name": "last_name_key",
+    "birth_date": "dob_key",
+    "street": "address_key",
+    "house_number": "street_number_key",
+    "address_line2": "address2_key",
+    "place": "postcode_key",
+    "email": "email_match",
+    "phone": "phone_match",
+}
+TOP_CONTRIBUTIONS = 3
+
+
+def _spec(name: str) -> ComparisonSpec:
+    return next((spec for spec in COMPARISONS if spec.name == name), None) or id_comparison(name)
+
+
+def _levels(model: Model) -> dict[str, dict[int, dict]]:
+    """comparison -> gamma -> {label, kind, weight, noun}."""
+    out = {}
+    for name, levels in model.level_table().items():
+        spec = _spec(name)
+        kinds = {lvl.label: lvl.kind for lvl in spec.levels}
+        out[name] = {
+            row["gamma"]: {**row, "kind": kinds.get(row["label"], "differ"), "noun": spec.noun} for row in levels
+        }
+    return out
+
+
+def _gammas(model: Model, text: str | None) -> dict[str, int]:
+    values = (text or "").split(",")
+    return {name: int(v) for name, v in zip(model.comparisons, values, strict=False) if v not in ("", "None")}
+
+
+def _show(name: str, value) -> str:
+    if value is None:
+        return "?"
+    if name == "birth_date" and len(str(value)) == 8:
+        v = str(value)
+        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
+    return str(value)
+
+
+def contributions(model: Model, gammas: str | None) -> list[tuple[float, str]]:
+    """(weight, level label) of each comparison with something to compare, strongest first."""
+    table = _levels(model)
+    out = []
+    for name, gamma in _gammas(model, gammas).items():
+        level = table.get(name, {}).get(gamma)
+        if level is not None:
+            out.append((level["weight"], level["label"]))
+    return sorted(out, key=lambda item: -abs(item[0]))
+
+
+def link_evidence(model: Model, weight: float, probability: float, gammas: str | None, other: str) -> str:
+    """'Splink match weight 18.2 (probability 0.999) with <record>: same surname +7.1, ...'."""
+    parts = [f"{label} {w:+.1f}" for w, label in contributions(model, gammas) if w > 0][:TOP_CONTRIBUTIONS]
+    return f"Splink match weight {weight:.1f} (probability {probability:.3f}) with {other}: " + (
+        ", ".join(parts) or "no single comparison stands out"
+    )
+
+
+def plain_evidence(model: Model, gammas: str | None, left: dict, right: dict) -> str:
+    """What two profiles agree and disagree on, in words a steward reads."""
+    table = _levels(model)
+    same, similar, differ = [], [], []
+    for name, gamma in _gammas(model, gammas).items():
+        level = table.get(name, {}).get(gamma)
+        if level is None:
+            continue
+        column = SHOWN.get(name, name)
+        a, b = _show(name, left.get(column)), _show(name, right.get(column))
+        if level["kind"] in ("exact", "partial"):
+            same.append(level["label"].removeprefix("same "))
+        elif level["kind"] == "differ":
+            differ.append(f"{level['noun']}s differ")
+        elif level["kind"] == "swapped":
+            similar.append(level["label"])
+        else:
+            similar.append(f"{level['label']} ({a}/{b})")
+    parts = []
+    if same:
+        parts.append("same " + (" and ".join(same) if len(same) < 3 else ", ".join(same[:-1]) + " and " + same[-1]))
+    parts += similar + differ
+    return "; ".join(parts) or "nothing to compare"
+
+
+def _prob(weight: float, lam: float) -> float:
+    return 1.0 / (1.0 + 2.0 ** -(weight + math.log2(lam / (1 - lam))))
+
+
+def attach_evidence(records: pl.DataFrame, edges: pl.DataFrame, scored: pl.DataFrame, matching, lam: float):
+    """records + match_rule, match_probability, match_weight, match_evidence (each record's strongest
+    link inside its cluster)."""
+    labels = records["cluster"]
+    key = records["record_key"]
+    inside = edges.filter(labels.gather(edges["a"]) == labels.gather(edges["b"])) if edges.height else edges
+    ends = pl.concat(
+        [
+            inside.select(pl.col("a").alias("record_id"), pl.col("b").alias("other"), "priority", "weight", "rule"),
+            inside.select(pl.col("b").alias("record_id"), pl.col("a").alias("other"), "priority", "weight", "rule"),
+        ]
+    )
+    best = (
+        ends.sort(["record_id", "priority", "weight", "other"], descending=[False, False, True, False])
+        .group_by("record_id", maintain_order=True)
+        .first()
+    )
+    pair = pl.min_horizontal("record_id", "other").alias("a"), pl.max_horizontal("record_id", "other").alias("b")
+    best = best.with_columns(*pair, key.gather(best["other"]).alias("other_key"))
+    prob_pairs = scored.select(
+        pl.min_horizontal("a", "b").alias("a"), pl.max_horizontal("a", "b").alias("b"), "match_weight", "gammas"
+    ).unique(subset=["a", "b"])
+    best = best.join(prob_pairs, on=["a", "b"], how="left")
+    values = records.select("record_id", "email", "phone_e164", *[c for c in records.columns if c.startswith("id_")])
+    best = best.join(values, on="record_id", how="left")
+    model = matching.model
+    texts = []
+    for row in best.iter_rows(named=True):
+        rule, other = row["rule"], row["other_key"]
+        if rule == "probabilistic" and model is not None:
+            w = row["match_weight"] if row["match_weight"] is not None else row["weight"]
+            texts.append(link_evidence(model, w, _prob(w, lam), row["gammas"], other))
+        elif rule == "email":
+            texts.append(f"same email {row['email']} as {other}")
+        elif rule == "phone":
+            texts.append(f"same phone {row['phone_e164']} (and no other surname) as {other}")
+        elif rule.startswith("external_id:"):
+            kind = rule.split(":", 1)[1]
+            texts.append(f"same {kind.replace('_', ' ')} {row.get('id_' + kind)} as {other}")
+        elif rule == "same_description":
+            texts.append(f"the same description of a person as {other} (match weight {row['weight']:.1f} on its own)")
+        elif rule == "steward":
+            texts.append(f"a steward merged it with {other}")
+        else:
+            texts.append(f"linked to {other} by {rule}")
+    best = best.with_columns(pl.Series("match_evidence", texts, dtype=pl.Utf8))
+    prob_max = (
+        ends.filter(pl.col("rule") == "probabilistic")
+        .group_by("record_id")
+        .agg(pl.col("weight").max().alias("w"))
+        .with_columns(
+            pl.col("w").alias("match_weight"),
+            (1.0 / (1.0 + pl.lit(2.0).pow(-(pl.col("w") + (math.log2(lam / (1 - lam)) if lam > 0 else 0.0))))).alias(
+                "match_probability"
+            ),
+        )
+        .select("record_id", "match_weight", "match_probability")
+    )
+    sizes = labels.value_counts().rename({"count": "_size"})
+    out = (
+        records.join(
+            best.select("record_id", pl.col("rule").alias("match_rule"), "match_evidence"), on="record_id", how="left"
+        )
+        .join(prob_max, on="record_id", how="left")
+        .join(sizes, on="cluster", how="left")
+        .with_columns(
+            pl.col("match_rule").fill_null("none"),
+            pl.when(pl.col("match_evidence").is_not_null())
+            .then(pl.col("match_evidence"))
+            .otherwise(pl.lit("no other record of this person was found"))
+            .alias("match_evidence"),
+        )
+        .drop("_size")
+    )
+    return out
+
+
+SUSPECT_SCHEMA = {
+    "record_key_l": pl.Utf8,
+    "record_key_r": pl.Utf8,
+    "customer_id_l": pl.Utf8,
+    "customer_id_r": pl.Utf8,
+    "match_probability": pl.Float64,
+    "match_weight": pl.Float64,
+    "evidence": pl.Utf8,
+}
+
+
+def suspected_duplicates(suspected: pl.DataFrame, matching, key_of: pl.DataFrame) -> pl.DataFrame:
+    """The review table: each pair under the threshold with both records, customers and evidence."""
+    if suspected.height == 0 or matching.model is None:
+        return pl.DataFrame(schema=SUSPECT_SCHEMA)
+    profiles = {row[PROFILE_KEY]: row for row in matching.profiles.iter_rows(named=True)}
+    rows = suspected.join(
+        key_of.rename({"record_id": "a", "record_key": "record_key_l", "customer_id": "customer_id_l"}), on="a"
+    )
+    rows = rows.join(
+        key_of.rename({"record_id": "b", "record_key": "record_key_r", "customer_id": "customer_id_r"}), on="b"
+    )
+    evidence = [
+        plain_evidence(matching.model, g, profiles.get(pl_, {}), profiles.get(pr, {}))
+        for g, pl_, pr in rows.select("gammas", "profile_key_l", "profile_key_r").iter_rows()
+    ]
+    return (
+        rows.with_columns(pl.Series("evidence", evidence, dtype=pl.Utf8))
+        .select(list(SUSPECT_SCHEMA))
+        .cast(SUSPECT_SCHEMA)
+        .sort("match_probability", descending=True)
+    )
