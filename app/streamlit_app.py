@@ -29,6 +29,7 @@ PAGE_LIST = [
     ("Act", "segment_builder.py", "Segment builder & export", ":material/filter_alt:", "segments"),
     ("Act", "my_book.py", "My book", ":material/checklist:", "my_book"),
     ("Operations", "data_health.py", "Data health", ":material/health_and_safety:", "operations"),
+    ("Operations", "steward_review.py", "Steward review", ":material/join_inner:", "steward"),
     ("Operations", "audit_trail.py", "Audit trail", ":material/policy:", "audit"),
 ]
 sections: dict[str, list] = {}
@@ -64,7 +65,7 @@ with st.sidebar:
     if snapshot is not None:
         customers = snapshot.row_counts.get("marts.customer_360")
         st.caption(
-            f"Snapshot {snapshot.snapshot_id} · built {snapshot.built_at:%Y-%m-%d %H:%M} UTC"
+            f"Data refreshed {snapshot.built_at:%d %b %Y %H:%M} UTC"
             + (f" · {count(customers)} customers" if customers is not None else "")
         )
 

@@ -44,6 +44,7 @@ PAGES = (
     "campaigns_support",
     "my_book",
     "data_health",
+    "steward_review",
 )
 EXPORT_ROWS = 100_000
 
@@ -155,9 +156,9 @@ def _lookups(repeats: int) -> dict[str, float]:
             customer_id, email, phone, last_name = picker.choice(rows)
             text = {"email": email, "phone": phone[-7:], "name": last_name, "id": customer_id}[kind]
             found = data.search_customers(reader, text)
-            chosen = found["customer_id"][0]
+            chosen = found.rows["customer_id"][0]
             data.customer_card(reader, chosen)
-            data.customer_timeline(reader, chosen)
+            data.customer_timeline(reader, chosen)  # (rows, sends)
             data.customer_records(reader, chosen)
 
         return run

@@ -42,6 +42,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FreshnessSettings(_Strict):
+    """How old a source's newest data may be before the Data health page warns, then flags an error
+    (days between the newest day with data and today). Left out: no expectation."""
+
+    warn_after_days: int | None = Field(default=None, ge=0)
+    error_after_days: int | None = Field(default=None, ge=0)
+
+
 DateFormat = str | dict[str, str]
 
 
@@ -90,6 +98,8 @@ class EntityMapping(ReadingFormats):
     date_column: str | None = None  # single_file: canonical column whose date places each row in the history
     # An entity that may legitimately be absent or empty: a warning instead of a failed step.
     optional: bool | None = None
+    # Overrides the source's freshness for this entity ({} = no expectation, e.g. a rarely changing list).
+    freshness: FreshnessSettings | None = None
     # External ids of the person (kind -> the source's column), e.g. {loyalty_card: CardNo,
     # national_id: SSN}: stored together in the canonical `external_ids` column; identity
     # resolution links records that share one (guarded against placeholders).
@@ -100,6 +110,8 @@ class _SourceBase(ReadingFormats):
     # A source that may legitimately be missing (a folder not yet delivered, a table not yet
     # created): its entities warn instead of failing the step. Every entity may override it.
     optional: bool = False
+    # How old the newest data may get before the Data health page warns, then flags an error.
+    freshness: FreshnessSettings | None = None
     entities: dict[str, EntityMapping]
 
 
@@ -255,6 +267,17 @@ class Settings(_Strict):
             memory_limit=self.warehouse_memory_limit,
             threads=self.warehouse_threads,
         )
+
+    def freshness_expectations(self) -> list[tuple[str, str, int | None, int | None]]:
+        """(source, entity, warn after days, error after days) of every configured entity: the entity's
+        own freshness, else its source's (as dbt's source freshness works)."""
+        rows = []
+        for source_name, source in self.sources.items():
+            for entity_name, mapping in source.entities.items():
+                expected = mapping.freshness if mapping.freshness is not None else source.freshness
+                expected = expected or FreshnessSettings()
+                rows.append((source_name, entity_name, expected.warn_after_days, expected.error_after_days))
+        return rows
 
     @property
     def dagster_home(self) -> Path:

@@ -13,7 +13,9 @@
   statement) the change in the calibrated probability when the group's features are replaced by the
   population reference (training medians). The three largest increases become the reasons, worded
   with the customer's own values (:func:`explain`); reasons are joined by '; ', so none holds one.
-  Nothing is invented: a group that lowers the risk is never given as a reason.
+  Nothing is invented: a group that lowers the risk is never given as a reason, nor one whose
+  statement the customer's own values do not bear out (no "0 bad ratings", see :class:`ReasonGroup`);
+  counts agree with their nouns ("1 ticket", "3 tickets").
 
 No Dagster imports; the scoring service (``crm/scoring``) calls these functions.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,56 +106,145 @@ def _n(name: str, scale: float = 1.0) -> pl.Expr:
     )
 
 
-def _missing(name: str) -> pl.Expr:
-    return pl.col(name).is_null() | pl.col(name).cast(pl.Float64).is_nan()
+def _v(name: str) -> pl.Expr:
+    """A feature as a float with missing (null or NaN) as null, so comparisons on it are simply false."""
+    value = pl.col(name).cast(pl.Float64)
+    return pl.when(value.is_nan()).then(None).otherwise(value)
+
+
+def _count(name: str, noun: str, plural: str | None = None) -> pl.Expr:
+    """ "1 order", "3 orders": a count with its noun in the right number."""
+    one = _v(name).round(0) == 1
+    return pl.format("{} {}", _n(name), pl.when(one).then(pl.lit(noun)).otherwise(pl.lit(plural or noun + "s")))
+
+
+def _below(name: str, reference: dict[str, float]) -> pl.Expr:
+    """The customer's value is below the typical customer's (false when either is unknown)."""
+    typical = reference.get(name, float("nan"))
+    if typical is None or math.isnan(typical):
+        return pl.lit(False)
+    return _v(name) < typical
+
+
+def _above(name: str, reference: dict[str, float]) -> pl.Expr:
+    typical = reference.get(name, float("nan"))
+    if typical is None or math.isnan(typical):
+        return pl.lit(False)
+    return _v(name) > typical
+
+
+def _always(_reference: dict[str, float]) -> pl.Expr:
+    return pl.lit(True)
 
 
 _RECENCY = (
-    pl.when(_missing("usual_gap_days"))
-    .then(pl.format("no order in {} days, only one order day so far", _n("recency_days")))
-    .otherwise(pl.format("no order in {} days, usual gap {}", _n("recency_days"), _n("usual_gap_days")))
+    pl.when(_v("usual_gap_days").is_null())
+    .then(pl.format("only one order day so far, {} ago", _count("recency_days", "day")))
+    .otherwise(
+        pl.format(
+            "no order for {}, against a usual gap of {}", _count("recency_days", "day"), _count("usual_gap_days", "day")
+        )
+    )
+)
+_FREQUENCY = (
+    pl.when(_v("orders_365d") == 0)
+    .then(pl.format("no order in the last 365 days ({} in all)", _count("orders_lifetime", "order")))
+    .otherwise(
+        pl.format("only {} in the last 365 days ({} in all)", _count("orders_365d", "order"), _n("orders_lifetime"))
+    )
 )
 _TREND = (
-    pl.when(pl.col("orders_90d") == pl.col("orders_prev_90d"))
-    .then(pl.format("{} orders in the last 90 days, as in the 90 before", _n("orders_90d")))
+    pl.when(_v("orders_90d") == 0)
+    .then(pl.format("{} in the 90 days before the last 90, none since", _count("orders_prev_90d", "order")))
     .otherwise(
         pl.format(
-            "orders {} from {} to {} (90 days before vs last 90 days)",
-            pl.when(pl.col("orders_90d") < pl.col("orders_prev_90d")).then(pl.lit("fell")).otherwise(pl.lit("rose")),
-            _n("orders_prev_90d"),
-            _n("orders_90d"),
+            "{} in the 90 days before the last 90, only {} since", _count("orders_prev_90d", "order"), _n("orders_90d")
         )
     )
+)
+_VALUE = (
+    pl.when(_v("revenue_365d").fill_null(0) < 0.5)
+    .then(pl.format("nothing spent in the last 365 days (average order {})", _n("average_order_value")))
+    .otherwise(
+        pl.format(
+            "spent {} in the last 365 days, {} an order on average", _n("revenue_365d"), _n("average_order_value")
+        )
+    )
+)
+_RETURNS = (
+    pl.when((_v("returns_365d") >= 1) & (_v("cancellations_365d") >= 1))
+    .then(
+        pl.format(
+            "{} returned and {} cancelled in the last 365 days",
+            _count("returns_365d", "order"),
+            _n("cancellations_365d"),
+        )
+    )
+    .when(_v("returns_365d") >= 1)
+    .then(pl.format("{} returned in the last 365 days", _count("returns_365d", "order")))
+    .otherwise(pl.format("{} cancelled in the last 365 days", _count("cancellations_365d", "order")))
+)
+_DISCOUNTS = pl.format(
+    "{}% of orders placed with a discount (on average {}% off an order)",
+    _n("discount_order_share", 100),
+    _n("average_discount_pct"),
 )
 _ENGAGEMENT = (
-    pl.when((pl.col("opens_90d") + pl.col("clicks_90d")) > 0)
-    .then(pl.format("{} marketing emails opened and {} clicked in 90 days", _n("opens_90d"), _n("clicks_90d")))
-    .when(_missing("days_since_engagement"))
-    .then(pl.lit("never opened or clicked a marketing email"))
-    .otherwise(
-        pl.format("no marketing email opened or clicked in 90 days (last {} days ago)", _n("days_since_engagement"))
-    )
+    pl.when(_v("days_since_engagement").is_null())
+    .then(pl.lit("has never opened or clicked a marketing email"))
+    .otherwise(pl.format("has not opened or clicked a marketing email for {}", _count("days_since_engagement", "day")))
 )
-_RESOLUTION = (
-    pl.when(_missing("median_resolution_hours"))
-    .then(pl.lit("no support ticket resolved yet"))
-    .otherwise(
+_RATINGS = (
+    pl.when(_v("bad_ratings_90d") >= 1)
+    .then(pl.format("gave {} in the last 90 days", _count("bad_ratings_90d", "bad support rating")))
+    .otherwise(pl.format("gave {}, none in the last 90 days", _count("bad_ratings_lifetime", "bad support rating")))
+)
+_SUPPORT_LOAD = (
+    pl.when((_v("tickets_90d") >= 1) & (_v("open_tickets") >= 1))
+    .then(
         pl.format(
-            "{} tickets took over 5 days, median resolution {} hours",
-            _n("slow_tickets_lifetime"),
-            _n("median_resolution_hours"),
+            "raised {} in the last 90 days, {} still open", _count("tickets_90d", "support ticket"), _n("open_tickets")
         )
     )
+    .when(_v("tickets_90d") >= 1)
+    .then(pl.format("raised {} in the last 90 days", _count("tickets_90d", "support ticket")))
+    .otherwise(pl.format("{} still open", _count("open_tickets", "support ticket")))
+)
+_RESOLUTION = (
+    pl.when(_v("median_resolution_hours") >= 1)
+    .then(
+        pl.format(
+            "{} took over 5 days to resolve (median {})",
+            _count("slow_tickets_lifetime", "support ticket"),
+            _count("median_resolution_hours", "hour"),
+        )
+    )
+    .otherwise(pl.format("{} took over 5 days to resolve", _count("slow_tickets_lifetime", "support ticket")))
+)
+_ACCOUNT = (
+    pl.when((_v("is_b2b") > 0) & (_v("payment_terms_days") >= 1))
+    .then(pl.format("a business account on {}-day payment terms", _n("payment_terms_days")))
+    .when(_v("is_b2b") > 0)
+    .then(pl.lit("a business account"))
+    .otherwise(pl.lit("a consumer (B2C) customer"))
 )
 
 
 @dataclass(frozen=True)
 class ReasonGroup:
-    """Features that make one plain-words statement, and the statement as a polars expression."""
+    """Features that make one plain-words statement, the statement as a polars expression, and when it
+    may be said at all.
+
+    ``applies(reference)`` is true for the customers whose own values make the statement a reason
+    (an event that happened, a value on the risky side of the typical customer's): a group can raise
+    the model's probability for a customer through a value the statement cannot honestly name
+    ("0 bad ratings" when the push comes from having no good rating), and then it is not given.
+    """
 
     name: str
     features: tuple[str, ...]
     text: pl.Expr
+    applies: Callable[[dict[str, float]], pl.Expr] = _always
 
     def render(self, values: dict[str, float | None]) -> str:
         """The statement for one customer's values (what :func:`explain` writes for that row)."""
@@ -162,62 +253,87 @@ class ReasonGroup:
 
 
 REASON_GROUPS: tuple[ReasonGroup, ...] = (
-    ReasonGroup("recency", ("recency_days", "usual_gap_days", "recency_vs_usual_gap"), _RECENCY),
+    ReasonGroup(
+        "recency",
+        ("recency_days", "usual_gap_days", "recency_vs_usual_gap"),
+        _RECENCY,
+        lambda r: (
+            (_v("recency_days") >= 1) & (_v("usual_gap_days").is_null() | (_v("recency_days") > _v("usual_gap_days")))
+        ),
+    ),
     ReasonGroup(
         "frequency",
         ("orders_lifetime", "orders_365d"),
-        pl.format("{} orders in the last 365 days ({} in all)", _n("orders_365d"), _n("orders_lifetime")),
+        _FREQUENCY,
+        lambda r: _below("orders_365d", r) & (_v("orders_lifetime") >= 1),
     ),
-    ReasonGroup("trend", ("orders_90d", "orders_prev_90d", "order_trend_90d"), _TREND),
+    ReasonGroup(
+        "trend",
+        ("orders_90d", "orders_prev_90d", "order_trend_90d"),
+        _TREND,
+        lambda r: _v("orders_90d") < _v("orders_prev_90d"),
+    ),
     ReasonGroup(
         "value",
         ("average_order_value", "revenue_365d"),
-        pl.format("average order {}, revenue {} in 365 days", _n("average_order_value"), _n("revenue_365d")),
+        _VALUE,
+        lambda r: (_below("revenue_365d", r) | _below("average_order_value", r)) & (_v("average_order_value") >= 0.5),
     ),
     ReasonGroup(
         "returns",
         ("returns_365d", "cancellations_365d"),
-        pl.format("{} returned and {} cancelled orders in 365 days", _n("returns_365d"), _n("cancellations_365d")),
+        _RETURNS,
+        lambda r: (_v("returns_365d") >= 1) | (_v("cancellations_365d") >= 1),
     ),
     ReasonGroup(
         "discounts",
         ("discount_order_share", "average_discount_pct"),
-        pl.format(
-            "{}% of orders with a discount (average {}%)", _n("discount_order_share", 100), _n("average_discount_pct")
+        _DISCOUNTS,
+        # More of their orders discounted than the typical customer's (any discount when typical is none).
+        lambda r: (
+            (_v("discount_order_share") >= 0.005)
+            & (_v("average_discount_pct") >= 0.5)
+            & (_above("discount_order_share", r) | pl.lit(not r.get("discount_order_share")))
         ),
     ),
-    ReasonGroup("engagement", ("opens_90d", "clicks_90d", "engagement_decayed", "days_since_engagement"), _ENGAGEMENT),
     ReasonGroup(
-        "unsubscribed",
-        ("is_unsubscribed",),
-        pl.when(pl.col("is_unsubscribed") > 0)
-        .then(pl.lit("unsubscribed from marketing"))
-        .otherwise(pl.lit("still subscribed to marketing")),
+        "engagement",
+        ("opens_90d", "clicks_90d", "engagement_decayed", "days_since_engagement"),
+        _ENGAGEMENT,
+        # No open or click in 90 days, and the last one (if any) really is that old.
+        lambda r: (
+            ((_v("opens_90d").fill_null(0) + _v("clicks_90d").fill_null(0)) == 0)
+            & (_v("days_since_engagement").is_null() | (_v("days_since_engagement") >= 90))
+        ),
+    ),
+    ReasonGroup(
+        "unsubscribed", ("is_unsubscribed",), pl.lit("unsubscribed from marketing"), lambda r: _v("is_unsubscribed") > 0
     ),
     ReasonGroup(
         "support_ratings",
         ("bad_ratings_90d", "bad_ratings_lifetime", "good_ratings_lifetime"),
-        pl.format(
-            "{} bad support ratings in 90 days ({} bad, {} good in all)",
-            _n("bad_ratings_90d"),
-            _n("bad_ratings_lifetime"),
-            _n("good_ratings_lifetime"),
-        ),
+        _RATINGS,
+        lambda r: (_v("bad_ratings_90d") >= 1) | (_v("bad_ratings_lifetime") >= 1),
     ),
     ReasonGroup(
         "support_load",
         ("tickets_90d", "tickets_lifetime", "open_tickets"),
-        pl.format("{} support tickets in 90 days, {} still open", _n("tickets_90d"), _n("open_tickets")),
+        _SUPPORT_LOAD,
+        lambda r: (_v("tickets_90d") >= 1) | (_v("open_tickets") >= 1),
     ),
-    ReasonGroup("resolution", ("median_resolution_hours", "slow_tickets_lifetime"), _RESOLUTION),
-    ReasonGroup("tenure", ("tenure_days",), pl.format("customer for {} days", _n("tenure_days"))),
     ReasonGroup(
-        "account",
-        ("is_b2b", "payment_terms_days"),
-        pl.when(pl.col("is_b2b") > 0)
-        .then(pl.format("business account with {}-day payment terms", _n("payment_terms_days")))
-        .otherwise(pl.lit("consumer (B2C) customer")),
+        "resolution",
+        ("median_resolution_hours", "slow_tickets_lifetime"),
+        _RESOLUTION,
+        lambda r: _v("slow_tickets_lifetime") >= 1,
     ),
+    ReasonGroup(
+        "tenure",
+        ("tenure_days",),
+        pl.format("a customer for only {}", _count("tenure_days", "day")),
+        lambda r: _below("tenure_days", r) & (_v("tenure_days") >= 1),
+    ),
+    ReasonGroup("account", ("is_b2b", "payment_terms_days"), _ACCOUNT, lambda r: _v("is_b2b").is_not_null()),
 )
 #: Below this increase of the churn probability a group is not worth naming as a reason.
 MIN_REASON_CONTRIBUTION = 0.01
@@ -452,6 +568,11 @@ def explain(model: ChurnModel, frame: pl.DataFrame, *, top: int = 3) -> tuple[np
         for f in group.features:
             shifted[:, index[f]] = model.reference[f]
         contributions[:, j] = base - model.predict(shifted)
+    # A group is a reason only where its statement is true to the customer's own values.
+    allowed = frame.select(
+        [g.applies(model.reference).fill_null(False).alias(f"_applies_{j}") for j, g in enumerate(groups)]
+    ).to_numpy()
+    contributions = np.where(allowed.astype(bool), contributions, -np.inf)
     order = np.argsort(-contributions, axis=1)[:, :top]
     texts = frame.select([g.text.alias(f"_reason_{j}") for j, g in enumerate(groups)])
     picked = []

@@ -4,7 +4,7 @@ crm generate [--profile full|orders-only|b2b-no-marketing --customers N --seed S
 crm check    [--config FILE] [--json]   (a dry run: what a build would read, lose, quarantine and compute)
 crm build    [--config FILE --start DATE --end DATE --reresolve]
 crm audit    [--json]
-crm demo     (generate the small company if absent, build, then serve the dashboard)
+crm demo     [--rebuild] (generate the small company if absent, build unless unchanged, serve the dashboard)
 crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
 crm dev      (the Dagster UI: asset graph, checks, runs, the nightly schedule)
 crm evaluate identity [--json]   (identity matching vs the simulator's ground truth)
@@ -392,8 +392,11 @@ def demo(
     customers: int = typer.Option(2_000, help="Size of the company generated when none exists."),
     serve: bool = typer.Option(True, help="Serve the dashboard after the build."),
     port: int = typer.Option(8501, help="Port for the dashboard."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build again even when the sources have not changed."),
 ) -> None:
-    """Generate the small company if absent, build everything, then serve the dashboard and print its URL."""
+    """Generate the small company if absent, build it unless an unchanged build exists, then serve the dashboard."""
+    if serve:
+        _port_free_or_exit("127.0.0.1", port)
     sales_db = DEFAULT_SOURCES / "sales" / "sales.sqlite"
     if not sales_db.exists():
         console.print(f"No company under {DEFAULT_SOURCES}: generating {customers:,} customers...")
@@ -401,12 +404,61 @@ def demo(
             customers=customers, seed=42, start=None, days=730, out=DEFAULT_SOURCES, truth_out=None, profile="full"
         )
     settings = _settings_or_exit(DEFAULT_CONFIG)
-    outcome = _run_build(settings, None, None)
-    if not outcome.success:
-        raise typer.Exit(1)
+    _build_unless_unchanged(settings, DEFAULT_SOURCES, rebuild)
     _demo_users(settings)
     if serve:
         _serve_dashboard(settings, port)
+
+
+def _sources_fingerprint(settings: Settings, sources: Path) -> str:
+    """What the last demo build was made from: the config's text and every source file's path, size and mtime."""
+    import hashlib
+
+    digest = hashlib.sha256(settings.config_path.read_bytes())
+    for path in sorted(p for p in sources.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(sources)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _build_unless_unchanged(settings: Settings, sources: Path, rebuild: bool) -> None:
+    """Build, unless the last successful demo build was made from these very sources and its snapshot is current."""
+    from crm.serving.snapshots import SnapshotError, current_snapshot
+
+    marker = settings.data_dir / "demo_build.json"
+    fingerprint = _sources_fingerprint(settings, sources)
+    try:
+        snapshot = current_snapshot(settings.data_dir)
+        last = json.loads(marker.read_text(encoding="utf-8")) if marker.exists() else {}
+    except (SnapshotError, ValueError):
+        snapshot, last = None, {}
+    if not rebuild and snapshot is not None and last.get("fingerprint") == fingerprint:
+        console.print(
+            f"Sources unchanged since the build of {snapshot.built_at:%Y-%m-%d %H:%M} UTC: serving it "
+            "(`crm demo --rebuild` builds again)."
+        )
+        return
+    outcome = _run_build(settings, None, None)
+    if not outcome.success:
+        raise typer.Exit(1)
+    marker.write_text(json.dumps({"fingerprint": fingerprint, "run_id": outcome.run_id}), encoding="utf-8")
+
+
+def _port_free_or_exit(host: str, port: int) -> None:
+    """Fail before any work when the dashboard's port is taken (Streamlit would only say so after the build)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # SO_REUSEADDR, as the server sets it: old TIME_WAIT connections are no conflict, a listener is.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            err.print(
+                f"[red]Port {port} on {host} is not available[/red] ({exc.strerror}): another program, perhaps "
+                "a dashboard already running, listens there. Stop it or choose another port with --port."
+            )
+            raise typer.Exit(2) from exc
 
 
 def _demo_users(settings: Settings) -> None:
@@ -468,7 +520,11 @@ def _serve_dashboard(settings: Settings, port: int, host: str = "127.0.0.1") -> 
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # Viewers see the kind of an error, not a traceback with the server's paths (that goes to the log).
+        "--client.showErrorDetails",
+        "type",
     ]
+    _port_free_or_exit(host, port)
     console.print(f"[bold]Dashboard (reads the latest published snapshot):[/bold] http://{host}:{port}")
     _run_until_stopped(command, _server_environment(settings))
 
@@ -484,9 +540,9 @@ def _run_until_stopped(command: list[str], environment: dict[str, str]) -> None:
     # A SIGTERM to `crm` (a service manager, a test) must stop the server too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        process.wait()
+        returncode = process.wait()
     except KeyboardInterrupt:
-        pass
+        returncode = 0
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -494,6 +550,9 @@ def _run_until_stopped(command: list[str], environment: dict[str, str]) -> None:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+    if returncode:
+        err.print(f"[red]The server stopped with exit code {returncode}.[/red]")
+        raise typer.Exit(returncode)
 
 
 @app.command()

@@ -74,6 +74,34 @@ def quarantine_reasons_sql(entities: list[str]) -> str:
     return f"SELECT entity, reason, count(*) AS rows FROM ({union}) GROUP BY ALL ORDER BY rows DESC"
 
 
+# A reason on a field that identifies a person (or on an unnamed field) may quote the person's value:
+# a sample keeps that reason with the value replaced (the location points at the row for whoever may
+# open the source).
+_PERSON_FIELD_SQL = "email|phone|name|postcode|address|birth|customer_ref|source_key|record_key"
+_EMAIL_IN_TEXT_SQL = "([A-Za-z0-9._%+\\-])[A-Za-z0-9._%+\\-]*@([A-Za-z0-9\\-]+(?:\\.[A-Za-z0-9\\-]+)*\\.[A-Za-z]{2,})"
+
+
+def quarantine_samples_sql(columns: dict[str, frozenset[str] | set[str]], entities: list[str]) -> str:
+    """Every quarantined row's pointer over the given quarantine tables (those with
+    ``_source_location`` and ``_reason``): entity, location (file:line or table:key), field, reason
+    (a person's value in it replaced, emails masked), the grouped reason, and ``sample``: its rank
+    within (entity, grouped reason) by location."""
+    union = " UNION ALL ".join(
+        f"SELECT '{e}' AS entity, _source_location AS location, "
+        f"{'_field' if '_field' in columns.get(f'quarantine.{e}', ()) else 'NULL::VARCHAR'} AS field, "
+        f'_reason, {GROUPED_REASON_SQL} AS grouped FROM quarantine."{e}"'
+        for e in entities
+    )
+    reason = (
+        f"regexp_replace(CASE WHEN field IS NULL OR regexp_matches(field, '{_PERSON_FIELD_SQL}', 'i') THEN grouped "
+        f"ELSE _reason END, '{_EMAIL_IN_TEXT_SQL}', '\\1***@\\2', 'g')"
+    )
+    return (
+        f"SELECT entity, location, field, {reason} AS reason, grouped, "
+        f"row_number() OVER (PARTITION BY entity, grouped ORDER BY location) AS sample FROM ({union})"
+    )
+
+
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_DDL)
 

@@ -361,8 +361,10 @@ def _config_fingerprint(source, mapping, first_day) -> str:
     import json
 
     described = {
-        "mapping": mapping.model_dump(mode="json"),
-        "source": source.model_dump(mode="json", exclude={"entities", "path", "url", "optional", "ignore_files"}),
+        "mapping": mapping.model_dump(mode="json", exclude={"optional", "freshness"}),
+        "source": source.model_dump(
+            mode="json", exclude={"entities", "path", "url", "optional", "ignore_files", "freshness"}
+        ),
         "history_start": str(first_day),
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]

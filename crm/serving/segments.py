@@ -64,11 +64,19 @@ class SegmentError(ValueError):
 
 
 class Condition(BaseModel):
+    """One filter, stored as the user meant it: a bound left open is absent (``>=`` or ``<=`` instead
+    of a ``between`` with today's maximum), so customers above today's values still match tomorrow.
+
+    ``include_missing`` keeps the customers who have no value in the column (no score yet, never
+    ordered): a comparison alone would silently drop them.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     column: str
     op: Operator
     value: Any = None
+    include_missing: bool = False
 
 
 class SegmentDefinition(BaseModel):
@@ -80,6 +88,10 @@ class SegmentDefinition(BaseModel):
     channel: Channel | None = None
     columns: list[str] | None = None
     description: str = ""
+    # Whether exports carry emails and phones in full (True) or masked (False). A channel export asks
+    # for the choice explicitly; None is a segment saved before the choice existed (exported in full,
+    # as it was then). The manifest of every export records what was done.
+    contact_details: bool | None = None
 
     def file_stem(self) -> str:
         """The file name: lower case, every run of separators one '_' ("VIP list" and "vip_list" are one
@@ -197,6 +209,8 @@ def where_clause(definition: SegmentDefinition, allowed: dict[str, str]) -> tupl
                     "not_null": f"{column} IS NOT NULL",
                 }[op]
             )
+        if condition.include_missing and op not in ("is_null", "not_null"):
+            parts[-1] = f"{parts[-1]} OR {column} IS NULL"
     return (" AND ".join(f"({p})" for p in parts) or "true"), params
 
 
@@ -504,18 +518,32 @@ def export_segment_files(
     half-written export; the manifest is written last and names the checksum of each file.
     """
     result = evaluate_segment(con, definition)
+    rows = result.rows if definition.contact_details is not False else mask_pii(result.rows)
     directory = exports_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     directory.chmod(0o700)  # exports hold contact details: the service's user only
     stem = definition.file_stem()
     files = {}
-    for suffix, payload in ((".csv", to_csv_bytes(result.rows)), (".parquet", to_parquet_bytes(result.rows))):
+    for suffix, payload in ((".csv", to_csv_bytes(rows)), (".parquet", to_parquet_bytes(rows))):
         target = directory / f"{stem}{suffix}"
         temporary = directory / f".{stem}{suffix}.tmp"
         _write_private_bytes(temporary, payload)
         os.replace(temporary, target)
         files[target.name] = {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
-    manifest = {
+    manifest = export_manifest(
+        definition, result, snapshot_id=snapshot_id, contact_details=definition.contact_details is not False
+    )
+    manifest["files"] = files
+    _write_json(directory / f"{stem}.manifest.json", manifest)
+    return manifest
+
+
+def export_manifest(
+    definition: SegmentDefinition, result: SegmentResult, *, snapshot_id: str, contact_details: bool
+) -> dict[str, Any]:
+    """What an export holds and why: the definition, the rows, who consent left out, and whether
+    emails and phones are in full or masked."""
+    return {
         "segment": definition.name,
         "definition": definition.model_dump(),
         "snapshot_id": snapshot_id,
@@ -523,13 +551,40 @@ def export_segment_files(
         "matched_before_consent": result.matched,
         "excluded_without_consent": result.excluded_without_consent,
         "channel": definition.channel,
+        "contact_details": "included" if contact_details else "masked",
         "exported_at": datetime.now().astimezone().isoformat(),
-        "files": files,
     }
-    manifest_path = directory / f"{stem}.manifest.json"
-    temporary = directory / f".{stem}.manifest.json.tmp"
-    _write_private_bytes(temporary, json.dumps(manifest, indent=2, default=_json_default).encode("utf-8"))
-    os.replace(temporary, manifest_path)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """A manifest, readable by the service's user only, moved into place whole."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    _write_private_bytes(temporary, json.dumps(payload, indent=2, default=_json_default).encode("utf-8"))
+    os.replace(temporary, path)
+
+
+def downloads_dir(data_dir: Path) -> Path:
+    return exports_dir(data_dir) / "downloads"
+
+
+def record_download(
+    data_dir: Path,
+    definition: SegmentDefinition,
+    result: SegmentResult,
+    payload: bytes,
+    *,
+    file_name: str,
+    snapshot_id: str,
+    contact_details: bool,
+) -> dict[str, Any]:
+    """The manifest of a file downloaded from the dashboard, next to the nightly exports' manifests
+    (``exports/downloads/``): the file itself goes to the user's browser, its record stays here."""
+    manifest = export_manifest(definition, result, snapshot_id=snapshot_id, contact_details=contact_details)
+    manifest["files"] = {file_name: {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}}
+    directory = downloads_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+    _write_json(directory / f"{Path(file_name).stem}-{stamp}.manifest.json", manifest)
     return manifest
 
 

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import duckdb
 
-from crm.ingest.ledger import quarantine_reasons_sql
+from crm.ingest.ledger import quarantine_reasons_sql, quarantine_samples_sql
 from crm.security.redaction import mask_contact_details, redact_secrets
 from crm.serving.aggregates import write_aggregates
+from crm.serving.search import write_customer_search
 from crm.warehouse import connect as connect_warehouse
 
 POINTER_NAME = "CURRENT.json"
@@ -49,14 +50,39 @@ SERVED_TABLES: dict[str, tuple[str, ...] | None] = {
         "rep_actions",
         "rep_performance",
     ),
-    # The model card, calibration and drivers; the scores themselves are served by marts.
-    "ml": ("model_registry", "churn_calibration", "churn_drivers", "scoring_notes"),
-    "identity": ("records", "customer_id_changes", "suspected_duplicates", "guarded_values"),
+    # The model card, calibration, drivers and drift; the scores themselves are served by marts.
+    "ml": ("model_registry", "churn_calibration", "churn_drivers", "score_drift", "scoring_notes"),
+    # steward_decisions: which of the dashboard's steward decisions the build behind a snapshot applied.
+    "identity": ("records", "customer_id_changes", "suspected_duplicates", "guarded_values", "steward_decisions"),
     "ops": ("ingest_reconciliation", "source_coverage"),
+}
+# Built inside the snapshot while it is published, from the served tables (or the run's bookkeeping),
+# never copied from the warehouse: with SERVED_TABLES, everything a snapshot may hold.
+BUILT_IN_SNAPSHOT: dict[str, tuple[str, ...]] = {
+    "serving": (
+        "order_kpis",
+        "monthly_activity",
+        "tickets_by_month",
+        "conversion_by_segment",
+        "identity_summary",
+        "identity_cluster_sizes",
+        "identity_largest_clusters",
+        "customer_search",
+    ),
+    "ops": (
+        "asset_check_results",
+        "recent_runs",
+        "snapshot_manifest",
+        "freshness_expectations",
+        "quarantine_reasons",
+        "quarantine_samples",
+    ),
 }
 # Columns of served tables that no page reads: left out (a copy of every event's email address is
 # personal data the dashboard does not need, and a third of the events' size).
 LEFT_OUT_COLUMNS: dict[str, tuple[str, ...]] = {"marts.marketing_events": ("email",)}
+# Quarantined rows per (entity, reason) a snapshot points at (Data health's examples).
+QUARANTINE_SAMPLES_PER_REASON = 5
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 # Schemas whose tables the manifest counts: what the app shows.
@@ -192,8 +218,25 @@ def _copy_served_tables(warehouse: Path, target: Path) -> None:
                     f'CREATE TABLE snapshot_target."{schema}"."{table}" AS '
                     f'SELECT {select} FROM "{schema}"."{table}"{order}'
                 )
-            # Data health groups quarantined rows by reason; the reasons travel, the records do not.
+            # Data health groups quarantined rows by reason; the reasons travel, the records do not. A few
+            # rows of each reason travel as pointers (file:line or table:key, field, the reason with a
+            # person's value replaced), so a person with access to the source can look.
             con.execute(f"CREATE TABLE snapshot_target.ops.quarantine_reasons AS {quarantine_reasons_sql(quarantined)}")
+            table_columns: dict[str, set[str]] = {}
+            for s, t, c in columns:
+                table_columns.setdefault(f"{s}.{t}", set()).add(c)
+            located = [
+                t for t in quarantined if {"_source_location", "_reason"} <= table_columns.get(f"quarantine.{t}", set())
+            ]
+            pointers = quarantine_samples_sql(table_columns, located) if located else ""
+            samples = (
+                f"SELECT entity, location, field, reason, grouped FROM ({pointers}) "
+                f"WHERE sample <= {QUARANTINE_SAMPLES_PER_REASON}"
+                if located
+                else "SELECT NULL::VARCHAR AS entity, NULL::VARCHAR AS location, NULL::VARCHAR AS field, "
+                "NULL::VARCHAR AS reason, NULL::VARCHAR AS grouped WHERE false"
+            )
+            con.execute(f"CREATE TABLE snapshot_target.ops.quarantine_samples AS {samples}")
         finally:
             con.execute("DETACH snapshot_target")
 
@@ -250,19 +293,35 @@ def _write_ops_tables(
     con.execute("""
         CREATE OR REPLACE TABLE ops.snapshot_manifest (
             snapshot_id VARCHAR, built_at TIMESTAMPTZ, run_id VARCHAR, table_name VARCHAR, row_count BIGINT)""")
-    con.executemany(
-        "INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
-        [
-            (snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
-            for table, count in snapshot.row_counts.items()
-        ],
+    if snapshot.row_counts:  # a warehouse with no marts yet (a first build that stopped early) has none
+        con.executemany(
+            "INSERT INTO ops.snapshot_manifest VALUES (?, ?, ?, ?, ?)",
+            [
+                (snapshot.snapshot_id, snapshot.built_at, snapshot.run_id, table, count)
+                for table, count in snapshot.row_counts.items()
+            ],
+        )
+
+
+def _write_freshness_expectations(
+    con: duckdb.DuckDBPyConnection, expectations: Iterable[tuple[str, str, int | None, int | None]]
+) -> None:
+    """The config's freshness expectation per source entity (Settings.freshness_expectations): the
+    dashboard never reads the config, so the snapshot carries them."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(
+        "CREATE OR REPLACE TABLE ops.freshness_expectations "
+        "(source VARCHAR, entity VARCHAR, warn_after_days INTEGER, error_after_days INTEGER)"
     )
+    rows = list(expectations)
+    if rows:
+        con.executemany("INSERT INTO ops.freshness_expectations VALUES (?, ?, ?, ?)", rows)
 
 
 def _add_serving_structures(con: duckdb.DuckDBPyConnection) -> None:
-    """What makes the app fast: indexes for point lookups, the dashboard aggregates, and one search
-    table holding each customer's name and email lower-cased and phone as digits (one LIKE scan; the
-    data layer searches email and phone only for a viewer who may see them)."""
+    """What makes the app fast: indexes for point lookups, the dashboard aggregates, and the search
+    table over every identifier of every source record (crm/serving/search.py; the data layer
+    searches emails and phones only for a viewer who may see them)."""
     write_aggregates(con)
     present = {
         r[0]
@@ -274,14 +333,7 @@ def _add_serving_structures(con: duckdb.DuckDBPyConnection) -> None:
         if f"{table}.{column}" in present:
             schema, name = table.split(".")
             con.execute(f'CREATE INDEX IF NOT EXISTS "{name}_{column}_lookup" ON "{schema}"."{name}" ("{column}")')
-    if all(f"marts.customer_360.{c}" in present for c in ("customer_id", "full_name", "email", "phone")):
-        con.execute("""
-            CREATE OR REPLACE TABLE serving.customer_search AS
-            SELECT customer_id,
-                   lower(coalesce(full_name, '')) AS name_lower,
-                   lower(coalesce(email, '')) AS email_lower,
-                   regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') AS phone_digits
-            FROM marts.customer_360""")
+    write_customer_search(con)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -323,6 +375,7 @@ def publish_snapshot(
     runs: Iterable[RunRecord] = (),
     built_at: datetime | None = None,
     keep: int = KEEP_SNAPSHOTS,
+    freshness: Iterable[tuple[str, str, int | None, int | None]] = (),
 ) -> Snapshot:
     """Copy the warehouse into a new snapshot, add the run's bookkeeping, then move the pointer.
 
@@ -353,6 +406,7 @@ def publish_snapshot(
                 snapshot_id=snapshot_id, path=target, built_at=built_at, run_id=run_id, row_counts=counts
             )
             _write_ops_tables(con, snapshot, checks, runs)
+            _write_freshness_expectations(con, freshness)
             _add_serving_structures(con)
             con.execute("CHECKPOINT")
         partial.chmod(stat.S_IRUSR)

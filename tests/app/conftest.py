@@ -32,6 +32,7 @@ PAGES = (
     "campaigns_support",
     "my_book",
     "data_health",
+    "steward_review",
 )
 
 
@@ -44,8 +45,18 @@ class Published:
         return duckdb.connect(str(self.snapshot.path), read_only=True)
 
 
-def _bookkeeping(path: Path) -> tuple[list[CheckResult], list[RunRecord]]:
+def _bookkeeping(path: Path) -> tuple[list[CheckResult], list[RunRecord], list[tuple]]:
     with duckdb.connect(str(path), read_only=True) as con:
+        freshness = (
+            con.execute(
+                "SELECT source, entity, warn_after_days, error_after_days FROM ops.freshness_expectations"
+            ).fetchall()
+            if con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ops' "
+                "AND table_name = 'freshness_expectations'"
+            ).fetchall()[0][0]
+            else []
+        )
         checks = [
             CheckResult(*row)
             for row in con.execute(
@@ -59,7 +70,7 @@ def _bookkeeping(path: Path) -> tuple[list[CheckResult], list[RunRecord]]:
                 "SELECT run_id, job_name, status, started_at, ended_at FROM ops.recent_runs"
             ).fetchall()
         ]
-    return checks, runs
+    return checks, runs, freshness
 
 
 def republish(source: Path, data_dir: Path, run_id: str, like: Snapshot, change=None) -> Snapshot:
@@ -70,8 +81,8 @@ def republish(source: Path, data_dir: Path, run_id: str, like: Snapshot, change=
     if change is not None:
         with duckdb.connect(str(work)) as con:
             change(con)
-    checks, runs = _bookkeeping(like.path)
-    published = publish_snapshot(work, data_dir, run_id=run_id, checks=checks, runs=runs)
+    checks, runs, freshness = _bookkeeping(like.path)
+    published = publish_snapshot(work, data_dir, run_id=run_id, checks=checks, runs=runs, freshness=freshness)
     work.unlink()
     return published
 

@@ -4,6 +4,8 @@ numbers, filters change the count, downloads hold exactly the filtered consentin
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -93,6 +95,10 @@ def test_segment_builder_filters_change_the_count_and_the_download_holds_exactly
     app.multiselect(key="filter_segment").set_value(["B2C"]).run()
     b2c = int(metric(app, "Customers in segment").replace(",", ""))
     app.radio(key="segment_channel").set_value("email campaign").run()
+    # A channel export asks whether the file carries contact details; no download until answered.
+    assert any("choose above whether the file carries emails and phones" in w.value for w in app.warning)
+    assert not [b for b in app.get("download_button")]
+    app.radio(key="segment_contacts_email").set_value("masked").run()
     sendable = int(metric(app, "Customers in segment").replace(",", ""))
     excluded = int(metric(app, "Left out: no email consent").replace(",", ""))
     with app_env.connect() as con:
@@ -112,8 +118,12 @@ def test_segment_builder_filters_change_the_count_and_the_download_holds_exactly
 
     csv_name = next(name for name in downloads if name.endswith(".csv"))
     exported = pl.read_csv(io.BytesIO(downloads[csv_name]()))
-    assert set(exported["customer_id"].to_list()) == consenting_ids and exported.height == len(consenting_ids)
-    assert all("***@" in e for e in exported["email"].drop_nulls()), "PII is masked by default, downloads too"
+    # The file holds exactly the rows the count shows.
+    assert exported.height == sendable and set(exported["customer_id"].to_list()) == consenting_ids
+    assert all("***@" in e for e in exported["email"].drop_nulls()), "the choice was: masked"
+    manifest = json.loads(next((app_env.data_dir / "exports" / "downloads").glob("*.manifest.json")).read_text())
+    assert manifest["row_count"] == sendable and manifest["contact_details"] == "masked"
+    assert manifest["channel"] == "email" and manifest["excluded_without_consent"] == excluded
 
 
 def test_segment_builder_saves_a_named_segment_outside_the_warehouse(app_env, clear_app_caches, tmp_path, monkeypatch):
@@ -131,13 +141,50 @@ def test_segment_builder_saves_a_named_segment_outside_the_warehouse(app_env, cl
     assert "Win back high risk" in app.selectbox(key="segment_start").options
 
 
-def test_my_book_lists_the_reps_ranked_actions(app_env, clear_app_caches):
+def test_my_book_rows_are_ready_to_call_and_match_the_count(app_env, clear_app_caches, downloads):
     app = open_page("my_book")
     rep_id = app.selectbox(key="rep_pick").value
     with app_env.connect() as con:
-        actions = con.execute("SELECT count(*) FROM marts.rep_actions WHERE rep_id = ?", [rep_id]).fetchall()[0][0]
-    assert metric(app, "Customers to act on") == f"{actions:,}"
-    assert app.dataframe[0].value.shape[0] == actions
+        actionable, in_book = con.execute(
+            "SELECT count(*) FILTER (WHERE value_at_stake >= 0.5), count(*) FROM marts.rep_actions WHERE rep_id = ?",
+            [str(rep_id)],
+        ).fetchall()[0]
+        contacts = dict(
+            con.execute(
+                "SELECT a.customer_id, c.phone FROM marts.rep_actions a JOIN marts.customer_360 c USING (customer_id) "
+                "WHERE a.rep_id = ? AND a.value_at_stake >= 0.5",
+                [str(rep_id)],
+            ).fetchall()
+        )
+    assert in_book > actionable > 0, "the book holds rows with nothing at stake, listed apart"
+    assert metric(app, "Customers to act on") == f"{actionable:,}"
+    assert f"{actionable:,} to act on, {in_book:,} customers in the book" in app.selectbox(key="rep_pick").format_func(
+        rep_id
+    )
+    table = pl.from_pandas(app.dataframe[0].value)
+    assert table.height == actionable
+    assert {"phone", "email", "last_order_at", "next_action", "reason", "card"} <= set(table.columns)
+    assert table["phone"].drop_nulls().str.starts_with("******").all(), "masked until switched on"
+    assert (table["value_at_stake"] % 1 == 0).all(), "value at stake rounded to whole pounds"
+    app.sidebar.toggle[0].set_value(True).run()
+    table = pl.from_pandas(app.dataframe[0].value)
+    shown = dict(zip(linked_ids(table), table["phone"], strict=True))
+    assert shown == contacts
+    assert all(link.startswith("customers?customer=") for link in table["card"])
+    book = pl.read_csv(io.BytesIO(downloads[f"my_book_{rep_id}.csv"]()), infer_schema=False)
+    assert book.height == actionable and {"phone", "email", "why", "action"} <= set(book.columns)
+
+
+def linked_ids(table) -> list[str]:
+    return [link.split("=", 1)[1] for link in table["card"]]
+
+
+def test_the_book_opens_a_customers_card(app_env, clear_app_caches):
+    app = open_page("my_book")
+    chosen = app.selectbox(key="book_open_pick").value
+    app.button(key="book_open").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="customer_pick").value == chosen
 
 
 def test_data_health_shows_the_published_check_results(app_env, clear_app_caches):
@@ -232,7 +279,7 @@ def test_a_saved_segment_loads_back_into_the_filters_with_the_same_count(
     assert not app.exception, [e.value for e in app.exception]
     assert app.multiselect(key="filter_columns").value == ["loyalty_tier", "revenue_lifetime", "email_consent"]
     assert metric(app, "Customers in segment") == count(matched - excluded)
-    assert metric(app, "Left out: no sms consent") == count(excluded)
+    assert metric(app, "Left out: no SMS consent") == count(excluded)
 
 
 def test_campaign_page_shows_the_chosen_campaigns_rates(app_env, clear_app_caches):
@@ -249,19 +296,22 @@ def test_campaign_page_shows_the_chosen_campaigns_rates(app_env, clear_app_cache
 def test_churn_page_shows_the_current_models_card(app_env, clear_app_caches):
     app = open_page("churn_value")
     with app_env.connect() as con:
-        version, high = con.execute(
-            "SELECT model_version, (SELECT avg((churn_band = 'high')::INT) FROM marts.customer_scores) "
-            "FROM ml.model_registry WHERE status = 'current' ORDER BY trained_at DESC LIMIT 1"
+        (version,) = con.execute(
+            "SELECT model_version FROM ml.model_registry WHERE status = 'current' ORDER BY trained_at DESC LIMIT 1"
         ).fetchall()[0]
     assert any(version in c.value for c in app.caption)
-    assert metric(app, "Share at high churn risk") == share(high)
+    with app_env.connect() as con:
+        high = con.execute("SELECT count(*) FROM marts.customer_scores WHERE churn_band = 'high'").fetchall()[0][0]
+    assert metric(app, "High churn risk") == count(high)
 
 
 def test_a_newly_published_snapshot_is_picked_up_on_the_next_rerun(app_env, clear_app_caches, tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     first = republish(app_env.snapshot.path, tmp_path, "first-night", app_env.snapshot)
     app = open_page("overview")
-    assert first.snapshot_id in " ".join(c.value for c in app.sidebar.caption)
+    assert f"{count(first.row_counts['marts.customer_360'])} customers" in " ".join(
+        c.value for c in app.sidebar.caption
+    )
     second = republish(
         app_env.snapshot.path,
         tmp_path,
@@ -273,7 +323,132 @@ def test_a_newly_published_snapshot_is_picked_up_on_the_next_rerun(app_env, clea
     )
     app.run()
     sidebar = " ".join(c.value for c in app.sidebar.caption)
-    assert second.snapshot_id in sidebar and first.snapshot_id not in sidebar
     assert f"{count(second.row_counts['marts.customer_360'])} customers" in sidebar
+    assert second.snapshot_id not in sidebar, "no internal ids for business users"
     assert second.row_counts["marts.customer_360"] == first.row_counts["marts.customer_360"] - 7
     assert not app.exception
+
+
+def test_search_by_a_secondary_email_and_a_national_format_phone_opens_the_customer(
+    app_env, built_company, clear_app_caches
+):
+    """The issue's misses: a work email that is on a sales record but is not the one shown, and
+    '07208 570041' as the sales system writes the phone."""
+    from tests.app.test_app_data import _national_phone, _secondary_email
+
+    with app_env.connect() as con:
+        by_email, secondary = _secondary_email(con)
+    by_phone, national = _national_phone(built_company.warehouse)
+    app = open_page("customers")
+    for text, customer_id in ((secondary, by_email), (national, by_phone)):
+        app.text_input(key="customer_search").input(text).run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert any(o.endswith(customer_id) for o in app.selectbox(key="customer_pick").options), text
+        found_by = app.dataframe[0].value["matched"].tolist()
+        assert text not in found_by and (text != secondary or secondary[0] + "***@" in found_by[0]), (
+            "what matched is a contact detail: masked like the others"
+        )
+        app.selectbox(key="customer_pick").set_value(customer_id).run()
+        assert app.subheader[0].value, "the customer's card is shown"
+
+
+def test_the_open_month_is_marked_on_the_monthly_charts(app_env, clear_app_caches):
+    with app_env.connect() as con:
+        (as_of,) = con.execute("SELECT max(as_of_date) FROM marts.customer_360").fetchall()[0]
+    note = f"{as_of:%b %Y} (only 01 {as_of:%b}–{as_of:%d %b})"
+    overview = open_page("overview")
+    assert any("partial months" in c.value and note in c.value for c in overview.caption), [
+        c.value for c in overview.caption
+    ]
+    support = open_page("campaigns_support")
+    assert any(note in c.value for c in support.caption)
+    segments = open_page("segments")
+    assert any(f"{as_of:%B %Y}, a month still open" in c.value for c in segments.caption)
+
+
+def test_a_numeric_filter_left_untouched_keeps_customers_without_a_value_unless_excluded(
+    app_env, clear_app_caches, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
+    republish(app_env.snapshot.path, tmp_path, "filter-test", app_env.snapshot)
+    with app_env.connect() as con:
+        everyone, with_value, at_least = con.execute(
+            "SELECT count(*), count(s.clv_12m), count(s.clv_12m) FILTER (WHERE s.clv_12m >= 250) "
+            "FROM marts.customer_360 c LEFT JOIN marts.customer_scores s USING (customer_id)"
+        ).fetchall()[0]
+    app = open_page("segment_builder")
+    app.multiselect(key="filter_columns").set_value(["clv_12m"]).run()
+    assert metric(app, "Customers in segment") == count(everyone), "an untouched filter changes nothing"
+    missing = app.checkbox(key="filter_clv_12m_missing")
+    assert missing.value and f"{count(everyone - with_value)} customers without a value" in missing.label
+    missing.uncheck().run()
+    assert metric(app, "Customers in segment") == count(with_value)
+    app.number_input(key="filter_clv_12m_min").set_value(250).run()
+    assert metric(app, "Customers in segment") == count(at_least)
+    app.checkbox(key="filter_clv_12m_missing").check().run()
+    assert metric(app, "Customers in segment") == count(at_least + everyone - with_value)
+    app.text_input(key="segment_name").input("Worth 250 or more").run()
+    app.button(key="segment_save").click().run()
+    saved = json.loads((tmp_path / "segments" / "worth_250_or_more.json").read_text())
+    # Stored as meant: an open upper bound, not today's maximum; the missing-value choice kept.
+    assert saved["conditions"] == [{"column": "clv_12m", "op": ">=", "value": 250.0, "include_missing": True}]
+
+
+def _suspects(con) -> None:
+    """Pairs just under the threshold, in the shape issue 11's identity step writes them (the small
+    build may have none, so the test sets five)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE identity.suspected_duplicates AS
+        WITH r AS (SELECT * FROM identity.records WHERE last_name IS NOT NULL AND city IS NOT NULL)
+        SELECT a.record_key AS record_key_l, b.record_key AS record_key_r, a.customer_id AS customer_id_l,
+               b.customer_id AS customer_id_r, 0.8 - 0.01 * row_number() OVER (ORDER BY a.record_key, b.record_key)
+                   AS match_probability, 3.1 AS match_weight,
+               'same surname and city (' || a.last_name || ', ' || a.city || ')' AS evidence, 'test' AS run_id
+        FROM r a JOIN r b ON a.last_name = b.last_name AND a.city = b.city AND a.record_key < b.record_key
+             AND a.customer_id <> b.customer_id
+        ORDER BY a.record_key, b.record_key LIMIT 5
+        """
+    )
+
+
+def test_the_steward_page_records_a_decision_that_the_next_identity_run_applies(
+    app_env, built_company, clear_app_caches, tmp_path, monkeypatch
+):
+    from crm import audit
+    from crm.identity.resolution import run_identity_resolution
+    from crm.identity.steward import decisions_path, load_decisions
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("CRM_DATA_DIR", str(data_dir))
+    snapshot = republish(app_env.snapshot.path, data_dir, "steward-test", app_env.snapshot, _suspects)
+    with duckdb.connect(str(snapshot.path), read_only=True) as con:
+        left, right, customer_l, customer_r = con.execute(
+            "SELECT record_key_l, record_key_r, customer_id_l, customer_id_r FROM identity.suspected_duplicates "
+            "ORDER BY match_probability DESC LIMIT 1"
+        ).fetchall()[0]
+    app = open_page("steward_review", role="steward")
+    assert metric(app, "Pairs to review") == "5"
+    # A form: the inputs travel with the submit. Who decided is the signed-in steward.
+    app.text_input(key="steward_reason").input("same person, moved house")
+    next(b for b in app.button if b.label == "Same person: merge").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(s.value.startswith("Recorded: merge") for s in app.success)
+    assert metric(app, "Pairs to review") == "4" and metric(app, "Decided, waiting for the next build") == "1"
+
+    decisions = [json.loads(line) for line in decisions_path(data_dir).read_text().splitlines()]
+    assert [
+        (d["action"], f"{d['left_source']}:{d['left_key']}", f"{d['right_source']}:{d['right_key']}") for d in decisions
+    ] == [("merge", left, right)]
+    assert decisions[0]["requested_by"] == "test-steward"
+    (event,) = audit.events(data_dir, action="steward_merge")
+    assert event["actor"] == "test-steward" and event["role"] == "steward"
+    assert event["target"] == f"{left} / {right}"
+
+    # The next identity run (on a copy of the build warehouse) joins the two records.
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built_company.warehouse, warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        run_identity_resolution(con, steward_decisions=load_decisions(data_dir))
+        after = dict(con.execute("SELECT record_key, customer_id FROM identity.records").fetchall())
+    assert customer_l != customer_r and after[left] == after[right]

@@ -14,9 +14,11 @@ import pytest
 
 from crm.serving.segments import Condition, SegmentDefinition, save_segment
 from crm.serving.snapshots import (
+    BUILT_IN_SNAPSHOT,
     CheckResult,
     SnapshotError,
     current_snapshot,
+    is_served,
     list_snapshots,
     publish_snapshot,
 )
@@ -40,6 +42,40 @@ def test_the_build_published_a_read_only_snapshot_with_its_bookkeeping(built_com
     assert manifest == build_snapshot.row_counts and manifest["marts.customer_360"] > 1000
     assert checks[0] > 50 and checks[1] > 10, "raw, staging and mart checks are all recorded"
     assert built_company.outcome.run_id in runs
+
+
+def test_the_snapshot_holds_only_served_tables_and_every_table_the_dashboard_reads(build_snapshot):
+    with duckdb.connect(str(build_snapshot.path), read_only=True) as con:
+        held = {
+            (schema, table)
+            for schema, table in con.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+            ).fetchall()
+        }
+        columns = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'serving' AND table_name = 'customer_search'"
+            ).fetchall()
+        }
+        samples = con.execute("SELECT count(*) FROM ops.quarantine_samples").fetchall()[0][0]
+    extra = {(s, t) for s, t in held if not is_served(s, t) and t not in BUILT_IN_SNAPSHOT.get(s, ())}
+    assert not extra, f"tables in the snapshot that are neither served nor built at publish: {sorted(extra)}"
+    assert not {s for s, _ in held} & {"raw", "quarantine", "staging", "intermediate"}
+    # What issue 12's pages read (search, freshness, quarantine pointers, drift, steward review).
+    for wanted in (
+        ("serving", "customer_search"),
+        ("ops", "freshness_expectations"),
+        ("ops", "quarantine_samples"),
+        ("ml", "score_drift"),
+        ("identity", "suspected_duplicates"),
+        ("identity", "steward_decisions"),
+        ("identity", "guarded_values"),
+    ):
+        assert wanted in held, wanted
+    assert {"haystack", "phones", "haystack_no_contacts"} <= columns
+    assert samples > 0, "the shared build quarantines rows: Data health points at some"
 
 
 def _tiny_warehouse(path, customers: int):

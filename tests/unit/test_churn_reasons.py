@@ -65,14 +65,49 @@ def test_reasons_quote_the_customers_real_values(model):
     recency_seen = ratings_seen = 0
     for row, text in zip(features.iter_rows(named=True), reasons, strict=True):
         for reason in filter(None, text.split("; ")):
-            if reason.startswith("no order in"):
+            if reason.startswith("no order for"):
                 recency_seen += 1
                 days, gap = _numbers(reason)[:2]
                 assert days == row["recency_days"] and gap == row["usual_gap_days"], (reason, row)
-            if "bad support ratings in 90 days" in reason:
+                assert days > gap, "a recency reason only when the customer is past their usual gap"
+            if "bad support rating" in reason and "in the last 90 days" in reason:
                 ratings_seen += 1
-                assert _numbers(reason)[0] == row["bad_ratings_90d"], (reason, row)
+                assert _numbers(reason)[0] == row["bad_ratings_90d"] >= 1, (reason, row)
     assert recency_seen > 30 and ratings_seen > 10
+
+
+# A count of zero things, or a count that disagrees with its noun ("1 tickets", "2 ticket").
+ZERO_EVENT = re.compile(r"\b0 [a-z]")
+ONE_PLURAL = re.compile(r"(?<![\d.])1 (orders|days|tickets|support tickets|bad support ratings|hours)\b")
+MANY_SINGULAR = re.compile(r"\b([2-9]|\d{2,}) (order|day|ticket|support ticket|bad support rating|hour)\b(?! ago)")
+
+
+def test_reasons_never_cite_a_non_event_and_read_as_plain_english(model):
+    """The issue's examples: "0 bad support ratings in 90 days", "0 tickets took over 5 days", "1 tickets"."""
+    features, _ = _customers(1500, 8)
+    # Many customers with no tickets, ratings, returns or engagement: the values a non-event reason came from.
+    zeros = {name: pl.when(pl.col(name) < 0.6).then(0.0).otherwise(pl.col(name)) for name in NUMERIC_FEATURES}
+    features = features.with_columns(
+        **{k: v for k, v in zeros.items() if k not in ("recency_days", "usual_gap_days", "recency_vs_usual_gap")}
+    )
+    _, reasons = explain(model, features)
+    given = [reason for text in reasons for reason in filter(None, text.split("; "))]
+    assert len(given) > 500
+    for reason in given:
+        assert not ZERO_EVENT.search(reason), reason
+        assert not ONE_PLURAL.search(reason), reason
+        assert not MANY_SINGULAR.search(reason), reason
+        assert "unknown" not in reason, reason
+
+
+def test_a_group_that_raises_the_risk_through_a_value_it_cannot_name_is_not_a_reason():
+    """Ratings raise the risk for a customer with no good rating, but "0 bad ratings" is no reason."""
+    group = next(g for g in REASON_GROUPS if g.name == "support_ratings")
+    none_bad = pl.DataFrame({"bad_ratings_90d": [0.0], "bad_ratings_lifetime": [0.0], "good_ratings_lifetime": [0.0]})
+    one_bad = none_bad.with_columns(bad_ratings_90d=pl.lit(1.0), bad_ratings_lifetime=pl.lit(1.0))
+    assert not none_bad.select(group.applies({})).item()
+    assert one_bad.select(group.applies({})).item()
+    assert group.render(one_bad.row(0, named=True)) == "gave 1 bad support rating in the last 90 days"
 
 
 def test_every_reason_raises_the_risk_and_is_worded_from_its_group(model):
@@ -96,7 +131,7 @@ def test_the_riskiest_customers_are_told_about_their_recency(model):
     _, reasons = explain(model, features)
     gap_ratio = features["recency_vs_usual_gap"].to_numpy()
     stale = [r for r, g, b in zip(reasons, gap_ratio, features["bad_ratings_90d"], strict=True) if g > 10 and b == 0]
-    assert stale and all(r.startswith("no order in") for r in stale)
+    assert stale and all(r.startswith("no order for") for r in stale)
 
 
 def test_saved_model_predicts_the_same(model, tmp_path):

@@ -85,6 +85,7 @@ def build_serving_defs(upstream: Iterable[dg.AssetKey]) -> dg.Definitions:
             run_id=context.run_id,
             checks=run_check_results(context.instance, context.run_id),
             runs=recent_runs(context.instance),
+            freshness=settings.freshness_expectations(),
         )
         context.log.info(f"published snapshot {published.snapshot_id} at {published.path}")
         return dg.MaterializeResult(
