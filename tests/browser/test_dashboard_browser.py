@@ -60,7 +60,8 @@ def served_app(published, app_users, tmp_path):
     """`crm app --port N` (what `crm demo` ends with) on a copy of the snapshot with suspected duplicates:
     the URL it prints, once Streamlit answers there."""
     data_dir = tmp_path / "data"
-    republish(published.snapshot.path, data_dir, "browser", published.snapshot, _suspects)
+    # The build's own run id: Data health names the run that published what it shows.
+    republish(published.snapshot.path, data_dir, published.snapshot.run_id, published.snapshot, _suspects)
     port = free_port()
     log = tmp_path / "crm_app.log"
     with open(log, "w") as output:
