@@ -124,11 +124,20 @@ else:
         },
     )
     if late.height:
-        worst = late.sort("age_days", descending=True).row(0, named=True)
+        # Stale (past the error threshold) before late, then the oldest; ties are counted, not hidden.
+        ranked = late.with_columns(pl.col("status").replace_strict(SEVERITY, default=5).alias("_severity")).sort(
+            ["_severity", "age_days"], descending=[False, True]
+        )
+        worst = ranked.row(0, named=True)
+        ties = ranked.filter(
+            (pl.col("_severity") == worst["_severity"]) & (pl.col("age_days") == worst["age_days"])
+        ).height
+        stale = late.filter(pl.col("status") == "error").height
         st.warning(
-            f"{count(late.height)} table(s) behind their expectation; the oldest, {entity_label(worst['entity'])} "
-            f"({worst['source']}), has nothing newer than {worst['last_partition']:%d %b %Y} "
-            f"({count(worst['age_days'])} days)."
+            f"{count(late.height)} table(s) behind their expectation ({count(stale)} stale, "
+            f"{count(late.height - stale)} late). Most overdue: {entity_label(worst['entity'])} ({worst['source']})"
+            + (f" and {count(ties - 1)} more as old" if ties > 1 else "")
+            + f", nothing newer than {worst['last_partition']:%d %b %Y} ({count(worst['age_days'])} days)."
         )
     absent = freshness.filter(pl.col("status") == "no data")
     if absent.height:

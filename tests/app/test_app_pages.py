@@ -194,6 +194,18 @@ def test_data_health_shows_the_published_check_results(app_env, clear_app_caches
             "SELECT count(*), count(*) FILTER (WHERE passed) FROM ops.asset_check_results"
         ).fetchall()[0]
     assert metric(app, "Checks passed") == f"{count(passed)} / {count(checks)}"
+    # The simulated company's data ends long before today: every expectation is missed, and the
+    # warning counts stale and late apart and names a stale table first (not merely the oldest).
+    shown = next(d.value for d in app.dataframe if "Status" in d.value.columns)
+    stale = shown[shown["Status"] == "STALE"]
+    late = shown[shown["Status"] == "LATE"]
+    assert len(stale), "the test company's sources are past their error threshold"
+    warning = next(w.value for w in app.warning if "behind their expectation" in w.value)
+    assert f"({count(len(stale))} stale, {count(len(late))} late)" in warning, warning
+    named = warning.split("Most overdue: ", 1)[1]
+    assert any(
+        named.startswith(f"{table} ({source})") for table, source in zip(stale["Table"], stale["Source"], strict=True)
+    ), warning
 
 
 def test_no_snapshot_shows_how_to_get_one(monkeypatch, tmp_path, clear_app_caches):
