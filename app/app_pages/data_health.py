@@ -125,7 +125,7 @@ else:
     )
     if late.height:
         # Stale (past the error threshold) before late, then the oldest; ties are counted, not hidden.
-        ranked = late.with_columns(pl.col("status").replace_strict(SEVERITY, default=5).alias("_severity")).sort(
+        ranked = rows.filter(pl.col("status").is_in(["warn", "error"])).sort(
             ["_severity", "age_days"], descending=[False, True]
         )
         worst = ranked.row(0, named=True)
@@ -135,7 +135,7 @@ else:
         stale = late.filter(pl.col("status") == "error").height
         st.warning(
             f"{count(late.height)} table(s) behind their expectation ({count(stale)} stale, "
-            f"{count(late.height - stale)} late). Most overdue: {entity_label(worst['entity'])} ({worst['source']})"
+            f"{count(late.height - stale)} late). Most overdue: {worst['table']} ({worst['source']})"
             + (f" and {count(ties - 1)} more as old" if ties > 1 else "")
             + f", nothing newer than {worst['last_partition']:%d %b %Y} ({count(worst['age_days'])} days)."
         )

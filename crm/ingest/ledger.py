@@ -26,7 +26,6 @@ import duckdb
 
 from crm.ingest.entities import ENTITIES
 from crm.ingest.readers import LoadedUnit, ReadResult, SourceState
-from crm.security.suppression import SUPPRESSED_LOCATIONS_TABLE
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;
@@ -243,12 +242,6 @@ def record_batch(
         },
     )
     refresh_day_counts(con, entity, batch_id)
-    if suppressed and _temp_table_exists(con, SUPPRESSED_LOCATIONS_TABLE):
-        con.execute(
-            "INSERT INTO ops.suppressed_locations "
-            f"SELECT $entity, location_hash, $batch FROM {SUPPRESSED_LOCATIONS_TABLE}",
-            {"entity": entity, "batch": batch_id},
-        )
     if read.files:
         con.execute(
             "DELETE FROM ops.loaded_files WHERE entity = $entity AND path IN (SELECT unnest($paths))",
@@ -293,11 +286,6 @@ def record_batch(
                 "config": config_sha,
             },
         )
-
-
-def _temp_table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n", {"n": name})
-    return bool(found.fetchall()[0][0])
 
 
 def record_removal(

@@ -45,7 +45,7 @@ from crm.ingest.readers import (
 )
 from crm.ingest.sql_reader import read_sql
 from crm.ingest.validate import RowFormats, ensure_entity_tables, split_batch
-from crm.security.suppression import suppress_batch
+from crm.security.suppression import book_suppressed_rows, suppress_batch
 from crm.settings import (
     EntityMapping,
     FileDropSource,
@@ -545,6 +545,8 @@ def _commit_batch(
             config_sha=config_sha,
             state_key=state_key,
         )
+        if report.rows_suppressed:
+            book_suppressed_rows(con, entity.name, report.batch_id)
         con.execute("COMMIT")
     except IngestRefusedError:
         raise

@@ -36,10 +36,10 @@ import duckdb
 SUPPRESSION_FILE = Path("security") / "suppression.jsonl"
 KEY_FILE = Path("security") / "erasure.key"
 HASHES_TABLE = "_suppressed_identifiers"
-SUPPRESSED_COUNTS_TABLE = "_ingest_suppressed"
-# Where the suppressed rows came from, as salted hashes: `crm audit` counts a source row it finds
-# there as suppressed, not as never read, without the warehouse naming the erased person's records.
-SUPPRESSED_LOCATIONS_TABLE = "_ingest_suppressed_locations"
+# The batch's suppressed rows: their day, and where they came from as a salted hash, so that
+# `crm audit` counts a source row it finds there as suppressed, not as never read, without the
+# warehouse naming the erased person's records.
+SUPPRESSED_TABLE = "_ingest_suppressed"
 
 # Per source entity: (identifier kind, canonical column holding it). Entities not listed hold no
 # person (products, campaigns, reps, opportunities) and are never filtered.
@@ -269,11 +269,10 @@ def suppress_batch(
 ) -> dict[date, int]:
     """Drop the suppressed persons' rows from a batch before it is split into raw and quarantine.
 
-    Returns rows dropped per partition day, also left in the temp table ``_ingest_suppressed`` for
-    the ledger. Without erasures (the common case) this costs one file check.
+    Returns rows dropped per partition day; their origins stay in the temp table ``_ingest_suppressed``
+    for :func:`book_suppressed_rows`. Without erasures (the common case) this costs one file check.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_COUNTS_TABLE} (_partition_date DATE, rows BIGINT)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_LOCATIONS_TABLE} (location_hash VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_TABLE} (_partition_date DATE, location_hash VARCHAR)")
     identifiers = load_identifiers(data_dir)
     key = erasure_key(data_dir)
     if not identifiers or key is None or entity not in PERSON_COLUMNS:
@@ -285,18 +284,16 @@ def suppress_batch(
         if predicate is None:
             continue
         con.execute(
-            f"INSERT INTO {SUPPRESSED_COUNTS_TABLE} SELECT _partition_date, count(*) FROM {table} "
-            f"WHERE {predicate} GROUP BY ALL"
-        )
-        con.execute(
-            f"INSERT INTO {SUPPRESSED_LOCATIONS_TABLE} SELECT {location_hash_sql(key)} FROM {table} WHERE {predicate}"
+            f"INSERT INTO {SUPPRESSED_TABLE} SELECT _partition_date, {location_hash_sql(key)} FROM {table} "
+            f"WHERE {predicate}"
         )
         con.execute(f"DELETE FROM {table} WHERE {predicate}")
-    rows = con.execute(
-        f"SELECT _partition_date, sum(rows)::BIGINT FROM {SUPPRESSED_COUNTS_TABLE} GROUP BY ALL"
-    ).fetchall()
+    return dict(con.execute(f"SELECT _partition_date, count(*) FROM {SUPPRESSED_TABLE} GROUP BY ALL").fetchall())
+
+
+def book_suppressed_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: str) -> None:
+    """Record the origins of the rows :func:`suppress_batch` dropped (in the batch's transaction)."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_COUNTS_TABLE} AS "
-        f"SELECT _partition_date, sum(rows)::BIGINT AS rows FROM {SUPPRESSED_COUNTS_TABLE} GROUP BY ALL"
+        f"INSERT INTO ops.suppressed_locations SELECT $entity, location_hash, $batch FROM {SUPPRESSED_TABLE}",
+        {"entity": entity, "batch": batch_id},
     )
-    return dict(rows)
