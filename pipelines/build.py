@@ -27,6 +27,7 @@ from pipelines.definitions import build_definitions
 from pipelines.defs.identity.assets import IDENTITY_OP
 from pipelines.defs.orchestration.recovery import recover_interrupted_builds
 from pipelines.defs.orchestration.schedules import NIGHTLY_JOB
+from pipelines.defs.warehouse.assets import STEPS as DBT_STEPS
 
 
 def _relax_sqlite_durability() -> None:
@@ -113,12 +114,17 @@ def run_build(
     quiet: bool = True,
     groups: list[str] | None = None,
     reresolve: bool = False,
+    full_refresh: bool = False,
 ) -> BuildOutcome:
     """Materialize every asset (or those of ``groups``) in one run.
 
     Without ``start``/``end`` each source reads what is new since the last load (everything, the
     first time); with them, those days are re-read and replaced (either side may be open).
     ``reresolve``: identity resolution scores every pair of records again instead of only the new ones.
+    ``full_refresh``: compute everything from the sources as a first build would, on the same
+    warehouse (its models, ids and history kept): every source re-read whole (unless ``start``/``end``
+    say otherwise), dbt's incremental models rebuilt from scratch, every pair of records re-resolved.
+    The audit that the incremental paths lose nothing (tests/integration/test_incremental_equals_full.py).
     Raises :class:`crm.build_lock.BuildRunningError` at once when another build holds the lock.
     """
     with build_lock(settings.warehouse_path, what="crm build"):
@@ -126,24 +132,34 @@ def run_build(
             _relax_sqlite_durability()
             instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
         recovered = recover_interrupted_builds(instance, settings, include_unlaunched=True)
-        outcome = _execute(settings, instance, start, end, on_step, quiet, groups, reresolve)
+        if full_refresh and start is None and end is None:
+            start = date.min
+        outcome = _execute(settings, instance, start, end, on_step, quiet, groups, reresolve, full_refresh)
         outcome.recovered = recovered
         return outcome
 
 
-def _run_config(window: tuple[str | None, str | None] | None, quiet: bool, progress: bool, reresolve: bool) -> dict:
-    """The run's config: log level, the ingest window (re-read those days), progress, identity's re-resolve."""
+def _run_config(
+    window: tuple[str | None, str | None] | None, quiet: bool, progress: bool, reresolve: bool, full_refresh: bool
+) -> dict:
+    """The run's config: log level, the ingest window (re-read those days), progress, identity's
+    re-resolve, dbt's full refresh."""
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL" if quiet else "INFO"}}}}
     if window:
         run_config["resources"] = {"ingest_window": {"config": {"start": window[0] or "", "end": window[1] or ""}}}
     if progress:
         run_config["loggers"]["progress"] = {}
-    if reresolve:
-        run_config["ops"] = {IDENTITY_OP: {"config": {"reresolve": True}}}
+    ops: dict = {}
+    if reresolve or full_refresh:
+        ops[IDENTITY_OP] = {"config": {"reresolve": True}}
+    if full_refresh:
+        ops.update({step: {"config": {"full_refresh": True}} for step in DBT_STEPS})
+    if ops:
+        run_config["ops"] = ops
     return run_config
 
 
-def _execute(settings, instance, start, end, on_step, quiet, groups, reresolve) -> BuildOutcome:
+def _execute(settings, instance, start, end, on_step, quiet, groups, reresolve, full_refresh=False) -> BuildOutcome:
     defs = build_definitions(settings)
     job = defs.resolve_job_def(NIGHTLY_JOB)
     selection = None
@@ -151,7 +167,7 @@ def _execute(settings, instance, start, end, on_step, quiet, groups, reresolve) 
         graph = defs.resolve_asset_graph()
         selection = [key for key in graph.get_all_asset_keys() if graph.get(key).group_name in groups]
     window = (start.isoformat() if start else None, end.isoformat() if end else None) if start or end else None
-    run_config = _run_config(window, quiet, on_step is not None, reresolve)
+    run_config = _run_config(window, quiet, on_step is not None, reresolve, full_refresh)
     if on_step is not None:
         job = job.with_logger_defs({**job.loggers, "progress": _progress_logger(on_step)})
     result = job.execute_in_process(

@@ -2,7 +2,7 @@
 
 crm generate [--profile full|orders-only|b2b-no-marketing --customers N --seed S --start DATE --days D --out DIR]
 crm check    [--config FILE] [--json]   (a dry run: what a build would read, lose, quarantine and compute)
-crm build    [--config FILE --start DATE --end DATE --reresolve]
+crm build    [--config FILE --start DATE --end DATE --reresolve --full-refresh]
 crm audit    [--json]
 crm demo     [--rebuild] (generate the small company if absent, build unless unchanged, serve the dashboard)
 crm app      [--port 8501]   (the Streamlit dashboard on the latest published snapshot)
@@ -234,6 +234,12 @@ def build(
     reresolve: bool = typer.Option(
         False, "--reresolve", help="Identity resolution compares every pair of records again, not only new ones."
     ),
+    full_refresh: bool = typer.Option(
+        False,
+        "--full-refresh",
+        help="Compute everything from the sources as a first build would (re-read every source, rebuild the "
+        "incremental models, re-resolve identities), keeping the warehouse's models, ids and history.",
+    ),
 ) -> None:
     """Materialize every asset for the configured sources, in this process (no server needed).
 
@@ -241,7 +247,7 @@ def build(
     first time). A second build of the same warehouse is refused at once.
     """
     settings = _settings_or_exit(config)
-    outcome = _run_build(settings, start, end, reresolve=reresolve)
+    outcome = _run_build(settings, start, end, reresolve=reresolve, full_refresh=full_refresh)
     if not outcome.success:
         raise typer.Exit(1)
 
@@ -265,7 +271,7 @@ class _LineProgress:
         print(line, file=self.screen, flush=True)
 
 
-def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool = False):
+def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool = False, full_refresh: bool = False):
     from crm.build_lock import BuildRunningError
     from pipelines.build import run_build
 
@@ -297,7 +303,9 @@ def _run_build(settings, start: str | None, end: str | None, *, reresolve: bool 
         # progress lines (the progress keeps the screen it was given).
         try:
             with contextlib.redirect_stdout(log):
-                outcome = run_build(settings, start=first, end=last, on_step=on_step, reresolve=reresolve)
+                outcome = run_build(
+                    settings, start=first, end=last, on_step=on_step, reresolve=reresolve, full_refresh=full_refresh
+                )
         except BuildRunningError as exc:
             err.print(f"[red]Build refused:[/red] {exc}")
             raise typer.Exit(3) from exc

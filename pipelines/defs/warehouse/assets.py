@@ -16,9 +16,18 @@ Dagster orders the steps by asset keys alone: a dbt source ``identity.records`` 
 ``identity/records`` that the identity step materializes, and so on. The manifest is prepared
 without manual steps: :func:`prepare_manifest` runs ``dbt parse`` when target/manifest.json is
 missing or older than any file of the dbt project.
+
+The facts' staging models are incremental (dbt_project/macros/incremental.sql): a nightly run
+restages only what the ledger says changed. A step rebuilds its incremental models from scratch
+(``--full-refresh``) when asked (``crm build --full-refresh``) or when one of their definitions
+changed since the last successful run on this warehouse (an upgrade that changes a model must not
+leave history staged the old way). Each run's dbt reuses the parse of the previous one
+(``partial_parse.msgpack`` kept per data folder), which dbt checks against files, vars and profile.
 """
 
 import fcntl
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +37,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.utils import select_unique_ids
 
 from crm.config import PROJECT_ROOT
 from pipelines.resources import CrmSettingsResource, WarehouseResource
@@ -109,8 +119,35 @@ class CrmDbtTranslator(DagsterDbtTranslator):
         return "warehouse"
 
 
+class DbtStepConfig(dg.Config):
+    """Run-time knobs of a dbt step."""
+
+    full_refresh: bool = False  # rebuild the incremental models from scratch (`crm build --full-refresh`)
+
+
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def _incremental_definitions(manifest: Mapping[str, Any], unique_ids: set[str]) -> dict[str, str]:
+    """Checksum of every incremental model among ``unique_ids``: what decides a full refresh."""
+    nodes = manifest.get("nodes", {})
+    return {
+        uid: nodes[uid]["checksum"]["checksum"]
+        for uid in sorted(unique_ids)
+        if uid in nodes and nodes[uid].get("config", {}).get("materialized") == "incremental"
+    }
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
 def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "") -> dg.AssetsDefinition:
     """One `dbt build` of a selection as one Dagster step, pointed at the warehouse resource's file."""
+    manifest = json.loads(Path(project.manifest_path).read_text())
+    step_ids = set(select_unique_ids(select, exclude, "", project, manifest))
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -121,11 +158,30 @@ def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "
         dagster_dbt_translator=CrmDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
     )
     def dbt_step(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, crm: CrmSettingsResource
+        context: dg.AssetExecutionContext,
+        config: DbtStepConfig,
+        dbt: DbtCliResource,
+        warehouse: WarehouseResource,
+        crm: CrmSettingsResource,
     ):
         # dbt's per-invocation target folder and log go under the data folder, like everything written.
-        target = dbt_target_path(crm.settings().data_dir, f"{context.run_id[:8]}-{name}")
-        yield from dbt.cli(["build", "--vars", warehouse.dbt_vars()], context=context, target_path=target).stream()
+        data_dir = crm.settings().data_dir
+        target = dbt_target_path(data_dir, f"{context.run_id[:8]}-{name}")
+        target.mkdir(parents=True, exist_ok=True)
+        parse_cache = data_dir / "dbt" / PARTIAL_PARSE
+        if parse_cache.exists():
+            shutil.copyfile(parse_cache, target / PARTIAL_PARSE)
+        built = data_dir / "dbt" / f"{name}.incremental.json"
+        definitions = _incremental_definitions(manifest, step_ids)
+        previous = json.loads(built.read_text()) if built.exists() else None
+        args = ["build", "--vars", warehouse.dbt_vars()]
+        if config.full_refresh or (definitions and previous is not None and previous != definitions):
+            context.log.info(f"{name}: rebuilding the incremental models from scratch")
+            args.append("--full-refresh")
+        yield from dbt.cli(args, context=context, target_path=target).stream()
+        if (target / PARTIAL_PARSE).exists():
+            _write_atomically(parse_cache, (target / PARTIAL_PARSE).read_bytes())
+        _write_atomically(built, json.dumps(definitions, indent=1).encode())
 
     return dbt_step
 
