@@ -1,56 +1,45 @@
 {#- Survivorship, field by field: the most trusted source for the field (seed survivorship_rules),
     then the most recent non-empty value, then the record key (so the answer never depends on row
-    order). Each field keeps the name of the source it came from. -#}
+    order). Each field keeps the name of the source it came from. One pass over the records: per
+    customer and field, the value of the record that sorts first by (priority, newest, record key). -#}
+{% set fields = [
+    'email', 'phone', 'first_name', 'last_name', 'birth_date',
+    'address_line1', 'address_line2', 'city', 'postcode', 'region', 'country'
+] %}
+
 with records as (
     select * from {{ ref('int_customer_records') }}
 ),
 
-rules as (
-    select * from {{ ref('survivorship_rules') }}
+priorities as (
+    select
+        source,
+        {% for field in fields %}
+        min(priority) filter (where field = '{{ field }}') as {{ field }}_priority{% if not loop.last %},{% endif %}
+        {% endfor %}
+    from {{ ref('survivorship_rules') }}
+    group by source
 ),
 
 candidates as (
-    {% set fields = [
-        'email', 'phone', 'first_name', 'last_name', 'birth_date',
-        'address_line1', 'address_line2', 'city', 'postcode', 'region', 'country'
-    ] %}
-    {% for field in fields %}
-    select customer_id, '{{ field }}' as field, {{ field }} as field_value, source, record_updated_at, record_key
-    from records
-    where {{ field }} is not null
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-),
-
-ranked as (
     select
-        candidates.*,
-        row_number() over (
-            partition by candidates.customer_id, candidates.field
-            order by coalesce(rules.priority, 999), candidates.record_updated_at desc nulls last, candidates.record_key
-        ) as field_rank
-    from candidates
-    left join rules
-        on rules.field = candidates.field
-        and rules.source = candidates.source
-),
-
-winners as (
-    select * from ranked where field_rank = 1
-),
-
-customer_ids as (
-    select distinct customer_id from records
+        records.*,
+        {% for field in fields %}
+        coalesce(priorities.{{ field }}_priority, 999) as {{ field }}_priority,
+        {% endfor %}
+        -- newest first, undated last
+        coalesce(-epoch_us(records.record_updated_at), 9223372036854775807) as recency
+    from records
+    left join priorities
+        on priorities.source = records.source
 )
 
 select
-    customer_ids.customer_id,
-    {% for field in ['email', 'phone', 'first_name', 'last_name', 'birth_date',
-                     'address_line1', 'address_line2', 'city', 'postcode', 'region', 'country'] %}
-    max(case when winners.field = '{{ field }}' then winners.field_value end) as {{ field }},
-    max(case when winners.field = '{{ field }}' then winners.source end) as {{ field }}_source{% if not loop.last %},{% endif %}
+    customer_id,
+    {% for field in fields %}
+    {%- set first = "{'priority': " ~ field ~ "_priority, 'recency': recency, 'record_key': record_key}" %}
+    arg_min({{ field }}, {{ first }}) filter (where {{ field }} is not null) as {{ field }},
+    arg_min(source, {{ first }}) filter (where {{ field }} is not null) as {{ field }}_source{% if not loop.last %},{% endif %}
     {% endfor %}
-from customer_ids
-left join winners
-    on winners.customer_id = customer_ids.customer_id
-group by customer_ids.customer_id
+from candidates
+group by customer_id
