@@ -99,3 +99,4 @@ rows_to_stage as (
 {% macro drop_tombstones() -%}
     delete from {{ this }} where _tombstone
 {%- endmacro %}
+

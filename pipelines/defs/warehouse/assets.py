@@ -174,10 +174,13 @@ def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "
         built = data_dir / "dbt" / f"{name}.incremental.json"
         definitions = _incremental_definitions(manifest, step_ids)
         previous = json.loads(built.read_text()) if built.exists() else None
-        args = ["build", "--vars", warehouse.dbt_vars()]
+        dbt_vars = json.loads(warehouse.dbt_vars())
+        args = ["build"]
         if config.full_refresh or (definitions and previous is not None and previous != definitions):
-            context.log.info(f"{name}: rebuilding the incremental models from scratch")
+            context.log.info(f"{name}: rebuilding the incremental models from scratch, every row tested")
             args.append("--full-refresh")
+            dbt_vars["full_audit"] = True
+        args += ["--vars", json.dumps(dbt_vars)]
         yield from dbt.cli(args, context=context, target_path=target).stream()
         if (target / PARTIAL_PARSE).exists():
             _write_atomically(parse_cache, (target / PARTIAL_PARSE).read_bytes())
