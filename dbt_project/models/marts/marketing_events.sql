@@ -1,7 +1,5 @@
 {#- Marketing events, one row per event id (duplicates removed in staging), on the day they
-    happened, with the resolved customer. A view: the join costs a second at 5M events, writing it
-    out cost ten on every build (its readers: campaign_performance, customer_360, the snapshot). -#}
-{{ config(materialized='view') }}
+    happened, with the resolved customer. -#}
 with events as (
     select * from {{ ref('stg_marketing__events') }}
 ),
