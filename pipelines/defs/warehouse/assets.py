@@ -129,13 +129,23 @@ PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def _incremental_definitions(manifest: Mapping[str, Any], unique_ids: set[str]) -> dict[str, str]:
-    """Checksum of every incremental model among ``unique_ids``: what decides a full refresh."""
+    """Checksum of every incremental model among ``unique_ids`` and of every incremental model they
+    read, however far upstream: what decides a full refresh (a mart that applies its staging's
+    changes must be rebuilt when staging was rebuilt another way)."""
     nodes = manifest.get("nodes", {})
-    return {
-        uid: nodes[uid]["checksum"]["checksum"]
-        for uid in sorted(unique_ids)
-        if uid in nodes and nodes[uid].get("config", {}).get("materialized") == "incremental"
-    }
+
+    def incremental(uid: str) -> bool:
+        return uid in nodes and nodes[uid].get("config", {}).get("materialized") == "incremental"
+
+    seen: set[str] = set()
+    todo = [uid for uid in unique_ids if incremental(uid)]
+    while todo:
+        uid = todo.pop()
+        if uid in seen:
+            continue
+        seen.add(uid)
+        todo.extend(parent for parent in nodes[uid].get("depends_on", {}).get("nodes", []) if parent in nodes)
+    return {uid: nodes[uid]["checksum"]["checksum"] for uid in sorted(seen) if incremental(uid)}
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
