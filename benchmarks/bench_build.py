@@ -247,6 +247,15 @@ def build_pass() -> dict:
                 )
         except duckdb.Error as exc:
             read = {"error": str(exc)[:200]}
+    sizes = (
+        {"warehouse_mib": round(settings.warehouse_path.stat().st_size / 2**20)}
+        if settings.warehouse_path.exists()
+        else {}
+    )
+    pointer = settings.data_dir / "snapshots" / "CURRENT.json"
+    if pointer.exists():
+        snapshot = pointer.parent / json.loads(pointer.read_text())["path"]
+        sizes["snapshot_mib"] = round(snapshot.stat().st_size / 2**20)
     starts = {s: t for t, s, e in events if e == "STEP_START"}
     steps = {s: t - starts.get(s, t) for t, s, e in events if e != "STEP_START"}
     first = min(starts.values(), default=finished)
@@ -261,6 +270,7 @@ def build_pass() -> dict:
         "step_peaks": sampler.phase_peaks,
         "peak_tree": sampler.peak,
         "rows_read": read,
+        "sizes": sizes,
     }
 
 
@@ -354,6 +364,7 @@ def _summary(runs: list[dict]) -> dict:
         out["after_last_step_s"] = round(statistics.median(r["after_last_step"] for r in runs), 2)
         out["success"] = all(r["success"] for r in runs)
         out["rows_read"] = runs[-1].get("rows_read", {})
+        out["sizes"] = runs[-1].get("sizes", {})
     return out
 
 
@@ -369,6 +380,10 @@ def _print_table(title: str, summary: dict) -> None:
         print(f"  {'(after the last step to return)':44s} {summary['after_last_step_s']:8.2f}")
     if summary.get("rows_read"):
         print(f"  rows read: {summary['rows_read']}")
+    if summary.get("sizes"):
+        sizes = summary["sizes"]
+        share = f" ({sizes['snapshot_mib'] / sizes['warehouse_mib']:.0%} of the warehouse)" if len(sizes) == 2 else ""
+        print(f"  sizes (MiB): {sizes}{share}")
 
 
 def main() -> None:
