@@ -184,8 +184,9 @@ def read_paged_export(
             scope.sources.append(origin)
         result.rows_read += page_rows
         result.files.append(LoadedFile(relative, page.day, len(data), hashlib.sha256(data).hexdigest(), page_rows))
-        # A slice of pages is parsed by DuckDB and handed to the service before the next is read.
-        if rows.pending >= SLICE_ROWS:
+        # A slice of pages is parsed by DuckDB and handed to the service before the next is read
+        # (a fifth of SLICE_ROWS: a ticket line is wider than a CSV row, and JSON parsing needs room).
+        if rows.pending >= SLICE_ROWS // 5:
             rows.flush()
             request.slice_done()
     rows.flush()
@@ -280,6 +281,8 @@ class _PageRows:
                     "line": pa.array(self.lines, pa.string()),
                 }
             )
+            # The slice's lines now live in Arrow; Python's copies go before DuckDB parses them.
+            self.lines, self.pages, self.sources, self.locations, self.days = [], [], [], [], []
             con.register("_page_lines_arrow", lines)
             try:
                 con.execute(
@@ -294,12 +297,17 @@ class _PageRows:
             ).fetchall():
                 encoded = line.encode("utf-8")
                 self.rejects.append((source, where, day, _broken_reason(encoded), None, _shown(encoded)))
-            columns = ", ".join(f"{self._field_sql(c)} AS {_q(c)}" for c in self.entity.column_names)
+            # One parse per line: every mapped path (and the renamed ones) extracted in one call.
+            paths = self._paths()
+            extracted = ", ".join(_lit(_json_path(p)) for p in paths) or "'$'"
+            columns = ", ".join(f"{self._field_sql(c, paths)} AS {_q(c)}" for c in self.entity.column_names)
             con.execute(
-                f"INSERT INTO {BATCH_TABLE} SELECT {columns}, _source, _source_location, _partition_date "
-                "FROM _page_lines WHERE _object"
+                f"INSERT INTO {BATCH_TABLE} SELECT {columns}, _source, _source_location, _partition_date FROM ("
+                f"SELECT json_extract_string(line, [{extracted}]) AS _fields, _source, _source_location, "
+                "_partition_date FROM _page_lines WHERE _object)"
             )
             con.execute("DROP TABLE _page_lines")
+            del lines
         if self.rejects:
             rejects = pa.table(
                 {
@@ -321,15 +329,24 @@ class _PageRows:
             con.unregister("_page_rejects")
         self._start_over()
 
-    def _field_sql(self, canonical: str) -> str:
-        """The canonical column's text: the mapped field (a dotted path into nested objects), else the
-        field it was renamed from; a JSON null counts as absent; an object or list as its JSON text."""
+    def _alternatives(self, canonical: str) -> list[str]:
+        """Where a canonical column is read: its mapped field (a dotted path into nested objects),
+        then the fields it was renamed from; nothing when it is not mapped."""
         path = self.mapping.columns.get(canonical)
         if path is None:
+            return []
+        return [path] + [new for new, old in self.mapping.renames.items() if old == path]
+
+    def _paths(self) -> list[str]:
+        return list(dict.fromkeys(p for c in self.entity.column_names for p in self._alternatives(c)))
+
+    def _field_sql(self, canonical: str, paths: list[str]) -> str:
+        """The canonical column's text from ``_fields`` (the extracted paths): the first present; a
+        JSON null counts as absent; an object or a list is its JSON text."""
+        found = [f"_fields[{paths.index(p) + 1}]" for p in self._alternatives(canonical)]
+        if not found:
             return "CAST(NULL AS VARCHAR)"
-        alternatives = [path] + [new for new, old in self.mapping.renames.items() if old == path]
-        extracted = [f"json_extract_string(line, {_lit(_json_path(a))})" for a in alternatives]
-        return extracted[0] if len(extracted) == 1 else f"coalesce({', '.join(extracted)})"
+        return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
 
     def _check_fields(self) -> None:
         """Drift warnings per page, from the fields its ticket lines hold (nested ones as ``a.b``).

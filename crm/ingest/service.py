@@ -6,9 +6,12 @@ Dagster; the Dagster asset (pipelines/defs/ingest) is a thin wrapper that report
 What a run reads comes from the ledger, not from a calendar of partitions (docs/sources.md, "How a
 build reads"): new or changed files, SQL rows from the watermark's day on, export pages after the
 stored cursor. ``window`` re-reads and replaces those days instead. Either way the run's rows go
-through the row rules and the blocking checks *before* the transaction commits: a batch whose
-books do not balance, whose share of bad rows is over the limit, or that breaks the Great
-Expectations contract is rolled back, so nothing a check refuses ever reaches raw.
+through the row rules and the blocking checks *before* anything is written: a batch whose books
+do not balance, whose share of bad rows is over the limit, or that breaks the Great Expectations
+contract is refused, so nothing a check refuses ever reaches raw.
+
+A batch is read and checked in slices staged as Parquet (``_StagedBatch``; docs/sources.md,
+"Slices"), then written in one transaction, so a window of any length costs memory for one slice.
 """
 
 from __future__ import annotations
