@@ -23,9 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(entities: list[str]) -> None:
-    """In the child: ingest the entities (settings from the environment); print each report's counts."""
+def _load(entities: list[str], end: str | None) -> None:
+    """In the child: ingest the entities (settings from the environment), up to the day ``end`` when
+    given (a shorter window, to see that memory does not grow with it); print each report's counts."""
     sys.path.insert(0, str(ROOT))
+    from datetime import date
+
+    from crm.ingest.readers import Window
     from crm.ingest.service import ingest_entity
     from crm.settings import load_settings
     from crm.warehouse import connect
@@ -33,7 +37,8 @@ def _load(entities: list[str]) -> None:
     settings = load_settings()
     with connect(settings.warehouse_path) as con:
         for name in entities:
-            report = ingest_entity(con, settings, name, run_id="bench")
+            window = Window(None, date.fromisoformat(end)) if end else None
+            report = ingest_entity(con, settings, name, window, run_id="bench")
             print(
                 json.dumps(
                     {
@@ -48,11 +53,12 @@ def _load(entities: list[str]) -> None:
             )
 
 
-def _run(entities: list[str], env: dict) -> tuple[float, int, str]:
+def _run(entities: list[str], env: dict, end: str | None = None) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in MiB, stdout) of one child that ingests ``entities``."""
     started = time.perf_counter()
+    extra = ["--end", end] if end else []
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", *entities], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--child", *extra, *entities], env=env, stdout=subprocess.PIPE, text=True
     )
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -73,10 +79,11 @@ def main() -> None:
     parser.add_argument("--sources", type=Path)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ingest-bench"))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--end", help="read only up to this day (YYYY-MM-DD): a shorter window")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _load(args.entities)
+        _load(args.entities, args.end)
         return
     from crm.ingest.entities import ENTITIES
 
@@ -98,10 +105,10 @@ def main() -> None:
             if upstream:
                 _run(upstream, env)
             before = _load_average()
-            wall, peak, out = _run([entity], env)
+            wall, peak, out = _run([entity], env, args.end)
             after = _load_average()
             counts = json.loads(out.strip().splitlines()[-1])
-            row = {"entity": entity, "repeat": repeat + 1, "wall_s": round(wall, 1), "peak_mib": peak}
+            row = {"entity": entity, "end": args.end, "repeat": repeat + 1, "wall_s": round(wall, 1), "peak_mib": peak}
             row |= {"load_before": before, "load_after": after, **counts}
             results.append(row)
             print(
