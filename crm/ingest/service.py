@@ -633,8 +633,8 @@ def _commit_batch(
     con.execute("BEGIN TRANSACTION")
     try:
         report.rows_replaced, replaced_days = _delete_scope(con, entity, read.scope)
-        _insert_staged(con, f"raw.{entity.name}", raw_rows, report.rows_loaded)
-        _insert_staged(con, f"quarantine.{entity.name}", quarantine_rows, report.rows_quarantined)
+        _insert_staged(con, f"raw.{entity.name}", staged.raw_files, report.rows_loaded)
+        _insert_staged(con, f"quarantine.{entity.name}", staged.quarantine_files, report.rows_quarantined)
         record_batch(
             con,
             entity=entity.name,
@@ -663,12 +663,15 @@ def _commit_batch(
     return report
 
 
-def _insert_staged(con: duckdb.DuckDBPyConnection, table: str, rows: str | None, expected: int) -> None:
-    """Insert a batch's staged rows into ``table``; a count that differs from what was staged is an
-    error (the transaction rolls back): the books are checked on the staged counts."""
-    if rows is None:
-        return
-    inserted = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {rows}").fetchall()[0][0]
+def _insert_staged(con: duckdb.DuckDBPyConnection, table: str, files: list[str], expected: int) -> None:
+    """Insert a batch's staged rows into ``table``, one slice's file at a time (one statement over
+    all files holds more in memory the longer the window). A count that differs from what was
+    staged is an error and the transaction rolls back: the books were checked on the staged counts."""
+    inserted = 0
+    for path in files:
+        inserted += con.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet({_sql_text(path)})"
+        ).fetchall()[0][0]
     if inserted != expected:
         raise IngestError(f"{table}: {inserted:,} rows inserted where {expected:,} were staged; nothing was committed")
 
