@@ -15,7 +15,8 @@ Nothing in a drop folder is passed over in silence:
 * a header that is one column holding another delimiter, or a repeated column name, is named.
 
 Files with the same header are read in one DuckDB scan (two years of daily drops are ~730 files),
-keeping each row's file and physical line.
+keeping each row's file and physical line; a long window is read in slices of files (about
+``SLICE_BYTES`` each), each handed to the service before the next is read.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from crm.ingest.formats import date_sql, detect_delimiter, format_for, unique_he
 from crm.ingest.readers import (
     BATCH_TABLE,
     REJECTS_TABLE,
+    SLICE_BYTES,
     LoadedFile,
     LoadedUnit,
     ReadRequest,
@@ -142,6 +144,12 @@ def _unchanged(path: Path, relative: str, loaded: dict[str, LoadedUnit]) -> bool
 
 def _data_lines(data: bytes) -> int:
     return sum(1 for line in data.split(b"\n")[1:] if line.strip())
+
+
+def _has_data_line(data: bytes) -> bool:
+    """Whether a line after the header holds anything (``_data_lines(data) > 0`` without splitting)."""
+    newline = data.find(b"\n")
+    return newline >= 0 and bool(data[newline + 1 :].strip())
 
 
 def read_file_drop(
@@ -247,23 +255,53 @@ class _CsvReader:
     # -- reading ------------------------------------------------------------------------------
 
     def _read_files(self, files: list[tuple[Path, date | None]]) -> None:
-        groups: dict[tuple[tuple[str, ...], str], list[_DropFile]] = {}
+        """Read the files in slices of about SLICE_BYTES (in day order), handing each over to the
+        service (``ReadRequest.slice_done``) so that memory does not grow with the window."""
+        pending: list[_DropFile] = []
+        size = 0
         try:
             for path, day in files:
                 drop = self._prepare(path, day)
-                if drop is not None:
-                    groups.setdefault((drop.header, drop.delimiter), []).append(drop)
-            for (header, _), group in groups.items():
-                chosen, _ = resolve_columns(
-                    list(header), self.mapping, self.entity, self.source_name, f"file '{group[0].relative}'"
-                )
-                rows_by_file = self._load_group(list(header), chosen, group)
-                for drop in group:
-                    self._record(drop, rows_by_file.get(drop.relative, 0))
+                if drop is None:
+                    continue
+                pending.append(drop)
+                size += drop.size
+                if size >= SLICE_BYTES:
+                    self._load_slice(pending)
+                    pending, size = [], 0
+            if pending:
+                self._load_slice(pending)
         finally:
-            if self._scratch is not None:
-                self._scratch.cleanup()
-                self._scratch = None
+            self._drop_scratch()
+
+    def _load_slice(self, drops: list[_DropFile]) -> None:
+        """One slice: the files that share a header are read in one DuckDB scan."""
+        groups: dict[tuple[tuple[str, ...], str], list[_DropFile]] = {}
+        for drop in drops:
+            groups.setdefault((drop.header, drop.delimiter), []).append(drop)
+        for (header, _), group in groups.items():
+            chosen, _ = resolve_columns(
+                list(header), self.mapping, self.entity, self.source_name, f"file '{group[0].relative}'"
+            )
+            rows_by_file = self._load_group(list(header), chosen, group)
+            for drop in group:
+                self._record(drop, rows_by_file.get(drop.relative, 0))
+        for table in (
+            "_csv_rows",
+            "_csv_placed",
+            "_csv_broken",
+            "_csv_line_numbers",
+            "_csv_rejects",
+            "_csv_reject_scans",
+        ):
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._drop_scratch()
+        self.request.slice_done()
+
+    def _drop_scratch(self) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def _record(self, drop: _DropFile, rows: int) -> None:
         self.result.rows_read += rows
@@ -282,7 +320,7 @@ class _CsvReader:
             data, read_path = self._transcode(data, relative)
         first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
         where = f"source '{self.source_name}', file '{relative}'"
-        if not first.strip() or _data_lines(data) == 0:
+        if not first.strip() or not _has_data_line(data):
             what = "is empty (0 bytes)" if not data else "has a header and no rows"
             self.result.warnings.append(f"{where} {what}: loaded as an empty day")
             self.result.files.append(LoadedFile(relative, day, stat.st_size, digest, 0, modified_ns=stat.st_mtime_ns))
@@ -494,15 +532,50 @@ def _number_parsed_lines(con: duckdb.DuckDBPyConnection, files: list[_DropFile])
 
 
 def _miscounted_lines(data: bytes, delimiter: str, header_fields: int) -> list[tuple[int, str, int]]:
-    """Lines with one field too many that DuckDB's CSV parser would let through.
+    """Lines with one field too many that DuckDB's CSV parser would let through: (line, text, fields).
 
     DuckDB reads a line ending in an extra delimiter as if the empty last field were not there;
-    a strict reader calls it broken. Only lines ending in the delimiter can be such a line, so a
-    byte-level search (indifferent to the file's encoding) finds the few candidates to count.
+    a strict reader calls it broken. Only lines ending in the delimiter can be such a line. Their
+    fields are counted with numpy over the file's bytes (indifferent to its encoding): a delimiter
+    counts unless it lies between a pair of double quotes on its line. Files whose last column is
+    often empty end most lines in the delimiter, so this must not be a Python loop per line.
     """
     separator = delimiter.encode()
     if separator + b"\n" not in data and separator + b"\r\n" not in data and not data.endswith(separator):
         return []
+    if len(separator) != 1:
+        return _miscounted_lines_by_regex(data, separator, header_fields)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(buffer)]))
+    # A line's text ends before its newline and before one carriage return.
+    last = np.maximum(ends - 1, 0)
+    ends = np.where((ends > starts) & (buffer[last] == ord("\r")), ends - 1, ends)
+    last = np.maximum(ends - 1, 0)
+    candidates = (ends > starts) & (buffer[last] == separator[0])
+    candidates[0] = False  # the header
+    if not candidates.any():
+        return []
+    separators = np.flatnonzero(buffer == separator[0])
+    line_of = np.searchsorted(newlines, separators)
+    # Quotes are paired left to right on each line; a delimiter after an odd number of the line's
+    # quotes is inside a quoted value when a closing quote follows it on the line.
+    quotes = np.flatnonzero(buffer == ord('"'))
+    line_start_quotes = np.searchsorted(quotes, starts)
+    quotes_before = np.searchsorted(quotes, separators) - line_start_quotes[line_of]
+    quotes_in_line = np.searchsorted(quotes, ends) - line_start_quotes
+    quoted = (quotes_before % 2 == 1) & (quotes_before < quotes_in_line[line_of])
+    fields = np.bincount(line_of[~quoted], minlength=len(starts)) + 1
+    found = []
+    for index in np.flatnonzero(candidates & (fields != header_fields)):
+        text = data[starts[index] : ends[index]].decode("utf-8", errors="replace")
+        found.append((int(index) + 1, text, int(fields[index])))
+    return found
+
+
+def _miscounted_lines_by_regex(data: bytes, separator: bytes, header_fields: int) -> list[tuple[int, str, int]]:
+    """:func:`_miscounted_lines` for a delimiter of more than one byte (a non-ASCII character)."""
     found = []
     line, scanned = 1, 0
     for match in re.finditer(re.escape(separator) + rb"\r?$", data, re.MULTILINE):

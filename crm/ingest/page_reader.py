@@ -21,12 +21,13 @@ from pathlib import Path
 
 import duckdb
 import orjson
-import polars as pl
+import pyarrow as pa
 
 from crm.ingest.entities import Entity
 from crm.ingest.readers import (
     BATCH_TABLE,
     REJECTS_TABLE,
+    SLICE_ROWS,
     CursorChainError,
     LoadedFile,
     ReadRequest,
@@ -35,12 +36,10 @@ from crm.ingest.readers import (
     SourceUnavailableError,
     Window,
     _lit,
+    _q,
     resolve_columns,
 )
 from crm.settings import EntityMapping, PagedExportSource
-
-# Parsed tickets are handed to DuckDB in slices of this many, so memory stays flat for any history.
-_PAGE_FLUSH_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def read_paged_export(
             f"source '{source_name}': the export's first page '{source.first_cursor}.jsonl' does not exist in "
             f"{source.path}; check `path:` and `first_cursor:` of source '{source_name}'"
         )
-    rows = _PageRows()
+    rows = _PageRows(con, source_name, entity, mapping, result)
     for page in walk_pages(source_name, source, start_cursor):
         if page.day is not None and window.end is not None and page.day > window.end:
             break
@@ -180,21 +179,22 @@ def read_paged_export(
             continue
         relative = page.path.relative_to(source.path).as_posix()
         origin = f"{source_name}:{relative}"
-        page_rows = _read_page(rows, page, data, lines, relative, origin, source_name, entity, mapping, result)
+        page_rows = _read_page(rows, page, data, lines, relative, origin, source_name, result)
         if request.incremental:
             scope.sources.append(origin)
         result.rows_read += page_rows
         result.files.append(LoadedFile(relative, page.day, len(data), hashlib.sha256(data).hexdigest(), page_rows))
-        if rows.pending >= _PAGE_FLUSH_ROWS:
-            rows.flush(con, mapping, entity)
-    rows.flush(con, mapping, entity)
+        # A slice of pages is parsed by DuckDB and handed to the service before the next is read
+        # (a fifth of SLICE_ROWS: a ticket line is wider than a CSV row, and JSON parsing needs room).
+        if rows.pending >= SLICE_ROWS // 5:
+            rows.flush()
+            request.slice_done()
+    rows.flush()
     return result
 
 
-def _read_page(
-    rows, page: Page, data: bytes, lines: int, relative, origin, source_name, entity, mapping, result
-) -> int:
-    """One page's lines into the batch (or, when its header cannot be used, into quarantine); rows read."""
+def _read_page(rows: _PageRows, page: Page, data: bytes, lines: int, relative, origin, source_name, result) -> int:
+    """One page's lines into the slice (or, when its header cannot be used, into quarantine); rows read."""
     if page.problem is not None:
         rows.reject_page(data, relative, page.day, origin, f"page header unreadable: {page.problem}")
         result.warnings.append(
@@ -202,11 +202,7 @@ def _read_page(
             + (f" and the walk went on at '{page.next_cursor}'" if page.next_cursor else "")
         )
         return lines
-    page_rows, page_keys = rows.read(data, relative, page.day, origin)
-    # A page whose every line is broken (they go to quarantine) has no columns to check.
-    if page_keys:
-        _, warnings = resolve_columns(sorted(page_keys), mapping, entity, source_name, f"page '{relative}'")
-        result.drift_warnings.extend(warnings)
+    page_rows = rows.read(data, relative, page.day, origin)
     announced = page.header.get("count")
     if isinstance(announced, int) and announced != page_rows:
         result.warnings.append(
@@ -216,120 +212,199 @@ def _read_page(
     return page_rows
 
 
-def _dig(record: dict, dotted: str) -> object:
-    value: object = record
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
 class _PageRows:
-    """Records parsed from export pages, with where each came from; unparseable lines as rejects."""
+    """A slice of export pages: their ticket lines, parsed by DuckDB's JSON functions.
 
-    def __init__(self) -> None:
+    Python only splits each page into lines (and decodes them: a line that is not UTF-8 is a
+    broken line, quarantined at once); DuckDB tells objects from broken lines, extracts the mapped
+    fields (``$.requester.email``, the renamed field when the first is absent) and sums up the
+    fields each page holds (for the drift warnings) in one pass per slice. The few broken lines
+    come back to Python for the parser's own reason.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source_name: str, entity: Entity, mapping, result) -> None:
+        self.con, self.source_name, self.entity, self.mapping, self.result = con, source_name, entity, mapping, result
         self._start_over()
 
     def _start_over(self) -> None:
-        self.records: list[dict] = []
+        self.lines: list[str] = []
+        self.pages: list[str] = []  # the page (relative path) of each line
         self.sources: list[str] = []
         self.locations: list[str] = []
         self.days: list[date | None] = []
         self.rejects: list[tuple] = []
+        self.read_pages: list[str] = []
 
     @property
     def pending(self) -> int:
-        return len(self.records) + len(self.rejects)
+        return len(self.lines) + len(self.rejects)
 
-    def read(self, data: bytes, relative: str, day: date | None, source: str) -> tuple[int, set[str]]:
-        """Parse one page's ticket lines; returns (rows read, field names seen)."""
-        keys_seen: set[str] = set()
+    def read(self, data: bytes, relative: str, day: date | None, source: str) -> int:
+        """Take one page's ticket lines into the slice; returns the rows read."""
+        raw_lines = data.split(b"\n")[1:]
+        try:
+            texts: list[str | None] = data.decode("utf-8").split("\n")[1:]
+        except UnicodeDecodeError:
+            texts = [_utf8(line) for line in raw_lines]
         count = 0
-        for line_number, line in enumerate(data.split(b"\n")[1:], start=2):
+        for line_number, (line, text) in enumerate(zip(raw_lines, texts, strict=True), start=2):
             if not line.strip():
                 continue
             count += 1
             where = f"{relative}:{line_number}"
-            try:
-                record = orjson.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-            except (orjson.JSONDecodeError, ValueError) as exc:
-                text = line.decode("utf-8", errors="replace").rstrip("\r")
-                self.rejects.append((source, where, day, f"broken JSON line: {exc}", None, text))
+            if text is None:
+                self.rejects.append((source, where, day, _broken_reason(line), None, _shown(line)))
                 continue
-            keys_seen.update(_flat_keys(record))
-            self.records.append(record)
+            self.lines.append(text)
+            self.pages.append(relative)
             self.sources.append(source)
             self.locations.append(where)
             self.days.append(day)
-        return count, keys_seen
+        self.read_pages.append(relative)
+        return count
 
     def reject_page(self, data: bytes, relative: str, day: date | None, source: str, reason: str) -> None:
         for line_number, line in enumerate(data.split(b"\n")[1:], start=2):
             if line.strip():
-                text = line.decode("utf-8", errors="replace").rstrip("\r")
-                self.rejects.append((source, f"{relative}:{line_number}", day, reason, None, text))
+                self.rejects.append((source, f"{relative}:{line_number}", day, reason, None, _shown(line)))
 
-    def flush(self, con: duckdb.DuckDBPyConnection, mapping: EntityMapping, entity: Entity) -> None:
-        """Move what was parsed so far into the batch tables and start over."""
-        frame = self.mapped_frame(mapping, entity)
-        if frame.height:
-            con.register("_page_frame", frame.to_arrow())
-            con.execute(f"INSERT INTO {BATCH_TABLE} SELECT * FROM _page_frame")
-            con.unregister("_page_frame")
-        if self.rejects:
-            reject_frame = pl.DataFrame(
-                self.rejects,
-                schema={
-                    "_source": pl.String,
-                    "_source_location": pl.String,
-                    "_partition_date": pl.Date,
-                    "_reason": pl.String,
-                    "_field": pl.String,
-                    "_raw_record": pl.String,
-                },
-                orient="row",
+    def flush(self) -> None:
+        """Parse the slice's lines into the batch tables and start over."""
+        con = self.con
+        if self.lines:
+            lines = pa.table(
+                {
+                    "_source": pa.array(self.sources, pa.string()),
+                    "_source_location": pa.array(self.locations, pa.string()),
+                    "_partition_date": pa.array(self.days, pa.date32()),
+                    "_page": pa.array(self.pages, pa.string()),
+                    "line": pa.array(self.lines, pa.string()),
+                }
             )
-            con.register("_page_rejects", reject_frame.to_arrow())
+            # The slice's lines now live in Arrow; Python's copies go before DuckDB parses them.
+            self.lines, self.pages, self.sources, self.locations, self.days = [], [], [], [], []
+            con.register("_page_lines_arrow", lines)
+            try:
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _page_lines AS SELECT *, coalesce(CASE WHEN json_valid(line) "
+                    "THEN json_type(line) = 'OBJECT' END, false) AS _object FROM _page_lines_arrow"
+                )
+            finally:
+                con.unregister("_page_lines_arrow")
+            self._check_fields()
+            for source, where, day, line in con.execute(
+                "SELECT _source, _source_location, _partition_date, line FROM _page_lines WHERE NOT _object"
+            ).fetchall():
+                encoded = line.encode("utf-8")
+                self.rejects.append((source, where, day, _broken_reason(encoded), None, _shown(encoded)))
+            # One parse per line: every mapped path (and the renamed ones) extracted in one call.
+            paths = self._paths()
+            extracted = ", ".join(_lit(_json_path(p)) for p in paths) or "'$'"
+            columns = ", ".join(f"{self._field_sql(c, paths)} AS {_q(c)}" for c in self.entity.column_names)
+            con.execute(
+                f"INSERT INTO {BATCH_TABLE} SELECT {columns}, _source, _source_location, _partition_date FROM ("
+                f"SELECT json_extract_string(line, [{extracted}]) AS _fields, _source, _source_location, "
+                "_partition_date FROM _page_lines WHERE _object)"
+            )
+            con.execute("DROP TABLE _page_lines")
+            del lines
+        if self.rejects:
+            rejects = pa.table(
+                {
+                    name: pa.array([r[i] for r in self.rejects], kind)
+                    for i, (name, kind) in enumerate(
+                        (
+                            ("_source", pa.string()),
+                            ("_source_location", pa.string()),
+                            ("_partition_date", pa.date32()),
+                            ("_reason", pa.string()),
+                            ("_field", pa.string()),
+                            ("_raw_record", pa.string()),
+                        )
+                    )
+                }
+            )
+            con.register("_page_rejects", rejects)
             con.execute(f"INSERT INTO {REJECTS_TABLE} SELECT * FROM _page_rejects")
             con.unregister("_page_rejects")
         self._start_over()
 
-    def mapped_frame(self, mapping: EntityMapping, entity: Entity) -> pl.DataFrame:
-        data: dict[str, list] = {}
-        for canonical in entity.column_names:
-            path = mapping.columns.get(canonical)
-            if path is None:
-                data[canonical] = [None] * len(self.records)
-                continue
-            alternatives = [path] + [new for new, old in mapping.renames.items() if old == path]
-            data[canonical] = [_as_text(_first_present(record, alternatives)) for record in self.records]
-        frame = pl.DataFrame(data, schema={c: pl.String for c in entity.column_names})
-        return frame.with_columns(
-            pl.Series("_source", self.sources, dtype=pl.String),
-            pl.Series("_source_location", self.locations, dtype=pl.String),
-            pl.Series("_partition_date", self.days, dtype=pl.Date),
+    def _alternatives(self, canonical: str) -> list[str]:
+        """Where a canonical column is read: its mapped field (a dotted path into nested objects),
+        then the fields it was renamed from; nothing when it is not mapped."""
+        path = self.mapping.columns.get(canonical)
+        if path is None:
+            return []
+        return [path] + [new for new, old in self.mapping.renames.items() if old == path]
+
+    def _paths(self) -> list[str]:
+        return list(dict.fromkeys(p for c in self.entity.column_names for p in self._alternatives(c)))
+
+    def _field_sql(self, canonical: str, paths: list[str]) -> str:
+        """The canonical column's text from ``_fields`` (the extracted paths): the first present; a
+        JSON null counts as absent; an object or a list is its JSON text."""
+        found = [f"_fields[{paths.index(p) + 1}]" for p in self._alternatives(canonical)]
+        if not found:
+            return "CAST(NULL AS VARCHAR)"
+        return found[0] if len(found) == 1 else f"coalesce({', '.join(found)})"
+
+    def _check_fields(self) -> None:
+        """Drift warnings per page, from the fields its ticket lines hold (nested ones as ``a.b``).
+
+        DuckDB sums up a page's fields as one JSON structure; where a field is an object on one line
+        and something else on another (the structure says ``JSON``), that page's fields are listed
+        in Python instead, line by line, so that no nested field is missed.
+        """
+        structures = dict(
+            self.con.execute(
+                "SELECT _page, CAST(json_group_structure(CAST(line AS JSON)) AS VARCHAR) FROM _page_lines "
+                "WHERE _object GROUP BY _page"
+            ).fetchall()
         )
+        for relative in self.read_pages:
+            structure = structures.get(relative)
+            # A page whose every line is broken (they go to quarantine) has no columns to check.
+            if structure is None:
+                continue
+            parsed = orjson.loads(structure)
+            if '"JSON"' in structure:
+                keys = set()
+                for (line,) in self.con.execute(
+                    "SELECT line FROM _page_lines WHERE _object AND _page = $p", {"p": relative}
+                ).fetchall():
+                    keys.update(_flat_keys(orjson.loads(line)))
+            else:
+                keys = set(_flat_keys(parsed))
+            _, warnings = resolve_columns(
+                sorted(keys), self.mapping, self.entity, self.source_name, f"page '{relative}'"
+            )
+            self.result.drift_warnings.extend(warnings)
 
 
-def _first_present(record: dict, paths: list[str]) -> object:
-    for candidate in paths:
-        value = _dig(record, candidate)
-        if value is not None:
-            return value
-    return None
+def _utf8(line: bytes) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _shown(line: bytes) -> str:
+    """A rejected line as quarantine keeps it: its text, undecodable bytes replaced."""
+    return line.decode("utf-8", errors="replace").rstrip("\r")
+
+
+def _broken_reason(line: bytes) -> str:
+    """Why a line is not a ticket, in the JSON parser's words."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"broken JSON line: {exc}"
+    return "broken JSON line: not a JSON object" if not isinstance(record, dict) else "broken JSON line"
+
+
+def _json_path(dotted: str) -> str:
+    """``requester.email`` as a JSON path with each key quoted (``$."requester"."email"``)."""
+    return "$" + "".join('."' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in dotted.split("."))
 
 
 def _flat_keys(record: dict, prefix: str = "") -> Iterator[str]:

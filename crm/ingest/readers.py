@@ -16,6 +16,7 @@ error a reader raises names the source, the file or table, and what to change in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +28,13 @@ from crm.settings import EntityMapping
 
 BATCH_TABLE = "_ingest_batch"
 REJECTS_TABLE = "_ingest_rejects"
+
+# How much a reader puts in the batch tables before it hands them over (``ReadRequest.slice_done``):
+# a few days of marketing events, a slice of SQL rows, a few dozen export pages. Large enough that
+# the per-slice work (row rules, suppression) is not repeated too often, small enough that a slice
+# holds well under a gigabyte whatever the window's length.
+SLICE_ROWS = 500_000
+SLICE_BYTES = 64 * 1024 * 1024
 
 
 class IngestError(ValueError):
@@ -98,10 +106,18 @@ class ReadRequest:
     today: date | None = None
     # Where a reader may write scratch files (a transcoded CSV): under the data folder.
     scratch_dir: Path | None = None
+    # Called by a reader when the batch tables hold a slice's worth of rows: the service moves them
+    # into raw and quarantine (inside the batch's one transaction) and empties the batch tables, so
+    # a reader's memory is bounded by a slice, not by the window (docs/sources.md, "Slices").
+    end_slice: Callable[[], None] | None = None
 
     @property
     def incremental(self) -> bool:
         return self.window is None
+
+    def slice_done(self) -> None:
+        if self.end_slice is not None:
+            self.end_slice()
 
 
 @dataclass

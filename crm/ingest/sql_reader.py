@@ -9,16 +9,19 @@ left behind by the window's query.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import sqlalchemy as sa
 
 from crm.ingest.entities import Entity
 from crm.ingest.readers import (
     BATCH_TABLE,
+    SLICE_ROWS,
     IngestError,
     ReadRequest,
     ReadResult,
@@ -89,7 +92,7 @@ def read_sql(
         raise IngestError(f"source '{source_name}': `url:` is not a database URL ({exc})") from exc
     try:
         with engine.connect() as conn:
-            _read_table(con, conn, engine, source_name, source, entity, mapping, window, history_start, result)
+            _read_table(con, conn, engine, source_name, source, entity, mapping, window, history_start, result, request)
     except sa.exc.OperationalError as exc:
         raise SourceUnavailableError(
             f"source '{source_name}' ({safe_url(source.url)}): cannot read table '{mapping.table}': "
@@ -100,7 +103,9 @@ def read_sql(
     return result
 
 
-def _read_table(con, conn, engine, source_name, source, entity, mapping, window, history_start, result) -> None:
+def _read_table(
+    con, conn, engine, source_name, source, entity, mapping, window, history_start, result, request
+) -> None:
     inspector = sa.inspect(conn)
     if not inspector.has_table(mapping.table):
         raise SourceUnavailableError(
@@ -146,24 +151,37 @@ def _read_table(con, conn, engine, source_name, source, entity, mapping, window,
             f"WHERE {comparable} AND {updated} < '{history_start.isoformat()}'"
         )
         result.count_outside(int(outside), _day(first), _day(last))
+    # Rows stream from the database in slices of SLICE_ROWS; each slice is handed to the service
+    # (``request.slice_done``) before the next is read, so memory stays flat for any window. The
+    # next run starts from the newest day read. A timestamp after tomorrow is quarantined, never a watermark.
+    tomorrow = date.today() + timedelta(days=1)
+
+    def slice_read() -> None:
+        newest = con.execute(
+            f"SELECT max(updated_at) FROM {BATCH_TABLE} WHERE _partition_date <= $tomorrow", {"tomorrow": tomorrow}
+        ).fetchall()[0][0]
+        if newest is not None and (result.watermark is None or newest > result.watermark):
+            result.watermark = newest
+        request.slice_done()
+
     for query, dated in queries:
         if engine.dialect.name == "sqlite":
-            result.rows_read += _insert_sqlite_rows(
-                con, engine.url.database, query, chosen, entity, source_name, mapping, dated
-            )
+            slices = _sqlite_slices(engine.url.database, query)
         else:
-            frame = pl.read_database(
-                sa.text(query),
-                connection=conn,
-                schema_overrides={c: pl.String for c, s in chosen.items() if s is not None},
-                infer_schema_length=None,
+            slices = (
+                frame.to_arrow()
+                for frame in pl.read_database(
+                    sa.text(query),
+                    connection=conn,
+                    iter_batches=True,
+                    batch_size=SLICE_ROWS,
+                    schema_overrides={c: pl.String for c, s in chosen.items() if s is not None},
+                    infer_schema_length=None,
+                )
             )
-            result.rows_read += _insert_sql_rows(con, frame.to_arrow(), chosen, entity, source_name, mapping, dated)
-    # The next run starts from this day. A timestamp after tomorrow is quarantined, never a watermark.
-    tomorrow = date.today() + timedelta(days=1)
-    result.watermark = con.execute(
-        f"SELECT max(updated_at) FROM {BATCH_TABLE} WHERE _partition_date <= $tomorrow", {"tomorrow": tomorrow}
-    ).fetchall()[0][0]
+        for rows in slices:
+            result.rows_read += _insert_sql_rows(con, rows, chosen, entity, source_name, mapping, dated)
+            slice_read()
 
 
 def profile_sql(source_name: str, source: SqlSource, mapping: EntityMapping) -> dict:
@@ -205,12 +223,23 @@ def _insert_sql_rows(
         con.unregister("_sql_rows")
 
 
-def _insert_sqlite_rows(
-    con, database: str, query: str, chosen, entity: Entity, source_name: str, mapping: EntityMapping, dated: bool
-) -> int:
-    """SQLite through ADBC: Arrow batches stream from the C driver into DuckDB, no Python rows."""
+def _sqlite_slices(database: str, query: str) -> Iterator[pa.RecordBatchReader]:
+    """SQLite through ADBC: the query's Arrow batches from the C driver, as one stream per slice of
+    about SLICE_ROWS rows (no Python rows)."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite
 
     with adbc_sqlite.connect(database) as connection, connection.cursor() as cursor:
         cursor.execute(query)
-        return _insert_sql_rows(con, cursor.fetch_record_batch(), chosen, entity, source_name, mapping, dated)
+        batches = iter(cursor.fetch_record_batch())
+        schema = None
+        while (first := next(batches, None)) is not None:
+            schema = first.schema
+
+            def rest(batch=first) -> Iterator[pa.RecordBatch]:
+                yield batch
+                rows = batch.num_rows
+                while rows < SLICE_ROWS and (more := next(batches, None)) is not None:
+                    rows += more.num_rows
+                    yield more
+
+            yield pa.RecordBatchReader.from_batches(schema, rest())

@@ -1,6 +1,6 @@
 """Row rules: type every value, and send each row that breaks a rule to quarantine with the reason.
 
-All of it is one vectorised DuckDB statement per batch, so a 50-million-row history costs seconds;
+All of it is one vectorised DuckDB statement per slice of a batch, so a 50-million-row history costs seconds;
 the rules come from the canonical entity (entities.py), not from per-source code.
 """
 
@@ -231,16 +231,21 @@ def _reference_available(con: duckdb.DuckDBPyConnection, reference: str) -> bool
     return bool(exists) and con.execute(f"SELECT count(*) > 0 FROM raw.{target_entity}").fetchall()[0][0]
 
 
-def split_batch(
+def stage_slice(
     con: duckdb.DuckDBPyConnection,
     entity: Entity,
     batch_id: str,
     ingested_at: str,
+    raw_path: str,
+    quarantine_path: str,
     formats: RowFormats = RowFormats(),
 ) -> tuple[int, int]:
-    """Insert good rows into raw.<entity> and bad ones (and reader rejects) into quarantine.<entity>.
+    """Apply the row rules to the batch tables (one slice of a batch) and write the good rows, typed,
+    to ``raw_path`` and the bad ones (and the reader's rejects) to ``quarantine_path`` (Parquet, in
+    the columns of raw.<entity> and quarantine.<entity>), each with the reason.
 
-    Returns (rows loaded, rows quarantined). Runs inside the caller's transaction.
+    Returns (rows for raw, rows for quarantine). Nothing is written to the warehouse: the service
+    inserts the staged slices in the batch's one transaction, after the blocking checks.
     """
     rules = _rules(entity, con, formats)
     typed_columns = ", ".join(f"{_typed(c, formats)} AS {_q('__' + c.name)}" for c in entity.columns)
@@ -261,23 +266,25 @@ def split_batch(
         f"SELECT t.*, {broken} AS _broken FROM (SELECT *, {typed_columns} FROM {BATCH_TABLE}) t"
     )
     lineage = (
-        f"{_lit(batch_id)}, _source, _source_location, _partition_date, TIMESTAMP {_lit(ingested_at)}, _source_system"
+        f"{_lit(batch_id)} AS _batch_id, _source, _source_location, _partition_date, "
+        f"TIMESTAMP {_lit(ingested_at)} AS _ingested_at, _source_system"
     )
-    lineage_names = "_batch_id, _source, _source_location, _partition_date, _ingested_at, _source_system"
-    raw_names = ", ".join(_q(c.name) for c in (*entity.columns, *LINEAGE_COLUMNS))
-    quarantine_names = f"{lineage_names}, _reason, _field, _raw_record"
-    loaded = con.execute(
-        f"INSERT INTO raw.{entity.name} ({raw_names}) SELECT "
-        + ", ".join(_q("__" + c.name) for c in entity.columns)
-        + f", {lineage} FROM _ingest_checked WHERE NOT _broken"
-    ).fetchall()[0][0]
+    typed = ", ".join(f"{_q('__' + c.name)} AS {_q(c.name)}" for c in entity.columns)
     record = "to_json(struct_pack(" + ", ".join(f"{_q(c)} := {_q(c)}" for c in entity.column_names) + "))"
-    quarantined = con.execute(
-        f"INSERT INTO quarantine.{entity.name} ({quarantine_names}) "
-        f"SELECT {lineage}, {reason}, {first_field}, {record} FROM _ingest_checked t WHERE _broken"
-    ).fetchall()[0][0]
-    quarantined += con.execute(
-        f"INSERT INTO quarantine.{entity.name} ({quarantine_names}) "
-        f"SELECT {lineage}, _reason, _field, _raw_record FROM {REJECTS_TABLE}"
-    ).fetchall()[0][0]
+    try:
+        loaded = _copy(con, f"SELECT {typed}, {lineage} FROM _ingest_checked WHERE NOT _broken", raw_path)
+        quarantined = _copy(
+            con,
+            f"SELECT {lineage}, {reason} AS _reason, {first_field} AS _field, CAST({record} AS VARCHAR) AS _raw_record "
+            "FROM _ingest_checked t WHERE _broken "
+            f"UNION ALL SELECT {lineage}, _reason, _field, _raw_record FROM {REJECTS_TABLE}",
+            quarantine_path,
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _ingest_checked")
     return loaded, quarantined
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: str) -> int:
+    """Write a query's rows to a Parquet file (in the query's order); the rows written."""
+    return con.execute(f"COPY ({query}) TO {_lit(path)} (FORMAT parquet)").fetchall()[0][0]

@@ -266,13 +266,18 @@ def suppress_batch(
     batch_table: str,
     rejects_table: str,
     columns: list[str],
+    *,
+    later_slice: bool = False,
 ) -> dict[date, int]:
     """Drop the suppressed persons' rows from a batch before it is split into raw and quarantine.
 
     Returns rows dropped per partition day; their origins stay in the temp table ``_ingest_suppressed``
-    for :func:`book_suppressed_rows`. Without erasures (the common case) this costs one file check.
+    for :func:`book_suppressed_rows`. A batch read in slices calls this once per slice: a
+    ``later_slice`` adds its origins to the earlier slices' (booked once, with the batch) and returns
+    its own counts. Without erasures (the common case) this costs one file check.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_TABLE} (_partition_date DATE, location_hash VARCHAR)")
+    if not later_slice:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {SUPPRESSED_TABLE} (_partition_date DATE, location_hash VARCHAR)")
     identifiers = load_identifiers(data_dir)
     key = erasure_key(data_dir)
     if not identifiers or key is None or entity not in PERSON_COLUMNS:
@@ -280,15 +285,19 @@ def suppress_batch(
     load_into(con, key, identifiers)
     batch = column_predicate(entity, {c: f'"{c}"' for c in columns}, identifiers)
     rejects = quarantine_predicate(entity, identifiers)
+    con.execute("CREATE OR REPLACE TEMP TABLE _suppressed_now (_partition_date DATE, location_hash VARCHAR)")
     for table, predicate in ((batch_table, batch), (rejects_table, rejects)):
         if predicate is None:
             continue
         con.execute(
-            f"INSERT INTO {SUPPRESSED_TABLE} SELECT _partition_date, {location_hash_sql(key)} FROM {table} "
+            f"INSERT INTO _suppressed_now SELECT _partition_date, {location_hash_sql(key)} FROM {table} "
             f"WHERE {predicate}"
         )
         con.execute(f"DELETE FROM {table} WHERE {predicate}")
-    return dict(con.execute(f"SELECT _partition_date, count(*) FROM {SUPPRESSED_TABLE} GROUP BY ALL").fetchall())
+    con.execute(f"INSERT INTO {SUPPRESSED_TABLE} SELECT * FROM _suppressed_now")
+    dropped = dict(con.execute("SELECT _partition_date, count(*) FROM _suppressed_now GROUP BY ALL").fetchall())
+    con.execute("DROP TABLE _suppressed_now")
+    return dropped
 
 
 def book_suppressed_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: str) -> None:

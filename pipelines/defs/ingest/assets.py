@@ -8,8 +8,9 @@ nothing new costs a ledger lookup. The ``ingest_window`` resource (run config, o
 "How a build reads", has the decision and its reasons.
 
 Row rules and the blocking checks (books balance, share of bad rows, the Great Expectations
-contract) run inside the batch's transaction: a batch they refuse is rolled back and the step
-fails with the reason, so nothing a check refuses reaches raw. The checks are reported here.
+contract) run on the whole batch, read in slices, before its one transaction: a batch they refuse
+is never written and the step fails with the reason, so nothing a check refuses reaches raw. The
+checks are reported here.
 """
 
 from datetime import date
