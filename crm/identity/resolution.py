@@ -585,11 +585,18 @@ def _score(
         return score_pairs(model, matching.profiles), "full", current.len(), None
     scored = query_pl(con, f"select profile_key from {SCHEMA}.scored_profiles")[PROFILE_KEY]
     new_keys = current.filter(~current.is_in(scored.implode()))
+    # The clustering looks only at pairs at or above the review threshold (the suspected duplicates)
+    # and the match threshold, for this company's prior: the weaker pairs kept from earlier runs stay
+    # in the warehouse and are not read (a full run reads and writes them all).
+    lam = model.prior(matching.profiles.height)
+    weakest = min(_logit2(settings.review_threshold), _logit2(settings.threshold)) - _logit2(lam)
     kept = query_pl(
         con,
         f"select e.* from {SCHEMA}.match_edges e "
         "semi join _current_profiles l on l.profile_key = e.profile_key_l "
-        "semi join _current_profiles r on r.profile_key = e.profile_key_r",
+        "semi join _current_profiles r on r.profile_key = e.profile_key_r "
+        "where e.match_weight >= ?",
+        [weakest],
     )
     fresh = score_pairs(model, matching.profiles, new_keys)
     edges = pl.concat([kept.cast(fresh.schema), fresh]).unique(subset=["profile_key_l", "profile_key_r"])
@@ -788,6 +795,10 @@ def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) ->
         con.unregister("_frame")
 
 
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"select count(*) from {SCHEMA}.{table}").fetchall()[0][0]
+
+
 def _keep_scored_pairs(con: duckdb.DuckDBPyConnection, matching: Matching) -> None:
     """identity.match_edges and identity.scored_profiles as the current profiles' pairs: replaced after
     a full scoring; after a nightly one, the vanished profiles' rows dropped and the new ones added."""
@@ -837,7 +848,7 @@ def _write(
             con.execute(f"delete from {SCHEMA}.match_state")
             con.execute(
                 f"insert into {SCHEMA}.match_state values (?, ?, ?, ?)",
-                [model.version, matching.profiles.height, matching.edges.height, now],
+                [model.version, matching.profiles.height, _count(con, "match_edges"), now],
             )
         con.register("_new_ids", tables["new_ids"].to_arrow())
         con.execute(
