@@ -72,15 +72,24 @@ marketing as (
 ),
 event_emails as (
     -- from raw, not the deduplicating staging view (a window over every event): the address is
-    -- cleaned exactly as the view's clean_email macro does, duplicates do not change min/max
-    select source_system, email, min(occurred_at) as first_at, max(occurred_at) as last_at
+    -- cleaned exactly as the view's clean_email macro does, duplicates do not change min/max.
+    -- First per address as written, then cleaned: the cleaning runs once per address, not per event.
+    select source_system, email, min(first_at) as first_at, max(last_at) as last_at
     from (
         select
-            coalesce(_source_system, 'unnamed') as source_system,
+            source_system,
             case when lower(trim(email)) like '%_@_%._%' and trim(email) not like '% %'
                 then lower(trim(email)) end as email,
-            occurred_at
-        from raw.marketing_events
+            first_at,
+            last_at
+        from (
+            select
+                coalesce(_source_system, 'unnamed') as source_system, email,
+                min(occurred_at) as first_at, max(occurred_at) as last_at
+            from raw.marketing_events
+            where email is not null
+            group by 1, 2
+        ) as per_address
     ) as cleaned
     where email is not null
     group by source_system, email
