@@ -347,8 +347,11 @@ class Matching:
     edges: pl.DataFrame  # scored profile pairs (profile_key_l, profile_key_r, match_weight, gammas)
     prior: float = 0.0
     notes: list[str] = field(default_factory=list)
-    # the pairs scored in this run when it scored only new profiles (None: every pair was scored)
+    # the pairs scored in this run when it scored only new profiles (None: every pair was scored),
+    # with the profiles scored for the first time and those scored before that are gone
     fresh_edges: pl.DataFrame | None = None
+    new_profiles: pl.Series | None = None
+    vanished_profiles: pl.Series | None = None
 
 
 @dataclass
@@ -576,15 +579,17 @@ def _model_for(matching: Matching, settings: IdentitySettings, notes: list[str])
 
 def _score(
     con: duckdb.DuckDBPyConnection, matching: Matching, model: Model, settings: IdentitySettings, trained: bool
-) -> tuple[pl.DataFrame, str, int, pl.DataFrame | None]:
-    """(scored pairs among the current profiles, mode, profiles scored in this run, the pairs scored
-    in this run when only new profiles were: None in a full run)."""
+) -> tuple[pl.DataFrame, str, int]:
+    """(scored pairs among the current profiles, mode, profiles scored in this run). A nightly run
+    also sets ``matching.fresh_edges``, ``new_profiles`` and ``vanished_profiles``."""
     state = con.execute(f"select model_version from {SCHEMA}.match_state").fetchall()
     current = matching.profiles[PROFILE_KEY]
     if settings.reresolve or trained or not state or state[0][0] != model.version:
-        return score_pairs(model, matching.profiles), "full", current.len(), None
+        return score_pairs(model, matching.profiles), "full", current.len()
     scored = query_pl(con, f"select profile_key from {SCHEMA}.scored_profiles")[PROFILE_KEY]
     new_keys = current.filter(~current.is_in(scored.implode()))
+    matching.new_profiles = new_keys
+    matching.vanished_profiles = scored.filter(~scored.is_in(current.implode()))
     # The clustering looks only at pairs at or above the review threshold (the suspected duplicates)
     # and the match threshold, for this company's prior: the weaker pairs kept from earlier runs stay
     # in the warehouse and are not read (a full run reads and writes them all).
@@ -600,7 +605,8 @@ def _score(
     )
     fresh = score_pairs(model, matching.profiles, new_keys)
     edges = pl.concat([kept.cast(fresh.schema), fresh]).unique(subset=["profile_key_l", "profile_key_r"])
-    return edges.sort("profile_key_l", "profile_key_r"), "incremental", new_keys.len(), fresh
+    matching.fresh_edges = fresh
+    return edges.sort("profile_key_l", "profile_key_r"), "incremental", new_keys.len()
 
 
 def run_identity_resolution(
@@ -644,7 +650,7 @@ def run_identity_resolution(
     con.register("_current_profiles", matching.profiles.select(PROFILE_KEY).to_arrow())
     try:
         if model is not None and model.comparisons and model.blocking:
-            matching.edges, mode, new_scored, matching.fresh_edges = _score(con, matching, model, settings, trained)
+            matching.edges, mode, new_scored = _score(con, matching, model, settings, trained)
             matching.model = model
             matching.prior = model.prior(matching.profiles.height)
             notes.extend(n for n in model.notes if n.startswith(("no evidence", "fallback")))
@@ -806,23 +812,24 @@ def _keep_scored_pairs(con: duckdb.DuckDBPyConnection, matching: Matching) -> No
         _replace(con, "match_edges", matching.edges)
         _replace(con, "scored_profiles", matching.profiles.select(PROFILE_KEY))
         return
-    con.register("_current", matching.profiles.select(PROFILE_KEY).to_arrow())
+    con.register("_vanished", pl.DataFrame({PROFILE_KEY: matching.vanished_profiles}).to_arrow())
+    con.register("_new", pl.DataFrame({PROFILE_KEY: matching.new_profiles}).to_arrow())
     con.register("_fresh", matching.fresh_edges.to_arrow())
     try:
-        con.execute(
-            f"""delete from {SCHEMA}.match_edges
-                where profile_key_l not in (select profile_key from _current)
-                   or profile_key_r not in (select profile_key from _current)"""
-        )
+        if matching.vanished_profiles.len():
+            con.execute(
+                f"""delete from {SCHEMA}.match_edges
+                    where profile_key_l in (select profile_key from _vanished)
+                       or profile_key_r in (select profile_key from _vanished)"""
+            )
+            con.execute(
+                f"delete from {SCHEMA}.scored_profiles where profile_key in (select profile_key from _vanished)"
+            )
         con.execute(f"insert into {SCHEMA}.match_edges by name select * from _fresh")
-        con.execute(f"delete from {SCHEMA}.scored_profiles where profile_key not in (select profile_key from _current)")
-        con.execute(
-            f"""insert into {SCHEMA}.scored_profiles
-                select profile_key from _current except select profile_key from {SCHEMA}.scored_profiles"""
-        )
+        con.execute(f"insert into {SCHEMA}.scored_profiles select profile_key from _new")
     finally:
-        con.unregister("_current")
-        con.unregister("_fresh")
+        for name in ("_vanished", "_new", "_fresh"):
+            con.unregister(name)
 
 
 def _write(

@@ -189,6 +189,15 @@ def test_incremental_writes_what_a_full_reresolution_writes(company):
             left, right = a.execute(query).fetchall(), b.execute(query).fetchall()
             assert left or table in ("guarded_values", "suspected_duplicates"), table
             assert left == right, table
+        # the corrected contact's old description is gone, and with it its pairs
+        a.execute(f"attach '{company['root'] / 'first.duckdb'}' as first (read_only)")
+        gone = a.execute(
+            "select profile_key from first.identity.scored_profiles except select profile_key from identity.scored_profiles"
+        ).fetchall()
+        assert len(gone) == 1
+        assert not a.execute(
+            "select count(*) from identity.match_edges where ? in (profile_key_l, profile_key_r)", [gone[0][0]]
+        ).fetchall()[0][0]
 
 
 def test_incremental_equals_full_reresolution_on_the_same_data(company):
