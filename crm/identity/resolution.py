@@ -424,11 +424,11 @@ def resolve(matching: Matching, overrides: pl.DataFrame | None, settings: Identi
     timings["edges"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    key_to_id = _override_lookup(records)
     merges: list[tuple[int, int]] = []
     splits: list[tuple[int, int]] = []
     ignored = 0
-    if overrides is not None:
+    if overrides is not None and overrides.height:
+        key_to_id = _override_lookup(records)
         for action, left, right in overrides.select("action", "left", "right").iter_rows():
             a, b = key_to_id.get(left), key_to_id.get(right)
             if a is None or b is None or action not in ("merge", "split"):
