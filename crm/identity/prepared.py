@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import uuid
 from dataclasses import dataclass, field
 
 import duckdb
@@ -38,15 +39,11 @@ SOURCE_COLUMNS = ("rk", *rec.RECORD_SCHEMA)
 
 def fingerprint(phone_region: str, day_first: bool) -> str:
     """What the kept normalised records depend on besides the records: the code and the settings."""
-    text = "\x1f".join(
-        [
-            inspect.getsource(norm),
-            inspect.getsource(rec),
-            getattr(phonenumbers, "__version__", "?"),
-            phone_region,
-            str(day_first),
-        ]
-    )
+    try:
+        code = inspect.getsource(norm) + inspect.getsource(rec)
+    except (OSError, TypeError):  # no source to read (a frozen install): never trust kept rows
+        return "unknown-" + uuid.uuid4().hex
+    text = "\x1f".join([code, getattr(phonenumbers, "__version__", "?"), phone_region, str(day_first)])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
