@@ -562,17 +562,25 @@ def explain(model: ChurnModel, frame: pl.DataFrame, *, top: int = 3) -> tuple[np
     base = model.predict(X)
     groups = [g for g in REASON_GROUPS if all(f in model.features for f in g.features)]
     index = {f: i for i, f in enumerate(model.features)}
-    contributions = np.zeros((X.shape[0], len(groups)))
-    for j, group in enumerate(groups):
-        shifted = X.copy()
-        for f in group.features:
-            shifted[:, index[f]] = model.reference[f]
-        contributions[:, j] = base - model.predict(shifted)
     # A group is a reason only where its statement is true to the customer's own values.
     allowed = frame.select(
         [g.applies(model.reference).fill_null(False).alias(f"_applies_{j}") for j, g in enumerate(groups)]
     ).to_numpy()
-    contributions = np.where(allowed.astype(bool), contributions, -np.inf)
+    allowed = allowed.astype(bool).reshape(X.shape[0], len(groups))
+    contributions = np.full((X.shape[0], len(groups)), -np.inf)
+    for j, group in enumerate(groups):
+        columns = [index[f] for f in group.features]
+        reference = np.array([model.reference[f] for f in group.features], dtype=float)
+        # Predicted only where the group may be a reason and setting it to the reference changes the
+        # row (each row's prediction is its own, so the others' contributions are what they were:
+        # unchanged rows contribute exactly 0).
+        changed = ~np.all((X[:, columns] == reference) | (np.isnan(X[:, columns]) & np.isnan(reference)), axis=1)
+        rows = np.flatnonzero(allowed[:, j] & changed)
+        contributions[allowed[:, j], j] = 0.0
+        if rows.size:
+            shifted = X[rows].copy()
+            shifted[:, columns] = reference
+            contributions[rows, j] = base[rows] - model.predict(shifted)
     order = np.argsort(-contributions, axis=1)[:, :top]
     texts = frame.select([g.text.alias(f"_reason_{j}") for j, g in enumerate(groups)])
     picked = []

@@ -89,25 +89,22 @@ def assign_tiers(score: np.ndarray, previous: list[str | None] | None, settings:
     down = (s[:, None] >= bounds[None, :] - np.where(np.arange(len(bounds)) == 0, 0, h)).sum(axis=1) - 1
     plain = (s[:, None] >= bounds[None, :]).sum(axis=1) - 1
     index = {t: i for i, t in enumerate(TIERS)}
-    out = []
-    for i in range(len(s)):
-        prev = None if previous is None else previous[i]
-        if prev is None or prev not in index:
-            out.append(TIERS[plain[i]])
-        else:
-            out.append(TIERS[int(np.clip(index[prev], up[i], down[i]))])
-    return out
+    # the previous tier's position, -1 for a new customer (or a tier no longer offered)
+    prev = np.array([-1 if p is None else index.get(p, -1) for p in (previous or [None] * len(s))], dtype=np.int64)
+    kept = np.clip(prev, up, down)  # np.clip(a, lo, hi) is min(max(a, lo), hi), as for one customer
+    chosen = np.where(prev < 0, plain, kept)
+    names = np.array(TIERS, dtype=object)
+    return names[chosen].tolist()
 
 
 def points_to_next_tier(score: np.ndarray, tiers: list[str], settings: LoyaltySettings) -> np.ndarray:
     """Score points still needed for the next tier (including the hysteresis margin); NaN at the top."""
-    bounds = settings.lower_bounds()
-    out = np.full(len(tiers), np.nan)
-    for i, tier in enumerate(tiers):
-        j = TIERS.index(tier)
-        if j + 1 < len(TIERS):
-            out[i] = max(0.0, bounds[j + 1] + settings.hysteresis - float(score[i]))
-    return out
+    bounds = np.asarray([*settings.lower_bounds(), np.nan], dtype=float)
+    index = {t: i for i, t in enumerate(TIERS)}
+    j = np.array([index[t] for t in tiers], dtype=np.int64)
+    needed = bounds[j + 1] + settings.hysteresis - np.asarray(score, dtype=float)
+    top = j + 1 >= len(TIERS)
+    return np.where(top, np.nan, np.fmax(0.0, needed))  # fmax: as max(0.0, x) for a missing score
 
 
 def benefits_text(benefits: TierBenefits) -> str:

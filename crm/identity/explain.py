@@ -72,11 +72,16 @@ def contributions(model: Model, gammas: str | None) -> list[tuple[float, str]]:
     return sorted(out, key=lambda item: -abs(item[0]))
 
 
+def _strongest(model: Model, gammas: str | None) -> str:
+    """'same surname +7.1, ...': the comparisons that weigh most for a pair with these levels."""
+    parts = [f"{label} {w:+.1f}" for w, label in contributions(model, gammas) if w > 0][:TOP_CONTRIBUTIONS]
+    return ", ".join(parts) or "no single comparison stands out"
+
+
 def link_evidence(model: Model, weight: float, probability: float, gammas: str | None, other: str) -> str:
     """'Splink match weight 18.2 (probability 0.999) with <record>: same surname +7.1, ...'."""
-    parts = [f"{label} {w:+.1f}" for w, label in contributions(model, gammas) if w > 0][:TOP_CONTRIBUTIONS]
-    return f"Splink match weight {weight:.1f} (probability {probability:.3f}) with {other}: " + (
-        ", ".join(parts) or "no single comparison stands out"
+    return f"Splink match weight {weight:.1f} (probability {probability:.3f}) with {other}: " + _strongest(
+        model, gammas
     )
 
 
@@ -135,21 +140,31 @@ def attach_evidence(records: pl.DataFrame, edges: pl.DataFrame, scored: pl.DataF
     values = records.select("record_id", "email", "phone_e164", *[c for c in records.columns if c.startswith("id_")])
     best = best.join(values, on="record_id", how="left")
     model = matching.model
+    # the strongest comparisons of a pair depend on its levels alone: worked out once per set of levels
+    reasons: dict[str | None, str] = {}
+    ids = {c: best[c].to_list() for c in best.columns if c.startswith("id_")}
     texts = []
-    for row in best.iter_rows(named=True):
-        rule, other = row["rule"], row["other_key"]
+    columns = ("rule", "other_key", "match_weight", "weight", "gammas", "email", "phone_e164")
+    for i, (rule, other, match_weight, weight, gammas, email, phone) in enumerate(
+        zip(*(best[c].to_list() for c in columns), strict=True)
+    ):
         if rule == "probabilistic" and model is not None:
-            w = row["match_weight"] if row["match_weight"] is not None else row["weight"]
-            texts.append(link_evidence(model, w, _prob(w, lam), row["gammas"], other))
+            w = match_weight if match_weight is not None else weight
+            if gammas not in reasons:
+                reasons[gammas] = _strongest(model, gammas)
+            texts.append(
+                f"Splink match weight {w:.1f} (probability {_prob(w, lam):.3f}) with {other}: {reasons[gammas]}"
+            )
         elif rule == "email":
-            texts.append(f"same email {row['email']} as {other}")
+            texts.append(f"same email {email} as {other}")
         elif rule == "phone":
-            texts.append(f"same phone {row['phone_e164']} (and no other surname) as {other}")
+            texts.append(f"same phone {phone} (and no other surname) as {other}")
         elif rule.startswith("external_id:"):
             kind = rule.split(":", 1)[1]
-            texts.append(f"same {kind.replace('_', ' ')} {row.get('id_' + kind)} as {other}")
+            value = ids["id_" + kind][i] if "id_" + kind in ids else None
+            texts.append(f"same {kind.replace('_', ' ')} {value} as {other}")
         elif rule == "same_description":
-            texts.append(f"the same description of a person as {other} (match weight {row['weight']:.1f} on its own)")
+            texts.append(f"the same description of a person as {other} (match weight {weight:.1f} on its own)")
         elif rule == "steward":
             texts.append(f"a steward merged it with {other}")
         else:
@@ -201,7 +216,11 @@ def suspected_duplicates(suspected: pl.DataFrame, matching, key_of: pl.DataFrame
     """The review table: each pair under the threshold with both records, customers and evidence."""
     if suspected.height == 0 or matching.model is None:
         return pl.DataFrame(schema=SUSPECT_SCHEMA)
-    profiles = {row[PROFILE_KEY]: row for row in matching.profiles.iter_rows(named=True)}
+    shown = pl.concat([suspected["profile_key_l"], suspected["profile_key_r"]]).unique()
+    profiles = {
+        row[PROFILE_KEY]: row
+        for row in matching.profiles.filter(pl.col(PROFILE_KEY).is_in(shown.implode())).iter_rows(named=True)
+    }
     rows = suspected.join(
         key_of.rename({"record_id": "a", "record_key": "record_key_l", "customer_id": "customer_id_l"}), on="a"
     )

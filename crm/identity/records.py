@@ -72,15 +72,24 @@ marketing as (
 ),
 event_emails as (
     -- from raw, not the deduplicating staging view (a window over every event): the address is
-    -- cleaned exactly as the view's clean_email macro does, duplicates do not change min/max
-    select source_system, email, min(occurred_at) as first_at, max(occurred_at) as last_at
+    -- cleaned exactly as the view's clean_email macro does, duplicates do not change min/max.
+    -- First per address as written, then cleaned: the cleaning runs once per address, not per event.
+    select source_system, email, min(first_at) as first_at, max(last_at) as last_at
     from (
         select
-            coalesce(_source_system, 'unnamed') as source_system,
+            source_system,
             case when lower(trim(email)) like '%_@_%._%' and trim(email) not like '% %'
                 then lower(trim(email)) end as email,
-            occurred_at
-        from raw.marketing_events
+            first_at,
+            last_at
+        from (
+            select
+                coalesce(_source_system, 'unnamed') as source_system, email,
+                min(occurred_at) as first_at, max(occurred_at) as last_at
+            from raw.marketing_events
+            where email is not null
+            group by 1, 2
+        ) as per_address
     ) as cleaned
     where email is not null
     group by source_system, email
@@ -178,15 +187,39 @@ def _external_ids(raw: pl.Series) -> tuple[pl.Series, pl.DataFrame]:
     return joined["external_ids"], joined.drop("v", "external_ids")
 
 
-def prepare_records(
-    raw: pl.DataFrame, phone_region: str = norm.DEFAULT_PHONE_REGION, *, day_first: bool = True
-) -> pl.DataFrame:
-    """Normalise the fields and add match keys; records are numbered 0..n-1 in record-key order."""
-    df = (
+def keyed_records(raw: pl.DataFrame) -> pl.DataFrame:
+    """The source records with their record key (``rk``), one row per key, in key order."""
+    return (
         raw.with_columns((pl.col("source") + ":" + pl.col("source_system") + ":" + pl.col("source_key")).alias("rk"))
         .unique(subset=["rk"], keep="first")
         .sort("rk")
     )
+
+
+def prepare_records(
+    raw: pl.DataFrame, phone_region: str = norm.DEFAULT_PHONE_REGION, *, day_first: bool = True
+) -> pl.DataFrame:
+    """Normalise the fields and add match keys; records are numbered 0..n-1 in record-key order."""
+    return number_records(normalise_records(keyed_records(raw), phone_region, day_first=day_first))
+
+
+def number_records(records: pl.DataFrame) -> pl.DataFrame:
+    """Prepared records (any order, no ``record_id``) in record-key order, numbered 0..n-1, with the
+    columns in the order :func:`prepare_records` gives (the external-id columns last, sorted)."""
+    records = records.sort("record_key")
+    ids = id_columns(records)
+    others = [c for c in records.columns if c not in ids and c != "record_id"]
+    return records.select(pl.Series("record_id", np.arange(records.height, dtype=np.int64)), *others, *ids)
+
+
+def normalise_records(
+    df: pl.DataFrame, phone_region: str = norm.DEFAULT_PHONE_REGION, *, day_first: bool = True
+) -> pl.DataFrame:
+    """Keyed source records (:func:`keyed_records`) normalised, with their match keys; no ``record_id``.
+
+    Each record's output depends on that record alone (never on the others), which lets a nightly
+    run normalise only the records that are new or changed and keep the rest from the last run.
+    """
     split_first = _map(df["full_name"], lambda s: norm.split_full_name(s)[0])
     split_last = _map(df["full_name"], lambda s: norm.split_full_name(s)[1])
     first = df.select(pl.coalesce(pl.col("first_name"), split_first))[:, 0]
@@ -211,7 +244,6 @@ def prepare_records(
     )[:, 0]
     out = pl.DataFrame(
         {
-            "record_id": np.arange(df.height, dtype=np.int64),
             "record_key": df["rk"],
             "source": df["source"],
             "source_system": df["source_system"],

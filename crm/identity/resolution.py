@@ -25,7 +25,10 @@ Tables written (schema ``identity``):
 - ``guarded_values``: values and merges the size guard refused; replaced each run;
 - ``match_pairs``: the probabilistic links of this run (for audit); replaced each run;
 - ``customer_ids`` (every id ever issued), ``customer_id_changes`` (append-only), ``runs``;
-- ``match_edges``, ``scored_profiles``, ``match_state``: the scored pairs the next run builds on;
+- ``match_edges``, ``scored_profiles``, ``match_state``: the scored pairs the next run builds on
+  (a nightly run adds the pairs of its new profiles and drops those of vanished ones);
+- ``source_records``, ``prepared_records``, ``prepared_state``: every record as read and as
+  normalised, which the next run keeps for the records that did not change (:mod:`.prepared`);
 - ``steward_overrides`` (created empty for people to fill), ``steward_decisions``.
 """
 
@@ -44,7 +47,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from crm.identity import explain
+from crm.identity import explain, prepared
 from crm.identity import normalise as norm
 from crm.identity.clustering import (
     PRIORITY_DETERMINISTIC,
@@ -115,6 +118,8 @@ class IdentityRunSummary:
     seconds: float
     notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # records normalised in this run (the others were kept from the last run, see crm.identity.prepared)
+    records_normalised: int = 0
 
     def as_metadata(self) -> dict:
         out = asdict(self)
@@ -342,6 +347,11 @@ class Matching:
     edges: pl.DataFrame  # scored profile pairs (profile_key_l, profile_key_r, match_weight, gammas)
     prior: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # the pairs scored in this run when it scored only new profiles (None: every pair was scored),
+    # with the profiles scored for the first time and those scored before that are gone
+    fresh_edges: pl.DataFrame | None = None
+    new_profiles: pl.Series | None = None
+    vanished_profiles: pl.Series | None = None
 
 
 @dataclass
@@ -359,7 +369,11 @@ class Resolution:
 
 def prepare_matching(raw: pl.DataFrame, settings: IdentitySettings) -> Matching:
     """Records, value guard, deterministic edges and profiles (no model yet)."""
-    records = prepare_records(raw, settings.phone_region)
+    return matching_from_records(prepare_records(raw, settings.phone_region), settings)
+
+
+def matching_from_records(records: pl.DataFrame, settings: IdentitySettings) -> Matching:
+    """Value guard, deterministic edges and profiles of prepared records (:func:`prepare_records`)."""
     records, guarded = guard_values(records, settings.max_cluster_size)
     det = deterministic_edges(records)
     profiles, members = build_profiles(records)
@@ -410,11 +424,11 @@ def resolve(matching: Matching, overrides: pl.DataFrame | None, settings: Identi
     timings["edges"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    key_to_id = _override_lookup(records)
     merges: list[tuple[int, int]] = []
     splits: list[tuple[int, int]] = []
     ignored = 0
-    if overrides is not None:
+    if overrides is not None and overrides.height:
+        key_to_id = _override_lookup(records)
         for action, left, right in overrides.select("action", "left", "right").iter_rows():
             a, b = key_to_id.get(left), key_to_id.get(right)
             if a is None or b is None or action not in ("merge", "split"):
@@ -566,21 +580,32 @@ def _model_for(matching: Matching, settings: IdentitySettings, notes: list[str])
 def _score(
     con: duckdb.DuckDBPyConnection, matching: Matching, model: Model, settings: IdentitySettings, trained: bool
 ) -> tuple[pl.DataFrame, str, int]:
-    """(scored pairs among the current profiles, mode, profiles scored in this run)."""
+    """(scored pairs among the current profiles, mode, profiles scored in this run). A nightly run
+    also sets ``matching.fresh_edges``, ``new_profiles`` and ``vanished_profiles``."""
     state = con.execute(f"select model_version from {SCHEMA}.match_state").fetchall()
     current = matching.profiles[PROFILE_KEY]
     if settings.reresolve or trained or not state or state[0][0] != model.version:
         return score_pairs(model, matching.profiles), "full", current.len()
     scored = query_pl(con, f"select profile_key from {SCHEMA}.scored_profiles")[PROFILE_KEY]
     new_keys = current.filter(~current.is_in(scored.implode()))
+    matching.new_profiles = new_keys
+    matching.vanished_profiles = scored.filter(~scored.is_in(current.implode()))
+    # The clustering looks only at pairs at or above the review threshold (the suspected duplicates)
+    # and the match threshold, for this company's prior: the weaker pairs kept from earlier runs stay
+    # in the warehouse and are not read (a full run reads and writes them all).
+    lam = model.prior(matching.profiles.height)
+    weakest = min(_logit2(settings.review_threshold), _logit2(settings.threshold)) - _logit2(lam)
     kept = query_pl(
         con,
         f"select e.* from {SCHEMA}.match_edges e "
         "semi join _current_profiles l on l.profile_key = e.profile_key_l "
-        "semi join _current_profiles r on r.profile_key = e.profile_key_r",
+        "semi join _current_profiles r on r.profile_key = e.profile_key_r "
+        "where e.match_weight >= ?",
+        [weakest],
     )
     fresh = score_pairs(model, matching.profiles, new_keys)
     edges = pl.concat([kept.cast(fresh.schema), fresh]).unique(subset=["profile_key_l", "profile_key_r"])
+    matching.fresh_edges = fresh
     return edges.sort("profile_key_l", "profile_key_r"), "incremental", new_keys.len()
 
 
@@ -605,8 +630,17 @@ def run_identity_resolution(
     if steward_decisions is not None:
         _replace_steward_decisions(con, steward_decisions)
     t = time.perf_counter()
-    matching = prepare_matching(load_source_records(con), settings)
-    timings["load_normalise"] = time.perf_counter() - t
+    raw = load_source_records(con)
+    timings["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    # only new and changed records are normalised; reresolve normalises every record again
+    records, kept_records = prepared.prepare(con, raw, settings.phone_region, full=settings.reresolve)
+    del raw
+    timings["normalise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    matching = matching_from_records(records, settings)
+    del records
+    timings["guard_profiles"] = time.perf_counter() - t
 
     t = time.perf_counter()
     model, trained = _model_for(matching, settings, notes)
@@ -668,8 +702,9 @@ def run_identity_resolution(
         seconds=0.0,
         notes=notes,
         stage_seconds=timings,
+        records_normalised=kept_records.normalised,
     )
-    _write(con, tables, matching, model, summary, now, started)
+    _write(con, tables, matching, model, summary, now, started, kept_records)
     timings["write"] = time.perf_counter() - t
     summary.seconds = time.perf_counter() - started
     for note in notes:
@@ -766,20 +801,61 @@ def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) ->
         con.unregister("_frame")
 
 
-def _write(con, tables: dict, matching: Matching, model: Model | None, summary: IdentityRunSummary, now, started):
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"select count(*) from {SCHEMA}.{table}").fetchall()[0][0]
+
+
+def _keep_scored_pairs(con: duckdb.DuckDBPyConnection, matching: Matching) -> None:
+    """identity.match_edges and identity.scored_profiles as the current profiles' pairs: replaced after
+    a full scoring; after a nightly one, the vanished profiles' rows dropped and the new ones added."""
+    if matching.fresh_edges is None:
+        _replace(con, "match_edges", matching.edges)
+        _replace(con, "scored_profiles", matching.profiles.select(PROFILE_KEY))
+        return
+    con.register("_vanished", pl.DataFrame({PROFILE_KEY: matching.vanished_profiles}).to_arrow())
+    con.register("_new", pl.DataFrame({PROFILE_KEY: matching.new_profiles}).to_arrow())
+    con.register("_fresh", matching.fresh_edges.to_arrow())
+    try:
+        if matching.vanished_profiles.len():
+            con.execute(
+                f"""delete from {SCHEMA}.match_edges
+                    where profile_key_l in (select profile_key from _vanished)
+                       or profile_key_r in (select profile_key from _vanished)"""
+            )
+            con.execute(
+                f"delete from {SCHEMA}.scored_profiles where profile_key in (select profile_key from _vanished)"
+            )
+        con.execute(f"insert into {SCHEMA}.match_edges by name select * from _fresh")
+        con.execute(f"insert into {SCHEMA}.scored_profiles select profile_key from _new")
+    finally:
+        for name in ("_vanished", "_new", "_fresh"):
+            con.unregister(name)
+
+
+def _write(
+    con,
+    tables: dict,
+    matching: Matching,
+    model: Model | None,
+    summary: IdentityRunSummary,
+    now,
+    started,
+    kept_records: prepared.PreparedDelta | None = None,
+):
     con.execute("begin transaction")
     try:
         _replace(con, "records", tables["final"])
         _replace(con, "match_pairs", tables["pairs"])
         _replace(con, "suspected_duplicates", tables["suspected"])
         _replace(con, "guarded_values", tables["guarded"])
+        if kept_records is not None:
+            prepared.write_prepared(con, kept_records)
         if model is not None and model.comparisons and model.blocking:
-            _replace(con, "match_edges", matching.edges)
-            _replace(con, "scored_profiles", matching.profiles.select(PROFILE_KEY))
+            _keep_scored_pairs(con, matching)
             con.execute(f"delete from {SCHEMA}.match_state")
             con.execute(
                 f"insert into {SCHEMA}.match_state values (?, ?, ?, ?)",
-                [model.version, matching.profiles.height, matching.edges.height, now],
+                [model.version, matching.profiles.height, _count(con, "match_edges"), now],
             )
         con.register("_new_ids", tables["new_ids"].to_arrow())
         con.execute(

@@ -140,3 +140,49 @@ def test_saved_model_predicts_the_same(model, tmp_path):
     again = load_model(tmp_path / "m")
     np.testing.assert_allclose(again.predict(features), model.predict(features))
     assert again.reference == pytest.approx(model.reference, nan_ok=True)
+
+
+def _explain_every_row(model, frame: pl.DataFrame, top: int = 3) -> tuple[np.ndarray, list[str]]:
+    """The reasons computed the plain way: every group moved to the reference on every row."""
+    X = model.matrix(frame)
+    base = model.predict(X)
+    groups = [g for g in REASON_GROUPS if all(f in model.features for f in g.features)]
+    index = {f: i for i, f in enumerate(model.features)}
+    contributions = np.zeros((X.shape[0], len(groups)))
+    for j, group in enumerate(groups):
+        shifted = X.copy()
+        for f in group.features:
+            shifted[:, index[f]] = model.reference[f]
+        contributions[:, j] = base - model.predict(shifted)
+    allowed = frame.select([g.applies(model.reference).fill_null(False).alias(f"_a{j}") for j, g in enumerate(groups)])
+    allowed = allowed.to_numpy().astype(bool)
+    contributions = np.where(allowed, contributions, -np.inf)
+    order = np.argsort(-contributions, axis=1)[:, :top]
+    texts = frame.select([g.text.alias(f"_reason_{j}") for j, g in enumerate(groups)])
+    picked = []
+    for k in range(order.shape[1]):
+        chosen = order[:, k]
+        strong = contributions[np.arange(len(chosen)), chosen] >= MIN_REASON_CONTRIBUTION
+        choice = pl.Series(np.where(strong, chosen, -1))
+        expr = pl.lit(None, dtype=pl.String)
+        for j in range(len(groups)):
+            expr = pl.when(choice == j).then(pl.col(f"_reason_{j}")).otherwise(expr)
+        picked.append(expr)
+    reasons = texts.select(pl.concat_str(picked, separator="; ", ignore_nulls=True).fill_null("")).to_series().to_list()
+    return base, reasons
+
+
+def test_reasons_predicted_only_where_they_can_be_given_equal_predicting_every_row(model):
+    features, _ = _customers(3000, 5)
+    # some customers already at the reference of a group, some values missing
+    features = features.with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0)
+        .then(pl.lit(model.reference["bad_ratings_90d"]))
+        .otherwise(pl.col("bad_ratings_90d"))
+        .alias("bad_ratings_90d"),
+        pl.when(pl.int_range(pl.len()) % 11 == 0).then(None).otherwise(pl.col("orders_90d")).alias("orders_90d"),
+    )
+    probability, reasons = explain(model, features)
+    expected_probability, expected_reasons = _explain_every_row(model, features)
+    assert np.array_equal(probability, expected_probability)
+    assert reasons == expected_reasons

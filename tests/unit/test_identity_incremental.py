@@ -160,6 +160,44 @@ def test_incremental_run_scores_only_new_descriptions_and_keeps_the_model(compan
     assert incremental.model_version == first.model_version
     # the 200 new contacts and the corrected one, not the 400 seen before
     assert 150 <= incremental.new_profiles_scored <= 202 < incremental.profiles
+    # and only they were normalised again; the re-resolution normalised every record
+    assert incremental.records_normalised == incremental.records - 400 + 1
+    assert company["full"].records_normalised == company["full"].records
+
+
+# Every table a run writes, as a full re-resolution would write it (the run's id and time aside).
+_SAME_TABLES = {
+    "records": "* exclude (run_id, resolved_at)",
+    "suspected_duplicates": "* exclude (run_id)",
+    "guarded_values": "* exclude (run_id)",
+    "match_pairs": "* exclude (run_id)",
+    "match_edges": "*",
+    "scored_profiles": "*",
+    "source_records": "*",
+    "prepared_records": "*",
+    "customer_ids": "customer_id, status, superseded_by",
+}
+
+
+def test_incremental_writes_what_a_full_reresolution_writes(company):
+    with (
+        duckdb.connect(str(company["incremental_db"]), read_only=True) as a,
+        duckdb.connect(str(company["full_db"]), read_only=True) as b,
+    ):
+        for table, columns in _SAME_TABLES.items():
+            query = f"select {columns} from identity.{table} order by all"
+            left, right = a.execute(query).fetchall(), b.execute(query).fetchall()
+            assert left or table in ("guarded_values", "suspected_duplicates"), table
+            assert left == right, table
+        # the corrected contact's old description is gone, and with it its pairs
+        a.execute(f"attach '{company['root'] / 'first.duckdb'}' as first (read_only)")
+        gone = a.execute(
+            "select profile_key from first.identity.scored_profiles except select profile_key from identity.scored_profiles"
+        ).fetchall()
+        assert len(gone) == 1
+        assert not a.execute(
+            "select count(*) from identity.match_edges where ? in (profile_key_l, profile_key_r)", [gone[0][0]]
+        ).fetchall()[0][0]
 
 
 def test_incremental_equals_full_reresolution_on_the_same_data(company):

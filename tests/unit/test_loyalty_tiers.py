@@ -13,7 +13,7 @@ from models_ml.loyalty import (
     tier_costs,
     with_benefits,
 )
-from models_ml.scoring_config import BenefitSettings, LoyaltySettings, TierBenefits
+from models_ml.scoring_config import TIERS, BenefitSettings, LoyaltySettings, TierBenefits
 
 SETTINGS = LoyaltySettings(tiers={"Silver": 40, "Gold": 65, "Platinum": 85}, hysteresis=4)
 
@@ -119,3 +119,26 @@ def test_the_shipped_config_is_valid_and_every_tier_has_benefits():
     cfg = load_scoring_config()
     assert cfg.churn.horizon_days == 90 and cfg.retrain.cadence_days == 7
     assert [benefits_text(cfg.benefits.tiers[t]) for t in ("Bronze", "Platinum")][1].endswith("priority support")
+
+
+def test_tiers_and_points_for_many_customers_are_each_customers_own():
+    """The vectorised tiers and points equal the rule applied to one customer at a time."""
+    rng = np.random.default_rng(3)
+    score = np.round(rng.uniform(0, 100, 2000), 1)
+    score[::97] = np.nan
+    previous = [[None, "Bronze", "Silver", "Gold", "Platinum", "Diamond"][i % 6] for i in range(2000)]
+    bounds = SETTINGS.lower_bounds()
+    h = SETTINGS.hysteresis
+    index = {t: i for i, t in enumerate(TIERS)}
+    expected_tiers, expected_points = [], []
+    for s, prev in zip(score, previous, strict=True):
+        plain = sum(s >= b for b in bounds) - 1
+        up = sum(s >= b + (h if i else 0) for i, b in enumerate(bounds)) - 1
+        down = sum(s >= b - (h if i else 0) for i, b in enumerate(bounds)) - 1
+        tier = TIERS[plain] if prev not in index else TIERS[min(max(index[prev], up), down)]
+        expected_tiers.append(tier)
+        j = index[tier]
+        expected_points.append(max(0.0, bounds[j + 1] + h - s) if j + 1 < len(TIERS) else np.nan)
+    tiers = assign_tiers(score, previous, SETTINGS)
+    assert tiers == expected_tiers
+    np.testing.assert_array_equal(points_to_next_tier(score, tiers, SETTINGS), np.array(expected_points))

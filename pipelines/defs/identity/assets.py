@@ -6,8 +6,10 @@
   -> dbt_warehouse, which reads them as the dbt sources identity.*
 
 The model is trained on the company's own records and kept under ``<data_dir>/models/identity``;
-a nightly run scores only new descriptions of people. ``crm build --reresolve`` (run config
-``reresolve: true``) scores every pair again.
+a nightly run normalises only new and changed records (the others are kept in the warehouse,
+crm/identity/prepared.py) and scores only new descriptions of people. ``crm build --reresolve``
+(run config ``reresolve: true``) normalises every record and scores every pair again; both give
+the same customers and ids.
 """
 
 import dagster as dg
