@@ -22,10 +22,19 @@
     `dbt build --full-refresh` rebuilds from scratch as always; the build passes it when a model's
     code changed (pipelines/defs/warehouse). -#}
 
+{#- The ledger, or none when raw was written by something other than crm's ingestion (a hand-made
+    warehouse): then every run restages every key, and every row is tested. -#}
+{% macro ingest_ledger() -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(adapter.get_relation(database=this.database, schema='ops', identifier='ingest_batches')) }}
+{%- endmacro %}
+
 {#- What this run must restage: {'every': true} (all keys) or {'every': false, 'days': [...]}.
     Asked of the warehouse at run time; a full build needs no plan. -#}
 {% macro incremental_plan(entity, also_read=[]) -%}
-    {%- if not execute or not is_incremental() -%}
+    {%- if not execute or not is_incremental() or ingest_ledger() is none -%}
         {{ return({'every': true, 'days': []}) }}
     {%- endif -%}
     {%- set entities = "'" ~ ([entity] + also_read) | join("', '") ~ "'" -%}
@@ -47,9 +56,13 @@
     {{ return({'every': row[0], 'days': (row[1] or '').split(',') | reject('equalto', '') | list}) }}
 {%- endmacro %}
 
-{#- The newest batch of an entity: stamped on the rows written by this run. -#}
+{#- The newest batch of an entity: stamped on the rows written by this run (null without a ledger). -#}
 {% macro ledger_mark(entity) -%}
-    (select max(finished_at) from ops.ingest_batches where entity = '{{ entity }}')
+    {%- if ingest_ledger() is none -%}
+        cast(null as timestamp)
+    {%- else -%}
+        (select max(finished_at) from ops.ingest_batches where entity = '{{ entity }}')
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The CTEs `touched_keys` (keys to restage) and `rows_to_stage` (their raw rows) over `keyed`,
