@@ -4,11 +4,17 @@ A build holds the warehouse's build lock (crm/build_lock.py) for its whole run, 
 system releases the lock when the process dies. So whoever holds the lock knows that no build is
 alive, and every run the Dagster instance still shows as starting or started is dead: it is marked
 failed and the warehouse pool slots it holds are freed (otherwise every later run waits for them
-forever). Half-written snapshot files and scratch files are removed. `crm build` does this before
-it starts; the nightly schedule does it before it asks for a run (pipelines/defs/orchestration).
+forever). Half-written snapshot files and scratch files are removed, and a dbt process the killed
+build had started is stopped: it runs on without its parent (dagster-dbt does not tie it to the
+build) and holds the warehouse's DuckDB lock until it ends. `crm build` does this before it starts;
+the nightly schedule does it before it asks for a run (pipelines/defs/orchestration).
 """
 
+import os
 import shutil
+import signal
+import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -36,6 +42,7 @@ def recover_interrupted_builds(
         )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         recovered.append(f"run {run.run_id[:8]} ({run.status.value}) marked failed, its pool slots freed")
+    recovered += _stop_leftover_dbt(settings.warehouse_path)
     for folder, pattern in ((settings.data_dir / "snapshots", ".*.partial*"), (settings.data_dir / "tmp", "*")):
         for leftover in sorted(folder.glob(pattern)) if folder.exists() else []:
             if leftover.is_dir():
@@ -44,3 +51,38 @@ def recover_interrupted_builds(
                 leftover.unlink(missing_ok=True)
             recovered.append(f"removed the leftover {leftover}")
     return recovered
+
+
+def _stop_leftover_dbt(warehouse: Path, patience_s: float = 10.0) -> list[str]:
+    """Stop every dbt process pointed at this warehouse (its path in the command line's --vars).
+
+    Called while holding the build lock, so none of them belongs to a live build. Linux's /proc only:
+    elsewhere nothing is found, and the next build reports the lock as before."""
+    target = str(Path(warehouse).resolve())
+    stopped = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            args = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if not any(Path(a).name == "dbt" for a in args[:2]) or not any(target in a for a in args):
+            continue
+        pid = int(entry.name)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + patience_s
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+                time.sleep(0.1)
+            if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        stopped.append(f"stopped dbt (process {pid}) left running by a killed build")
+    return stopped
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

@@ -193,7 +193,15 @@ def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "
             args.append("--full-refresh")
             dbt_vars["full_audit"] = True
         args += ["--vars", json.dumps(dbt_vars)]
-        yield from dbt.cli(args, context=context, target_path=target).stream()
+        invocation = dbt.cli(args, context=context, target_path=target)
+        try:
+            yield from invocation.stream()
+        finally:
+            # A step that fails while dbt still runs (an error in the stream, a cancelled run) must not
+            # leave dbt writing to the warehouse behind it: the next step or build would find it locked.
+            if invocation.process.poll() is None:
+                invocation.process.terminate()
+                invocation.process.wait(timeout=30)
         if (target / PARTIAL_PARSE).exists():
             _write_atomically(parse_cache, (target / PARTIAL_PARSE).read_bytes())
         _write_atomically(built, json.dumps(definitions, indent=1).encode())
