@@ -156,13 +156,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def dbt_build_step(project: DbtProject, name: str, select: str, exclude: str = "") -> dg.AssetsDefinition:
+def dbt_build_step(
+    project: DbtProject, manifest: Mapping[str, Any], name: str, select: str, exclude: str = ""
+) -> dg.AssetsDefinition:
     """One `dbt build` of a selection as one Dagster step, pointed at the warehouse resource's file."""
-    manifest = json.loads(Path(project.manifest_path).read_text())
     step_ids = set(select_unique_ids(select, exclude, "", project, manifest))
 
     @dbt_assets(
-        manifest=project.manifest_path,
+        manifest=manifest,
         project=project,
         select=select,
         exclude=exclude,
@@ -239,7 +240,9 @@ def build_warehouse_defs() -> dg.Definitions:
     """The three dbt steps and the dbt resource (the warehouse resource comes from the definitions)."""
     prepare_manifest(DBT_PROJECT_DIR)
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
+    # Read once for the three steps (dagster-dbt would read the file again for each).
+    manifest = json.loads(Path(project.manifest_path).read_text())
     return dg.Definitions(
-        assets=[dbt_build_step(project, name, select, exclude) for name, (select, exclude) in STEPS.items()],
+        assets=[dbt_build_step(project, manifest, name, select, exclude) for name, (select, exclude) in STEPS.items()],
         resources={"dbt": CrmDbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
     )
