@@ -3,13 +3,14 @@
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_build.py --scale small --repeats 3
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_build.py --scale medium --workdir /tmp/bench-14
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_build.py --scale large --workdir /tmp/bench-14
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_build.py --scale xlarge --days 73 --workdir /tmp/bench-14
 
 In one run:
 
-1. generate the company (small 2,000 persons, medium 100,000, large 1,000,000; 730 days from
-   2024-01-01, seed 1, as bench_pipeline.py) into ``<workdir>/<scale>/full`` and copy it to
-   ``sources`` without its last day (simulator/new_day.py: rows, drop files and export pages of
-   that day held back);
+1. generate the company (small 2,000 persons, medium 100,000, large 1,000,000, xlarge 10,000,000;
+   730 days from 2024-01-01 unless ``--days`` says otherwise, seed 1, as bench_pipeline.py) into
+   ``<workdir>/<scale>/full`` and copy it to ``sources`` without its last day (simulator/new_day.py:
+   rows, drop files and export pages of that day held back);
 2. the yardstick, a **bare pass**: every SQLite table, marketing CSV drop and support export page
    into a fresh DuckDB file with plain DuckDB (ADBC's Arrow stream for SQLite: DuckDB's sqlite
    extension cannot be installed offline), then per customer: orders and revenue per contact,
@@ -43,7 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000}
+# xlarge is issue 14's moonshot. At 730 days its sources alone need ~65 GB of disk (large: 6.5 GB),
+# so on a smaller disk run it with a shorter --days: same persons, fewer events per person.
+SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000, "xlarge": 10_000_000}
 START = date(2024, 1, 1)
 DAYS = 730
 SEED = 1
@@ -313,19 +316,19 @@ def _run(stage: str, workdir: Path, env: dict[str, str]) -> dict:
     return result
 
 
-def _generate(workdir: Path, customers: int) -> dict:
+def _generate(workdir: Path, customers: int, days: int) -> dict:
     from simulator import SimulationConfig, generate
 
     full = workdir / "full"
     marker = workdir / "full.json"
-    wanted = {"customers": customers, "seed": SEED, "start": START.isoformat(), "days": DAYS}
+    wanted = {"customers": customers, "seed": SEED, "start": START.isoformat(), "days": days}
     if full.exists() and marker.exists() and json.loads(marker.read_text()).get("config") == wanted:
         _say(f"generate: reusing {full}")
         return json.loads(marker.read_text())
     load_before, t = _load(), time.perf_counter()
     report = generate(
         SimulationConfig(
-            customers=customers, seed=SEED, start=START, days=DAYS, out=full, truth_out=workdir / "ground_truth"
+            customers=customers, seed=SEED, start=START, days=days, out=full, truth_out=workdir / "ground_truth"
         )
     )
     info = {
@@ -390,6 +393,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=SCALES, default="small")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/crm-bench-build"))
+    parser.add_argument("--days", type=int, default=DAYS, help="Days of history from 2024-01-01 (default 730).")
     parser.add_argument("--repeats", type=int, default=1, help="Runs of the three passes; medians are reported.")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON instead of tables.")
     parser.add_argument("--stage", nargs=3, help=argparse.SUPPRESS)
@@ -402,8 +406,8 @@ def main() -> None:
     customers = SCALES[args.scale]
     workdir = (args.workdir / args.scale).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    generated = _generate(workdir, customers)
-    last_day = date.fromordinal(START.toordinal() + DAYS - 1)
+    generated = _generate(workdir, customers, args.days)
+    last_day = date.fromordinal(START.toordinal() + args.days - 1)
     env = {
         **os.environ,
         "OPENBLAS_NUM_THREADS": "1",
@@ -434,7 +438,7 @@ def main() -> None:
     result = {
         "scale": args.scale,
         "customers": customers,
-        "days": DAYS,
+        "days": args.days,
         "repeats": args.repeats,
         "cpus": os.cpu_count(),
         "generate": generated,

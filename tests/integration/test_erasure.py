@@ -145,6 +145,13 @@ def test_after_erasure_and_a_rebuild_no_file_under_the_data_folder_holds_the_per
             "SELECT count(*) FROM identity.records WHERE lower(email) = ? OR customer_id = ?",
             [company.email.lower(), company.customer_id],
         ).fetchall()[0][0]
+        # The records identity keeps from run to run (as read and as normalised) are swept too.
+        for table in ("identity.source_records", "identity.prepared_records"):
+            held = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            assert held > 100, f"{table} is kept by the build ({held} rows)"
+            assert not con.execute(
+                f"SELECT count(*) FROM {table} WHERE lower(email) = ?", [company.email.lower()]
+            ).fetchall()[0][0], table
 
 
 def test_the_request_is_recorded_without_the_values_and_ingestion_suppresses_the_person(erasure_company):
