@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# xlarge is issue 14's moonshot. At 730 days its sources alone need ~65 GB of disk (large: 6.5 GB),
+# xlarge is issue 14's moonshot. At 730 days its sources alone need ~65 GB of disk (large: 6.7 GB),
 # so on a smaller disk run it with a shorter --days: same persons, fewer events per person.
 SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000, "xlarge": 10_000_000}
 START = date(2024, 1, 1)

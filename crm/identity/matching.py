@@ -523,8 +523,8 @@ def choose_blocking(
     compares at most PAIRS_PER_PROFILE pairs per profile of the whole company. Returns (passes, notes).
 
     ``table`` may hold a uniform sample (``profiles``) of the company's ``company_profiles``. A pair
-    is in the sample with probability n(n-1) / (N(N-1)), so a pass compares that many times more
-    pairs on the whole company than on the sample (119x for a 200k sample of 2.2M profiles): the
+    is in the sample with probability n(n-1) / (N(N-1)), so a pass compares about N(N-1) / (n(n-1))
+    times as many pairs on the whole company as on the sample (119x for a 200k sample of 2.2M): the
     budget is counted on the company, not on the sample, or the scoring of every profile compares
     hundreds of pairs per profile and spills tens of GB."""
     company = company_profiles or profiles
