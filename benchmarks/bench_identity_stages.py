@@ -30,8 +30,19 @@ from crm.identity.resolution import run_identity_resolution, settings_for  # noq
 from crm.settings import load_settings  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-STAGES = ("load", "normalise", "guard_profiles", "train", "score", "edges", "clustering", "explain")
-LATER = ("stable_ids", "write")
+# In the order run_identity_resolution runs them (edges, clustering, explain: inside resolve()).
+STAGES = (
+    "load",
+    "normalise",
+    "guard_profiles",
+    "train",
+    "score",
+    "edges",
+    "clustering",
+    "explain",
+    "stable_ids",
+    "write",
+)
 
 
 def main() -> None:
@@ -64,7 +75,7 @@ def main() -> None:
         f"{summary.new_profiles_scored:,} scored, {summary.seconds:.1f} s; load {load_before} -> {load_after}"
     )
     at = started
-    for name in (*STAGES, *LATER):
+    for name in STAGES:
         took = summary.stage_seconds.get(name, 0.0)
         peak = max((rss for ts, rss in samples if at <= ts <= at + took), default=0)
         print(f"  {name:16s} {took:8.1f} s {peak / 2**20:9.0f} MiB")
