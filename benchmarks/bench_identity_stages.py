@@ -4,10 +4,12 @@
     CRM_DATA_DIR=/tmp/bench-14/large/data OPENBLAS_NUM_THREADS=1 \\
         .venv/bin/python benchmarks/bench_identity_stages.py /tmp/bench-14/large/data/warehouse/crm.duckdb
 
-Runs ``run_identity_resolution`` in this process, as the build's identity step does, on the given
-warehouse (it writes the identity tables: run it on a benchmark's warehouse or a copy). With no new
-source records this is a nightly run with nothing to do, which shows what a nightly pays whatever
-changed. ``--reresolve`` normalises and scores every record again (the model kept).
+Runs ``run_identity_resolution`` in this process, as the build's identity step does in its child
+process (crm/identity/isolated.py), on the given warehouse (it writes the identity tables: run it
+on a benchmark's warehouse or a copy). With no new source records this is a nightly run with
+nothing to do, which shows what a nightly pays whatever changed. ``--reresolve`` normalises and
+scores every record again (the model kept); ``--retrain`` also trains the model again, as a first
+build does (it replaces the model in the data folder).
 
 The stages run one after the other, so the RSS of this process, sampled every 0.25 s from /proc,
 is attributed to the stage whose time window holds the sample.
@@ -26,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402 (after the path: run as a script)
 
+from crm.identity.isolated import identity_memory_limit  # noqa: E402
 from crm.identity.resolution import run_identity_resolution, settings_for  # noqa: E402
 from crm.settings import load_settings  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # In the order run_identity_resolution runs them (edges, clustering, explain: inside resolve()).
 STAGES = (
-    "load",
-    "normalise",
+    "normalise",  # reading the records, comparing them with the kept ones, normalising the changed
     "guard_profiles",
     "train",
     "score",
@@ -49,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("warehouse", type=Path)
     parser.add_argument("--reresolve", action="store_true")
+    parser.add_argument("--retrain", action="store_true", help="Train the model again (as a first build does).")
     args = parser.parse_args()
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -63,9 +66,12 @@ def main() -> None:
     with open("/proc/loadavg") as handle:
         load_before = " ".join(handle.read().split()[:3])
     con = duckdb.connect(str(args.warehouse))
-    con.execute(f"SET memory_limit = '{settings.warehouse_memory_limit}'")
+    # as the build's identity step sets it (crm/identity/isolated.py)
+    con.execute(f"SET memory_limit = '{identity_memory_limit(settings.warehouse_memory_limit)}'")
     started = time.perf_counter()
-    summary = run_identity_resolution(con, settings_for(settings, reresolve=args.reresolve or None))
+    summary = run_identity_resolution(
+        con, settings_for(settings, reresolve=args.reresolve or None, retrain=args.retrain or None)
+    )
     stop.set()
     con.close()
     with open("/proc/loadavg") as handle:

@@ -114,6 +114,41 @@ def _prob(weight: float, lam: float) -> float:
     return 1.0 / (1.0 + 2.0 ** -(weight + math.log2(lam / (1 - lam))))
 
 
+EVIDENCE_CHUNK = 100_000
+
+
+def _link_texts(best: pl.DataFrame, model: Model | None, lam: float, reasons: dict[str | None, str]) -> list[str]:
+    """Each record's link, in plain words."""
+    ids = {c: best[c].to_list() for c in best.columns if c.startswith("id_")}
+    texts = []
+    columns = ("rule", "other_key", "match_weight", "weight", "gammas", "email", "phone_e164")
+    for i, (rule, other, match_weight, weight, gammas, email, phone) in enumerate(
+        zip(*(best[c].to_list() for c in columns), strict=True)
+    ):
+        if rule == "probabilistic" and model is not None:
+            w = match_weight if match_weight is not None else weight
+            if gammas not in reasons:
+                reasons[gammas] = _strongest(model, gammas)
+            texts.append(
+                f"Splink match weight {w:.1f} (probability {_prob(w, lam):.3f}) with {other}: {reasons[gammas]}"
+            )
+        elif rule == "email":
+            texts.append(f"same email {email} as {other}")
+        elif rule == "phone":
+            texts.append(f"same phone {phone} (and no other surname) as {other}")
+        elif rule.startswith("external_id:"):
+            kind = rule.split(":", 1)[1]
+            value = ids["id_" + kind][i] if "id_" + kind in ids else None
+            texts.append(f"same {kind.replace('_', ' ')} {value} as {other}")
+        elif rule == "same_description":
+            texts.append(f"the same description of a person as {other} (match weight {weight:.1f} on its own)")
+        elif rule == "steward":
+            texts.append(f"a steward merged it with {other}")
+        else:
+            texts.append(f"linked to {other} by {rule}")
+    return texts
+
+
 def attach_evidence(records: pl.DataFrame, edges: pl.DataFrame, scored: pl.DataFrame, matching, lam: float):
     """records + match_rule, match_probability, match_weight, match_evidence (each record's strongest
     link inside its cluster)."""
@@ -142,34 +177,12 @@ def attach_evidence(records: pl.DataFrame, edges: pl.DataFrame, scored: pl.DataF
     model = matching.model
     # the strongest comparisons of a pair depend on its levels alone: worked out once per set of levels
     reasons: dict[str | None, str] = {}
-    ids = {c: best[c].to_list() for c in best.columns if c.startswith("id_")}
-    texts = []
-    columns = ("rule", "other_key", "match_weight", "weight", "gammas", "email", "phone_e164")
-    for i, (rule, other, match_weight, weight, gammas, email, phone) in enumerate(
-        zip(*(best[c].to_list() for c in columns), strict=True)
-    ):
-        if rule == "probabilistic" and model is not None:
-            w = match_weight if match_weight is not None else weight
-            if gammas not in reasons:
-                reasons[gammas] = _strongest(model, gammas)
-            texts.append(
-                f"Splink match weight {w:.1f} (probability {_prob(w, lam):.3f}) with {other}: {reasons[gammas]}"
-            )
-        elif rule == "email":
-            texts.append(f"same email {email} as {other}")
-        elif rule == "phone":
-            texts.append(f"same phone {phone} (and no other surname) as {other}")
-        elif rule.startswith("external_id:"):
-            kind = rule.split(":", 1)[1]
-            value = ids["id_" + kind][i] if "id_" + kind in ids else None
-            texts.append(f"same {kind.replace('_', ' ')} {value} as {other}")
-        elif rule == "same_description":
-            texts.append(f"the same description of a person as {other} (match weight {weight:.1f} on its own)")
-        elif rule == "steward":
-            texts.append(f"a steward merged it with {other}")
-        else:
-            texts.append(f"linked to {other} by {rule}")
-    best = best.with_columns(pl.Series("match_evidence", texts, dtype=pl.Utf8))
+    # written a slice of links at a time: a million customers' links as Python values would take GBs
+    texts = [
+        pl.Series("match_evidence", _link_texts(best.slice(start, EVIDENCE_CHUNK), model, lam, reasons), dtype=pl.Utf8)
+        for start in range(0, best.height, EVIDENCE_CHUNK)
+    ]
+    best = best.with_columns(pl.concat(texts) if texts else pl.Series("match_evidence", [], dtype=pl.Utf8))
     prob_max = (
         ends.filter(pl.col("rule") == "probabilistic")
         .group_by("record_id")
@@ -182,23 +195,24 @@ def attach_evidence(records: pl.DataFrame, edges: pl.DataFrame, scored: pl.DataF
         )
         .select("record_id", "match_weight", "match_probability")
     )
-    sizes = labels.value_counts().rename({"count": "_size"})
-    out = (
-        records.join(
-            best.select("record_id", pl.col("rule").alias("match_rule"), "match_evidence"), on="record_id", how="left"
+    # the new columns only, in the records' order: the company's records are not copied
+    found = (
+        records.select("record_id")
+        .join(
+            best.select("record_id", pl.col("rule").alias("match_rule"), "match_evidence"),
+            on="record_id",
+            how="left",
+            maintain_order="left",
         )
-        .join(prob_max, on="record_id", how="left")
-        .join(sizes, on="cluster", how="left")
-        .with_columns(
+        .join(prob_max, on="record_id", how="left", maintain_order="left")
+        .select(
             pl.col("match_rule").fill_null("none"),
-            pl.when(pl.col("match_evidence").is_not_null())
-            .then(pl.col("match_evidence"))
-            .otherwise(pl.lit("no other record of this person was found"))
-            .alias("match_evidence"),
+            pl.col("match_evidence").fill_null(pl.lit("no other record of this person was found")),
+            "match_weight",
+            "match_probability",
         )
-        .drop("_size")
     )
-    return out
+    return records.with_columns(found.get_columns())
 
 
 SUSPECT_SCHEMA = {

@@ -42,6 +42,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from crm.identity.records import frame_view
+
 logger = logging.getLogger(__name__)
 
 MODEL_FORMAT = 2
@@ -773,11 +775,22 @@ def needs_training(model: Model | None, profiles: pl.DataFrame, growth: float) -
 EDGE_SCHEMA = {"profile_key_l": pl.Utf8, "profile_key_r": pl.Utf8, "match_weight": pl.Float64, "gammas": pl.Utf8}
 
 
-def score_pairs(model: Model, profiles: pl.DataFrame, new_keys: pl.Series | None = None) -> pl.DataFrame:
+def score_pairs(
+    model: Model,
+    profiles: pl.DataFrame,
+    new_keys: pl.Series | None = None,
+    *,
+    min_weight: float | None = None,
+    all_pairs_to: Path | None = None,
+) -> pl.DataFrame:
     """Scored pairs of profiles (Bayes-factor weight at least the model's floor).
 
     ``new_keys`` None: every pair the blocking passes compare. Otherwise only pairs with at least one
     new profile (new x existing, new x new): the nightly run.
+
+    ``all_pairs_to``: every scored pair is written to this Parquet file (in no order), and only the
+    pairs of at least ``min_weight`` are returned: a company's pairs, tens of millions, reach the
+    warehouse without being held in memory.
     """
     from splink import DuckDBAPI, Linker
 
@@ -792,8 +805,8 @@ def score_pairs(model: Model, profiles: pl.DataFrame, new_keys: pl.Series | None
         db_api = DuckDBAPI(connection=con)
         gamma_cols = [f"gamma_{name}" for name in model.comparisons]
         if new_keys is None:
-            con.register("_p", profiles.to_arrow())
-            con.execute("create table profiles as select * from _p")
+            with frame_view(con, "_p", profiles):
+                con.execute("create table profiles as select * from _p")
             linker = Linker(db_api.register("profiles"), model.splink, log_level=logging.ERROR)
             tables = [_score_table(linker, model.floor_weight)]
         else:
@@ -816,21 +829,20 @@ def score_pairs(model: Model, profiles: pl.DataFrame, new_keys: pl.Series | None
                         new, old, threshold_match_weight=model.floor_weight, warning_mode="never"
                     )
                 )
-        parts = []
-        for table in tables:
-            gammas = " || ',' || ".join(f"cast({c} as varchar)" for c in gamma_cols)
-            parts.append(
-                pl.from_arrow(
-                    con.sql(
-                        f"select least({PROFILE_KEY}_l, {PROFILE_KEY}_r) as profile_key_l, "
-                        f"greatest({PROFILE_KEY}_l, {PROFILE_KEY}_r) as profile_key_r, "
-                        f"match_weight, {gammas} as gammas from {table.physical_name}"
-                    ).to_arrow_table()
-                )
-            )
+        gammas = " || ',' || ".join(f"cast({c} as varchar)" for c in gamma_cols)
+        scored = " union all ".join(
+            f"select least({PROFILE_KEY}_l, {PROFILE_KEY}_r) as profile_key_l, "
+            f"greatest({PROFILE_KEY}_l, {PROFILE_KEY}_r) as profile_key_r, "
+            f"match_weight, {gammas} as gammas from {table.physical_name}"
+            for table in tables
+        )
+        if all_pairs_to is not None:
+            con.execute(f"copy ({scored}) to '{all_pairs_to}' (format parquet)")
+        if min_weight is not None:
+            scored = f"select * from ({scored}) where match_weight >= {float(min_weight)!r}"
+        out = pl.from_arrow(con.sql(scored).to_arrow_table()).cast(EDGE_SCHEMA)
     finally:
         con.close()
-    out = pl.concat([p.cast(EDGE_SCHEMA) for p in parts]) if parts else empty
     return out.unique(subset=["profile_key_l", "profile_key_r"], keep="first").sort("profile_key_l", "profile_key_r")
 
 

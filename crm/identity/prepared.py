@@ -47,14 +47,20 @@ def fingerprint(phone_region: str, day_first: bool) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+# The records this run read, keyed and deduplicated (a temp table of the run's connection): change
+# detection, and a full run's copy into SOURCE_TABLE, happen inside DuckDB, so the company's source
+# records never sit in Python beside their normalised form.
+READ_TABLE = "_identity_read_records"
+
+
 @dataclass
 class PreparedDelta:
     """What the run writes back to the kept tables (in its transaction, see :func:`write_prepared`)."""
 
     fingerprint: str
     full: bool  # replace both tables (first run, reresolve, other code or settings)
-    source: pl.DataFrame  # full: every source record; else the new and changed ones
-    prepared: pl.DataFrame  # normalised rows of ``source`` (no record_id)
+    source: pl.DataFrame | None  # the new and changed source records (None when full: READ_TABLE holds them all)
+    prepared: pl.DataFrame  # normalised rows of the records normalised in this run (no record_id)
     removed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"rk": pl.Utf8}))  # keys to drop
     normalised: int = 0  # records normalised in this run
 
@@ -75,73 +81,110 @@ def _stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     return rows[0][0] if len(rows) == 1 else None
 
 
+def _read_records(con: duckdb.DuckDBPyConnection, raw: pl.DataFrame | None) -> None:
+    """READ_TABLE: the source records (staging's, or ``raw`` when given) as :func:`records.keyed_records`
+    keys them: one row per record key, typed as :data:`records.RECORD_SCHEMA`."""
+    if raw is None:
+        source = f"({rec.RECORDS_SQL})"
+    else:
+        con.register("_identity_raw", raw.to_arrow())
+        source = "_identity_raw"
+    typed = ", ".join(
+        f"cast({c} as timestamp) as {c}" if t == pl.Datetime("us") else f"cast({c} as varchar) as {c}"
+        for c, t in rec.RECORD_SCHEMA.items()
+    )
+    try:
+        con.execute(
+            f"""create or replace temp table {READ_TABLE} as
+                select source || ':' || source_system || ':' || source_key as rk, *
+                from (select {typed} from {source})
+                qualify row_number() over (partition by rk) = 1"""
+        )
+    finally:
+        if raw is not None:
+            con.unregister("_identity_raw")
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection,
-    raw: pl.DataFrame,
+    raw: pl.DataFrame | None = None,
     phone_region: str = norm.DEFAULT_PHONE_REGION,
     *,
     day_first: bool = True,
     full: bool = False,
 ) -> tuple[pl.DataFrame, PreparedDelta]:
     """(prepared records exactly as :func:`crm.identity.records.prepare_records` gives them, the delta
-    to keep). ``full``: normalise every record, whatever is kept."""
-    keyed = rec.keyed_records(raw).select(SOURCE_COLUMNS)
+    to keep). The records are staging's (``raw``: these instead). ``full``: normalise every record,
+    whatever is kept."""
+    _read_records(con, raw)
+    columns = ", ".join(SOURCE_COLUMNS)
     wanted = fingerprint(phone_region, day_first)
     if full or _stored_fingerprint(con) != wanted:
-        prepared = rec.normalise_records(keyed, phone_region, day_first=day_first)
-        delta = PreparedDelta(wanted, True, keyed, prepared, normalised=keyed.height)
-        return rec.number_records(prepared), delta
-    stored = rec.query_pl(con, f"select * from {SOURCE_TABLE}")
-    stored = stored.select(pl.col(c).cast(keyed.schema[c]) for c in SOURCE_COLUMNS)
-    changed = keyed.join(stored, on=list(SOURCE_COLUMNS), how="anti", nulls_equal=True)
-    removed = stored.select("rk").join(keyed.select("rk"), on="rk", how="anti")
+        keyed = rec.query_pl(con, f"select {columns} from {READ_TABLE} order by rk nulls first")
+        prepared = rec.number_records(rec.normalise_records(keyed, phone_region, day_first=day_first))
+        delta = PreparedDelta(wanted, True, None, prepared.drop("record_id"), normalised=keyed.height)
+        return prepared, delta
+    # set difference: nulls compare equal, so a record whose fields all match a kept one is unchanged
+    changed = rec.query_pl(
+        con, f"select {columns} from {READ_TABLE} except select {columns} from {SOURCE_TABLE} order by rk nulls first"
+    )
+    changed = changed.cast({c: t for c, t in rec.RECORD_SCHEMA.items() if c in changed.columns})
+    removed = rec.query_pl(con, f"select rk from {SOURCE_TABLE} anti join {READ_TABLE} using (rk)")
+    con.execute(f"drop table {READ_TABLE}")  # the changes are known: its memory goes to the rest of the run
+    fresh = rec.normalise_records(changed, phone_region, day_first=day_first) if changed.height else None
     con.register("_fresh_keys", pl.concat([changed.select("rk"), removed]).to_arrow())
     try:
-        kept = rec.query_pl(con, f"select p.* from {PREPARED_TABLE} p anti join _fresh_keys f on f.rk = p.record_key")
+        kept = rec.query_pl(
+            con,
+            f"select p.* from {PREPARED_TABLE} p anti join _fresh_keys f on f.rk = p.record_key "
+            "order by p.record_key nulls first",
+        )
     finally:
         con.unregister("_fresh_keys")
-    parts = [kept]
-    fresh = kept.clear()
-    if changed.height:
-        fresh = rec.normalise_records(changed, phone_region, day_first=day_first)
+    parts = [kept.drop("record_id", strict=False)]
+    if fresh is not None:
         parts.append(fresh)
-    prepared = pl.concat(parts, how="diagonal_relaxed")
+    prepared = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+    del kept, parts
     # a kind of external id only removed or changed records held: a full run has no column for it
     gone = [c for c in rec.id_columns(prepared) if prepared[c].null_count() == prepared.height]
     prepared = prepared.drop(gone)
-    if fresh.height:
+    if fresh is not None:
         # the kept rows come back from the warehouse: give them the types a fresh run gives
         prepared = prepared.cast({c: t for c, t in fresh.schema.items() if c in prepared.columns})
+    else:
+        fresh = prepared.clear()
     delta = PreparedDelta(wanted, False, changed, fresh, removed, normalised=changed.height)
     return rec.number_records(prepared), delta
 
 
 def write_prepared(con: duckdb.DuckDBPyConnection, delta: PreparedDelta) -> None:
-    """Keep the delta (inside the caller's transaction)."""
-    con.register("_src", delta.source.to_arrow())
-    con.register("_prep", delta.prepared.to_arrow())
-    try:
+    """Keep the delta (inside the caller's transaction, on the connection :func:`prepare` read with)."""
+    with rec.frame_view(con, "_prep", delta.prepared):
         if delta.full:
-            con.execute(f"create or replace table {SOURCE_TABLE} as select * from _src")
+            con.execute(
+                f"create or replace table {SOURCE_TABLE} as select {', '.join(SOURCE_COLUMNS)} from {READ_TABLE}"
+            )
             con.execute(f"create or replace table {PREPARED_TABLE} as select * from _prep")
             con.execute(f"create or replace table {STATE_TABLE} (fingerprint varchar)")
             con.execute(f"insert into {STATE_TABLE} values (?)", [delta.fingerprint])
             return
+        con.register("_src", delta.source.to_arrow())
         con.register("_removed", delta.removed.to_arrow())
         try:
             for table, key in ((SOURCE_TABLE, "rk"), (PREPARED_TABLE, "record_key")):
                 con.execute(
                     f"delete from {table} where {key} in (select rk from _removed union all select rk from _src)"
                 )
+            if delta.source.height:
+                con.execute(f"insert into {SOURCE_TABLE} by name select * from _src")
+                present = {
+                    r[0] for r in con.execute(f"select name from pragma_table_info('{PREPARED_TABLE}')").fetchall()
+                }
+                for column in delta.prepared.columns:
+                    if column not in present:  # a kind of external id no kept record has
+                        con.execute(f'alter table {PREPARED_TABLE} add column "{column}" varchar')
+                con.execute(f"insert into {PREPARED_TABLE} by name select * from _prep")
         finally:
+            con.unregister("_src")
             con.unregister("_removed")
-        if delta.source.height:
-            con.execute(f"insert into {SOURCE_TABLE} by name select * from _src")
-            present = {r[0] for r in con.execute(f"select name from pragma_table_info('{PREPARED_TABLE}')").fetchall()}
-            for column in delta.prepared.columns:
-                if column not in present:  # a kind of external id no kept record has
-                    con.execute(f'alter table {PREPARED_TABLE} add column "{column}" varchar')
-            con.execute(f"insert into {PREPARED_TABLE} by name select * from _prep")
-    finally:
-        con.unregister("_src")
-        con.unregister("_prep")

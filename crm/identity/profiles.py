@@ -52,23 +52,37 @@ def build_profiles(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     Records that hold no match key at all (an order reference and nothing else) have no profile.
     """
     columns = match_columns(records)
-    # the column names are part of the description, so a new kind of evidence makes new profiles
-    text = pl.concat_str([pl.lit(c + "=") + pl.col(c).fill_null("\x00") for c in columns], separator="\x1f").alias(
-        "_description"
-    )
-    described = records.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in columns)).select(
-        "record_id", *columns, text
-    )
-    unique = described["_description"].unique()
-    keys = pl.DataFrame(
-        {"_description": unique, PROFILE_KEY: [_digest(t) for t in unique.to_list()]},
-        schema={"_description": pl.Utf8, PROFILE_KEY: pl.Utf8},
-    )
-    described = described.join(keys, on="_description", how="left")
+    described = pl.any_horizontal(pl.col(c).is_not_null() for c in columns)
+    keys = _profile_keys(records, columns, described)
+    # the rows of the described records, and of each profile's first record: gathered, not joined,
+    # so the company's records are not copied on the way
+    rows = records.with_row_index("_row").lazy().filter(described).select("_row").collect().to_series()
+    members = pl.DataFrame([records["record_id"].gather(rows), keys])
+    first = rows.filter(keys.is_first_distinct())
     profiles = (
-        described.group_by(PROFILE_KEY)
-        .agg(*(pl.col(c).first() for c in columns))
+        records.select(*columns)
+        .gather(first)
+        .with_columns(keys.filter(keys.is_first_distinct()))
         .select(PROFILE_KEY, *columns)
         .sort(PROFILE_KEY)
     )
-    return profiles, described.select("record_id", PROFILE_KEY)
+    return profiles, members
+
+
+# Records are described and digested this many at a time: a million customers' descriptions, as
+# text and as Python strings, would take several GB at once.
+DIGEST_CHUNK = 100_000
+
+
+def _profile_keys(records: pl.DataFrame, columns: list[str], described: pl.Expr) -> pl.Series:
+    """The profile key of each described record, in record order."""
+    # the column names are part of the description, so a new kind of evidence makes new profiles
+    parts = []
+    for i, column in enumerate(columns):
+        parts += [pl.lit(("\x1f" if i else "") + column + "="), pl.col(column).fill_null("\x00")]
+    text = pl.concat_str(parts)
+    keys = []
+    for start in range(0, records.height, DIGEST_CHUNK):
+        chunk = records.slice(start, DIGEST_CHUNK).lazy().filter(described).select(text).collect().to_series()
+        keys.append(pl.Series(PROFILE_KEY, [_digest(t) for t in chunk.to_list()], dtype=pl.Utf8))
+    return pl.concat(keys) if keys else pl.Series(PROFILE_KEY, [], dtype=pl.Utf8)

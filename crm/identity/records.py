@@ -17,6 +17,10 @@ date, address, external ids) is normalised here (:mod:`.normalise`) into display
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -131,9 +135,30 @@ RECORD_SCHEMA = {
 
 
 def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    """A query's result as a polars frame (duckdb 2.x: through Arrow)."""
-    rel = con.sql(sql, params=params) if params else con.sql(sql)
-    return pl.from_arrow(rel.to_arrow_table())
+    """A query's result as a polars frame, handed over through a Parquet file.
+
+    Through Arrow, a result is built whole in DuckDB's memory and converted into polars': at a
+    million customers the records took 1.5 GB on DuckDB's side and 1.3 GB on polars', and DuckDB's
+    allocator kept its part after the conversion. DuckDB writes Parquet streaming, in little memory,
+    and polars reads it straight into its own."""
+    with tempfile.TemporaryDirectory(prefix="crm_identity_") as folder:
+        path = Path(folder) / "result.parquet"
+        con.execute(f"copy ({sql}) to '{path}' (format parquet)", params or None)
+        return pl.read_parquet(path)
+
+
+@contextmanager
+def frame_view(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
+    """``frame`` as the temp view ``name`` of ``con`` while the block runs, handed over through a
+    Parquet file (see :func:`query_pl`: Arrow would copy a company's records into DuckDB's memory)."""
+    with tempfile.TemporaryDirectory(prefix="crm_identity_") as folder:
+        path = Path(folder) / f"{name}.parquet"
+        frame.write_parquet(path)
+        con.execute(f"create or replace temp view {name} as select * from read_parquet('{path}')")
+        try:
+            yield
+        finally:
+            con.execute(f"drop view if exists {name}")
 
 
 def load_source_records(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -206,7 +231,8 @@ def prepare_records(
 def number_records(records: pl.DataFrame) -> pl.DataFrame:
     """Prepared records (any order, no ``record_id``) in record-key order, numbered 0..n-1, with the
     columns in the order :func:`prepare_records` gives (the external-id columns last, sorted)."""
-    records = records.sort("record_key")
+    if not records["record_key"].is_sorted():  # read in key order, it is not copied again
+        records = records.sort("record_key")
     ids = id_columns(records)
     others = [c for c in records.columns if c not in ids and c != "record_id"]
     return records.select(pl.Series("record_id", np.arange(records.height, dtype=np.int64)), *others, *ids)

@@ -37,6 +37,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -57,7 +59,7 @@ from crm.identity.clustering import (
 )
 from crm.identity.matching import Model, load_model, needs_training, save_model, score_pairs, self_weight, train_model
 from crm.identity.profiles import PROFILE_KEY, build_profiles
-from crm.identity.records import load_source_records, prepare_records, query_pl
+from crm.identity.records import frame_view, prepare_records, query_pl
 from crm.identity.rules import deterministic_edges, guard_values
 from crm.identity.stable_ids import assign_stable_ids, parse_customer_seq
 
@@ -352,6 +354,8 @@ class Matching:
     fresh_edges: pl.DataFrame | None = None
     new_profiles: pl.Series | None = None
     vanished_profiles: pl.Series | None = None
+    # a full scoring's every pair (``edges`` holds only those the clustering reads), until written
+    all_pairs_file: Path | None = None
 
 
 @dataclass
@@ -584,17 +588,20 @@ def _score(
     also sets ``matching.fresh_edges``, ``new_profiles`` and ``vanished_profiles``."""
     state = con.execute(f"select model_version from {SCHEMA}.match_state").fetchall()
     current = matching.profiles[PROFILE_KEY]
+    # The clustering looks only at pairs at or above the review threshold (the suspected duplicates)
+    # and the match threshold, for this company's prior. The weaker pairs are kept in the warehouse
+    # for the next run, and not held here: a full run streams every pair to a file on the way
+    # (matching.all_pairs_file), a nightly run does not read the weak pairs kept from earlier runs.
+    lam = model.prior(matching.profiles.height)
+    weakest = min(_logit2(settings.review_threshold), _logit2(settings.threshold)) - _logit2(lam)
     if settings.reresolve or trained or not state or state[0][0] != model.version:
-        return score_pairs(model, matching.profiles), "full", current.len()
+        matching.all_pairs_file = Path(tempfile.mkdtemp(prefix="crm_identity_pairs_")) / "pairs.parquet"
+        edges = score_pairs(model, matching.profiles, min_weight=weakest, all_pairs_to=matching.all_pairs_file)
+        return edges, "full", current.len()
     scored = query_pl(con, f"select profile_key from {SCHEMA}.scored_profiles")[PROFILE_KEY]
     new_keys = current.filter(~current.is_in(scored.implode()))
     matching.new_profiles = new_keys
     matching.vanished_profiles = scored.filter(~scored.is_in(current.implode()))
-    # The clustering looks only at pairs at or above the review threshold (the suspected duplicates)
-    # and the match threshold, for this company's prior: the weaker pairs kept from earlier runs stay
-    # in the warehouse and are not read (a full run reads and writes them all).
-    lam = model.prior(matching.profiles.height)
-    weakest = min(_logit2(settings.review_threshold), _logit2(settings.threshold)) - _logit2(lam)
     kept = query_pl(
         con,
         f"select e.* from {SCHEMA}.match_edges e "
@@ -630,97 +637,107 @@ def run_identity_resolution(
     if steward_decisions is not None:
         _replace_steward_decisions(con, steward_decisions)
     t = time.perf_counter()
-    raw = load_source_records(con)
-    timings["load"] = time.perf_counter() - t
-    t = time.perf_counter()
     # only new and changed records are normalised; reresolve normalises every record again
-    records, kept_records = prepared.prepare(con, raw, settings.phone_region, full=settings.reresolve)
-    del raw
+    records, kept_records = prepared.prepare(con, None, settings.phone_region, full=settings.reresolve)
     timings["normalise"] = time.perf_counter() - t
     t = time.perf_counter()
     matching = matching_from_records(records, settings)
     del records
     timings["guard_profiles"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    model, trained = _model_for(matching, settings, notes)
-    timings["train"] = time.perf_counter() - t
-    t = time.perf_counter()
-    mode, new_scored = "full", 0
-    con.register("_current_profiles", matching.profiles.select(PROFILE_KEY).to_arrow())
     try:
-        if model is not None and model.comparisons and model.blocking:
-            matching.edges, mode, new_scored = _score(con, matching, model, settings, trained)
-            matching.model = model
-            matching.prior = model.prior(matching.profiles.height)
-            notes.extend(n for n in model.notes if n.startswith(("no evidence", "fallback")))
-        elif matching.records.height:
-            notes.append(
-                "no identity evidence to compare (no names, emails, phones, addresses, birth dates or ids): "
-                "one customer per source key, except records that share an email, phone or id"
-                if model is None or not model.comparisons
-                else "not enough evidence to compare records: only deterministic links"
-            )
+        t = time.perf_counter()
+        model, trained = _model_for(matching, settings, notes)
+        timings["train"] = time.perf_counter() - t
+        t = time.perf_counter()
+        mode, new_scored = "full", 0
+        con.register("_current_profiles", matching.profiles.select(PROFILE_KEY).to_arrow())
+        try:
+            if model is not None and model.comparisons and model.blocking:
+                matching.edges, mode, new_scored = _score(con, matching, model, settings, trained)
+                matching.model = model
+                matching.prior = model.prior(matching.profiles.height)
+                notes.extend(n for n in model.notes if n.startswith(("no evidence", "fallback")))
+            elif matching.records.height:
+                notes.append(
+                    "no identity evidence to compare (no names, emails, phones, addresses, birth dates or ids): "
+                    "one customer per source key, except records that share an email, phone or id"
+                    if model is None or not model.comparisons
+                    else "not enough evidence to compare records: only deterministic links"
+                )
+        finally:
+            con.unregister("_current_profiles")
+        timings["score"] = time.perf_counter() - t
+
+        resolution = resolve(matching, load_overrides(con), settings)
+        timings.update(resolution.stage_seconds)
+        # the match keys have done their work: only what identity.records shows stays in memory
+        resolution.records = resolution.records.select(
+            "record_id", "cluster", *RECORD_SHOWN, "match_probability", "match_weight", "match_evidence"
+        )
+        matching.records = matching.records.clear()
+
+        t = time.perf_counter()
+        previous = _previous_assignments(con, resolution.records.select("record_key", "source", "source_key"))
+        max_seq = con.execute(f"select max(customer_id) from {SCHEMA}.customer_ids").fetchall()[0][0]
+        next_seq = parse_customer_seq(max_seq) + 1 if max_seq else 1
+        ids = assign_stable_ids(resolution.records.select("record_key", "cluster"), previous, next_seq)
+        customer_ids = resolution.records.select("cluster").join(
+            ids.assignments.select("cluster", "customer_id"), on="cluster", how="left", maintain_order="left"
+        )["customer_id"]
+        out = resolution.records.with_columns(customer_ids)  # the records' columns are shared, not copied
+        timings["stable_ids"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        tables = _output_tables(out, resolution, matching, ids, run_id, now)
+        counts = {k: ids.changes.filter(pl.col("change_type") == k).height for k in ("merge", "split", "retire")}
+        summary = IdentityRunSummary(
+            run_id=run_id,
+            mode=mode,
+            records=out.height,
+            profiles=matching.profiles.height,
+            new_profiles_scored=new_scored,
+            customers=ids.assignments.height,
+            new_customer_ids=tables["new_ids"].height,
+            deterministic_edges=resolution.det_edges.height,
+            probabilistic_edges=resolution.prob_edges.height,
+            suspected_duplicates=tables["suspected"].height,
+            guarded_values=tables["guarded"].height,
+            steward_merges_applied=resolution.steward_merges_applied,
+            steward_splits=resolution.steward_splits,
+            steward_overrides_ignored=resolution.steward_ignored,
+            merges=counts["merge"],
+            splits=counts["split"],
+            retired=counts["retire"],
+            model_version=model.version if model else "none",
+            model_trained=trained,
+            seconds=0.0,
+            notes=notes,
+            stage_seconds=timings,
+            records_normalised=kept_records.normalised,
+        )
+        _write(con, tables, matching, model, summary, now, started, kept_records)
+        timings["write"] = time.perf_counter() - t
+        summary.seconds = time.perf_counter() - started
+        for note in notes:
+            logger.info("identity: %s", note)
+        return summary
     finally:
-        con.unregister("_current_profiles")
-    timings["score"] = time.perf_counter() - t
-
-    resolution = resolve(matching, load_overrides(con), settings)
-    timings.update(resolution.stage_seconds)
-
-    t = time.perf_counter()
-    previous = _previous_assignments(con, resolution.records.select("record_key", "source", "source_key"))
-    max_seq = con.execute(f"select max(customer_id) from {SCHEMA}.customer_ids").fetchall()[0][0]
-    next_seq = parse_customer_seq(max_seq) + 1 if max_seq else 1
-    ids = assign_stable_ids(resolution.records.select("record_key", "cluster"), previous, next_seq)
-    out = resolution.records.join(ids.assignments.select("cluster", "customer_id"), on="cluster", how="left")
-    timings["stable_ids"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    tables = _output_tables(out, resolution, matching, ids, run_id, now)
-    counts = {k: ids.changes.filter(pl.col("change_type") == k).height for k in ("merge", "split", "retire")}
-    summary = IdentityRunSummary(
-        run_id=run_id,
-        mode=mode,
-        records=out.height,
-        profiles=matching.profiles.height,
-        new_profiles_scored=new_scored,
-        customers=ids.assignments.height,
-        new_customer_ids=tables["new_ids"].height,
-        deterministic_edges=resolution.det_edges.height,
-        probabilistic_edges=resolution.prob_edges.height,
-        suspected_duplicates=tables["suspected"].height,
-        guarded_values=tables["guarded"].height,
-        steward_merges_applied=resolution.steward_merges_applied,
-        steward_splits=resolution.steward_splits,
-        steward_overrides_ignored=resolution.steward_ignored,
-        merges=counts["merge"],
-        splits=counts["split"],
-        retired=counts["retire"],
-        model_version=model.version if model else "none",
-        model_trained=trained,
-        seconds=0.0,
-        notes=notes,
-        stage_seconds=timings,
-        records_normalised=kept_records.normalised,
-    )
-    _write(con, tables, matching, model, summary, now, started, kept_records)
-    timings["write"] = time.perf_counter() - t
-    summary.seconds = time.perf_counter() - started
-    for note in notes:
-        logger.info("identity: %s", note)
-    return summary
+        if matching.all_pairs_file is not None:
+            shutil.rmtree(matching.all_pairs_file.parent, ignore_errors=True)
 
 
 def _previous_assignments(con: duckdb.DuckDBPyConnection, current: pl.DataFrame) -> pl.DataFrame:
     """(record_key, customer_id) of the last run. Records of a run from before keys named the source
     system (``sales_contacts:101``) are matched to today's records by source and key."""
+    has_legacy = con.execute(
+        f"select count(*) from {SCHEMA}.records where source_system is null and customer_id is not null"
+    ).fetchall()[0][0]
+    if not has_legacy:
+        return query_pl(con, f"select record_key, customer_id from {SCHEMA}.records where customer_id is not null")
     previous = query_pl(
         con, f"select record_key, source, source_system, source_key, customer_id from {SCHEMA}.records"
     ).filter(pl.col("customer_id").is_not_null())
     legacy = previous.filter(pl.col("source_system").is_null())
-    if legacy.height == 0:
-        return previous.select("record_key", "customer_id")
     unique = current.filter(pl.len().over("source", "source_key") == 1)
     adopted = legacy.select("source", "source_key", "customer_id").join(
         unique.select("source", "source_key", "record_key"), on=["source", "source_key"]
@@ -733,29 +750,37 @@ def _previous_assignments(con: duckdb.DuckDBPyConnection, current: pl.DataFrame)
     )
 
 
+# What identity.records shows of a record besides its customer, match probability and weight, and
+# the evidence (see _output_tables).
+RECORD_SHOWN = (
+    "record_key",
+    "source",
+    "source_system",
+    "source_key",
+    "email",
+    "phone_e164",
+    "first_name",
+    "last_name",
+    "birth_date",
+    "address_line1",
+    "address_line2",
+    "city",
+    "postcode",
+    "region",
+    "country",
+    "external_ids",
+    "record_created_at",
+    "record_updated_at",
+    "match_rule",
+)
+
+
 def _output_tables(out, resolution: Resolution, matching: Matching, ids, run_id: str, now: datetime) -> dict:
     stamp = pl.lit(now).cast(pl.Datetime("us"))
     final = out.select(
-        "record_key",
-        "source",
-        "source_system",
-        "source_key",
+        *RECORD_SHOWN[:4],
         "customer_id",
-        "email",
-        "phone_e164",
-        "first_name",
-        "last_name",
-        "birth_date",
-        "address_line1",
-        "address_line2",
-        "city",
-        "postcode",
-        "region",
-        "country",
-        "external_ids",
-        "record_created_at",
-        "record_updated_at",
-        "match_rule",
+        *RECORD_SHOWN[4:],
         pl.col("match_probability").cast(pl.Float64),
         pl.col("match_weight").cast(pl.Float64),
         "match_evidence",
@@ -793,12 +818,9 @@ def _output_tables(out, resolution: Resolution, matching: Matching, ids, run_id:
 
 
 def _replace(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    con.register("_frame", frame.to_arrow())
-    try:
+    with frame_view(con, "_frame", frame):
         con.execute(f"delete from {SCHEMA}.{table}")
         con.execute(f"insert into {SCHEMA}.{table} by name select * from _frame")
-    finally:
-        con.unregister("_frame")
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -809,7 +831,11 @@ def _keep_scored_pairs(con: duckdb.DuckDBPyConnection, matching: Matching) -> No
     """identity.match_edges and identity.scored_profiles as the current profiles' pairs: replaced after
     a full scoring; after a nightly one, the vanished profiles' rows dropped and the new ones added."""
     if matching.fresh_edges is None:
-        _replace(con, "match_edges", matching.edges)
+        con.execute(f"delete from {SCHEMA}.match_edges")
+        if matching.all_pairs_file is not None and matching.all_pairs_file.exists():
+            con.execute(
+                f"insert into {SCHEMA}.match_edges by name select * from read_parquet('{matching.all_pairs_file}')"
+            )
         _replace(con, "scored_profiles", matching.profiles.select(PROFILE_KEY))
         return
     con.register("_vanished", pl.DataFrame({PROFILE_KEY: matching.vanished_profiles}).to_arrow())

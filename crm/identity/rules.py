@@ -54,8 +54,10 @@ def guard_values(records: pl.DataFrame, max_cluster_size: int) -> tuple[pl.DataF
     """
     guarded = []
     for kind, column in evidence_columns(records).items():
+        # lazy, so that only the columns the guard reads are filtered (the records are the company)
         held = (
-            records.filter(pl.col(column).is_not_null())
+            records.lazy()
+            .filter(pl.col(column).is_not_null())
             .group_by(column)
             .agg(
                 pl.len().alias("records"),
@@ -63,6 +65,7 @@ def guard_values(records: pl.DataFrame, max_cluster_size: int) -> tuple[pl.DataF
                 description_expr(records).n_unique().alias("descriptions"),
             )
             .filter((pl.col("surnames") > MAX_SURNAMES_PER_VALUE) | (pl.col("descriptions") > max_cluster_size))
+            .collect()
         )
         if held.height:
             guarded.append(
@@ -120,16 +123,16 @@ def deterministic_edges(records: pl.DataFrame) -> pl.DataFrame:
     """Edges (a, b, rule) from equal emails, equal external ids and equal phones (with the surname guard)."""
     parts = [pl.DataFrame(schema=EDGE_SCHEMA)]
     if "email_match" in records.columns:
-        with_email = records.filter(pl.col("email_match").is_not_null()).select("record_id", "email_match")
+        with_email = records.select("record_id", "email_match").filter(pl.col("email_match").is_not_null())
         parts.append(_star_edges(with_email, ["email_match"], "email"))
     for kind, column in evidence_columns(records).items():
         if kind.startswith("external_id:"):
-            held = records.filter(pl.col(column).is_not_null()).select("record_id", column)
+            held = records.select("record_id", column).filter(pl.col(column).is_not_null())
             parts.append(_star_edges(held, [column], kind))
 
     phone = "phone_key" if "phone_key" in records.columns else "phone_e164"
-    phones = records.filter(pl.col(phone).is_not_null()).select(
-        "record_id", pl.col(phone).alias("phone"), "last_name_key"
+    phones = records.select("record_id", pl.col(phone).alias("phone"), "last_name_key").filter(
+        pl.col("phone").is_not_null()
     )
     phones = phones.with_columns(
         pl.col("last_name_key").n_unique().over("phone").alias("names"),

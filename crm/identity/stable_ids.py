@@ -60,43 +60,52 @@ def assign_stable_ids(current: pl.DataFrame, previous: pl.DataFrame, next_seq: i
     ids_per_cluster = overlap.group_by("cluster").agg(pl.len().alias("ids_in_cluster"))
     clusters_per_id = overlap.group_by("customer_id").agg(pl.len().alias("clusters_of_id"))
     overlap = overlap.join(ids_per_cluster, on="cluster").join(clusters_per_id, on="customer_id")
-    simple = overlap.filter((pl.col("ids_in_cluster") == 1) & (pl.col("clusters_of_id") == 1))
-    assigned: dict[int, str] = dict(zip(simple["cluster"].to_list(), simple["customer_id"].to_list(), strict=True))
-    used: set[str] = set(simple["customer_id"].to_list())
-    contested = overlap.filter(~((pl.col("ids_in_cluster") == 1) & (pl.col("clusters_of_id") == 1))).sort(
-        ["n", "customer_id", "cluster"], descending=[True, False, False]
-    )
+    one_to_one = (pl.col("ids_in_cluster") == 1) & (pl.col("clusters_of_id") == 1)
+    # an id held by one cluster alone, in a cluster holding no other id, stays with it; the contested
+    # ones (merges, splits) go greedily to the largest overlaps: few, so walked in Python
+    contested = overlap.filter(~one_to_one).sort(["n", "customer_id", "cluster"], descending=[True, False, False])
+    assigned: dict[int, str] = {}
+    used: set[str] = set()
     for cluster, customer_id in zip(contested["cluster"].to_list(), contested["customer_id"].to_list(), strict=True):
         if cluster in assigned or customer_id in used:
             continue
         assigned[cluster] = customer_id
         used.add(customer_id)
-
-    first_key = current.group_by("cluster").agg(pl.col("record_key").min().alias("first_key")).sort("first_key")
-    rows_cluster, rows_id, rows_new = [], [], []
-    for cluster in first_key["cluster"].to_list():
-        if cluster in assigned:
-            rows_cluster.append(cluster)
-            rows_id.append(assigned[cluster])
-            rows_new.append(False)
-        else:
-            rows_cluster.append(cluster)
-            rows_id.append(format_customer_id(next_seq))
-            rows_new.append(True)
-            next_seq += 1
-    assignments = pl.DataFrame(
-        {"cluster": rows_cluster, "customer_id": rows_id, "is_new": rows_new},
-        schema={"cluster": pl.Int64, "customer_id": pl.Utf8, "is_new": pl.Boolean},
+    inherited = pl.concat(
+        [
+            overlap.filter(one_to_one).select("cluster", "customer_id"),
+            pl.DataFrame(
+                {"cluster": list(assigned), "customer_id": list(assigned.values())},
+                schema={"cluster": pl.Int64, "customer_id": pl.Utf8},
+            ),
+        ]
     )
+    # new ids in order of each cluster's smallest record key
+    assignments = (
+        current.group_by("cluster")
+        .agg(pl.col("record_key").min().alias("first_key"))
+        .sort("first_key")
+        .join(inherited, on="cluster", how="left", maintain_order="left")
+        .with_columns(pl.col("customer_id").is_null().alias("is_new"))
+    )
+    seq = next_seq - 1 + pl.col("is_new").cast(pl.Int64).cum_sum()
+    assignments = assignments.select(
+        "cluster",
+        pl.when(pl.col("is_new"))
+        .then(pl.lit(ID_PREFIX) + seq.cast(pl.Utf8).str.zfill(ID_DIGITS))
+        .otherwise(pl.col("customer_id"))
+        .alias("customer_id"),
+        "is_new",
+    )
+    next_seq += int(assignments["is_new"].sum())
 
     moves = (
         overlap.select("cluster", "customer_id", "n")
         .join(assignments.select("cluster", pl.col("customer_id").alias("new_id")), on="cluster")
         .filter(pl.col("customer_id") != pl.col("new_id"))
     )
-    kept = set(assignments["customer_id"].to_list())
     changes = moves.select(
-        pl.when(pl.col("customer_id").is_in(list(kept)))
+        pl.when(pl.col("customer_id").is_in(assignments["customer_id"].implode()))
         .then(pl.lit("split"))
         .otherwise(pl.lit("merge"))
         .alias("change_type"),
@@ -104,7 +113,11 @@ def assign_stable_ids(current: pl.DataFrame, previous: pl.DataFrame, next_seq: i
         pl.col("new_id").alias("related_customer_id"),
         pl.col("n").cast(pl.Int64).alias("records_moved"),
     )
-    vanished = sorted(set(previous["customer_id"].unique().to_list()) - set(overlap["customer_id"].to_list()))
+    vanished = sorted(
+        previous.select(pl.col("customer_id").unique())
+        .join(overlap.select("customer_id"), on="customer_id", how="anti")["customer_id"]
+        .to_list()
+    )
     if vanished:
         changes = pl.concat(
             [

@@ -21,7 +21,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from crm.identity.resolution import IdentitySettings, run_identity_resolution
+from crm.identity.matching import load_model, score_pairs
+from crm.identity.records import number_records
+from crm.identity.resolution import IdentitySettings, matching_from_records, run_identity_resolution
 
 STAGING_PERSON = [
     "full_name",
@@ -252,3 +254,22 @@ def test_every_link_names_its_evidence(company):
     for evidence, probability in suspects:
         assert 0.5 <= probability < 0.95
         assert "same" in evidence or "differ" in evidence or "similar" in evidence
+
+
+def test_a_full_scoring_streams_every_pair_to_a_file_and_keeps_only_the_strong_ones(company, tmp_path):
+    """A full run keeps the company's pairs (tens of millions at a million customers) out of memory:
+    every pair goes to a file for the warehouse, and only the pairs the clustering reads come back."""
+    model = load_model(company["root"] / "models")
+    with duckdb.connect(str(company["full_db"]), read_only=True) as con:
+        kept = pl.from_arrow(con.sql("select * from identity.prepared_records").to_arrow_table())
+        stored = pl.from_arrow(con.sql("select * from identity.match_edges").to_arrow_table())
+    profiles = matching_from_records(number_records(kept), IdentitySettings()).profiles
+    every = score_pairs(model, profiles)
+    cut = float(every["match_weight"].median())
+    strong = score_pairs(model, profiles, min_weight=cut, all_pairs_to=tmp_path / "pairs.parquet")
+    assert 0 < strong.height < every.height
+    assert strong.equals(every.filter(pl.col("match_weight") >= cut))
+    streamed = pl.read_parquet(tmp_path / "pairs.parquet").sort("profile_key_l", "profile_key_r")
+    assert streamed.equals(every)
+    # and the full re-resolution kept exactly these pairs in the warehouse
+    assert stored.sort("profile_key_l", "profile_key_r").equals(every)

@@ -12,9 +12,12 @@ crm/identity/prepared.py) and scores only new descriptions of people. ``crm buil
 the same customers and ids.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
-from crm.identity.resolution import run_identity_resolution, settings_for, steward_override_violations
+from crm.identity.isolated import resolve_warehouse_in_child
+from crm.identity.resolution import settings_for, steward_override_violations
 from crm.identity.steward import load_decisions
 from pipelines.resources import CrmSettingsResource, WarehouseResource
 
@@ -89,9 +92,16 @@ def identity_resolution(
         reresolve=config.reresolve,
         retrain=config.retrain,
     )
+    # in a child process: its memory goes back to the system before dbt and the scores run
+    summary = resolve_warehouse_in_child(
+        Path(warehouse.path),
+        settings,
+        memory_limit=warehouse.memory_limit,
+        threads=warehouse.threads,
+        run_id=context.run_id[:12],
+        steward_decisions=load_decisions(sources.data_dir),
+    )
     with warehouse.connect() as con:
-        decisions = load_decisions(sources.data_dir)
-        summary = run_identity_resolution(con, settings, run_id=context.run_id[:12], steward_decisions=decisions)
         violations = steward_override_violations(con)
     for note in summary.notes:
         if note.startswith("no "):
