@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import phonenumbers
@@ -59,10 +62,18 @@ class PreparedDelta:
 
     fingerprint: str
     full: bool  # replace both tables (first run, reresolve, other code or settings)
-    source: pl.DataFrame | None  # the new and changed source records (None when full: READ_TABLE holds them all)
+    source: pl.DataFrame | None  # the new and changed source records (None when full: see source_file)
     prepared: pl.DataFrame  # normalised rows of the records normalised in this run (no record_id)
     removed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"rk": pl.Utf8}))  # keys to drop
     normalised: int = 0  # records normalised in this run
+    # full: every source record, set aside in a Parquet file until the write (out of DuckDB's memory)
+    source_file: Path | None = None
+
+    def discard(self) -> None:
+        """Remove the set-aside file (written, or the run failed)."""
+        if self.source_file is not None:
+            shutil.rmtree(self.source_file.parent, ignore_errors=True)
+            self.source_file = None
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -121,8 +132,13 @@ def prepare(
     wanted = fingerprint(phone_region, day_first)
     if full or _stored_fingerprint(con) != wanted:
         keyed = rec.query_pl(con, f"select {columns} from {READ_TABLE} order by rk nulls first")
+        source_file = Path(tempfile.mkdtemp(prefix="crm_identity_source_")) / "source_records.parquet"
+        con.execute(f"copy (select {columns} from {READ_TABLE}) to '{source_file}' (format parquet)")
+        con.execute(f"drop table {READ_TABLE}")
         prepared = rec.number_records(rec.normalise_records(keyed, phone_region, day_first=day_first))
-        delta = PreparedDelta(wanted, True, None, prepared.drop("record_id"), normalised=keyed.height)
+        delta = PreparedDelta(
+            wanted, True, None, prepared.drop("record_id"), normalised=keyed.height, source_file=source_file
+        )
         return prepared, delta
     # set difference: nulls compare equal, so a record whose fields all match a kept one is unchanged
     changed = rec.query_pl(
@@ -162,9 +178,8 @@ def write_prepared(con: duckdb.DuckDBPyConnection, delta: PreparedDelta) -> None
     """Keep the delta (inside the caller's transaction, on the connection :func:`prepare` read with)."""
     with rec.frame_view(con, "_prep", delta.prepared):
         if delta.full:
-            con.execute(
-                f"create or replace table {SOURCE_TABLE} as select {', '.join(SOURCE_COLUMNS)} from {READ_TABLE}"
-            )
+            con.execute(f"create or replace table {SOURCE_TABLE} as select * from read_parquet('{delta.source_file}')")
+            delta.discard()
             con.execute(f"create or replace table {PREPARED_TABLE} as select * from _prep")
             con.execute(f"create or replace table {STATE_TABLE} (fingerprint varchar)")
             con.execute(f"insert into {STATE_TABLE} values (?)", [delta.fingerprint])

@@ -356,6 +356,11 @@ class Matching:
     vanished_profiles: pl.Series | None = None
     # a full scoring's every pair (``edges`` holds only those the clustering reads), until written
     all_pairs_file: Path | None = None
+    # every profile's key, once ``profiles`` is cut down to those the suspected pairs show
+    profile_keys: pl.Series | None = None
+
+    def all_profile_keys(self) -> pl.Series:
+        return self.profile_keys if self.profile_keys is not None else self.profiles[PROFILE_KEY]
 
 
 @dataclass
@@ -636,15 +641,21 @@ def run_identity_resolution(
     ensure_identity_tables(con)
     if steward_decisions is not None:
         _replace_steward_decisions(con, steward_decisions)
-    t = time.perf_counter()
-    # only new and changed records are normalised; reresolve normalises every record again
-    records, kept_records = prepared.prepare(con, None, settings.phone_region, full=settings.reresolve)
-    timings["normalise"] = time.perf_counter() - t
-    t = time.perf_counter()
-    matching = matching_from_records(records, settings)
-    del records
-    timings["guard_profiles"] = time.perf_counter() - t
+    kept_records: prepared.PreparedDelta | None = None
+    matching: Matching | None = None
     try:
+        t = time.perf_counter()
+        # only new and changed records are normalised; reresolve normalises every record again
+        records, kept_records = prepared.prepare(con, None, settings.phone_region, full=settings.reresolve)
+        timings["normalise"] = time.perf_counter() - t
+        t = time.perf_counter()
+        matching = matching_from_records(records, settings)
+        del records
+        # the match keys are in the profiles now: the records keep what the links and identity.records show
+        matching.records = matching.records.select(
+            c for c in matching.records.columns if c == "record_id" or c in RECORD_SHOWN or c.startswith("id_")
+        )
+        timings["guard_profiles"] = time.perf_counter() - t
         t = time.perf_counter()
         model, trained = _model_for(matching, settings, notes)
         timings["train"] = time.perf_counter() - t
@@ -675,6 +686,10 @@ def run_identity_resolution(
             "record_id", "cluster", *RECORD_SHOWN, "match_probability", "match_weight", "match_evidence"
         )
         matching.records = matching.records.clear()
+        # from here on only the suspected pairs' profiles are shown: the others' match keys go
+        matching.profile_keys = matching.profiles[PROFILE_KEY]
+        shown = pl.concat([resolution.suspected["profile_key_l"], resolution.suspected["profile_key_r"]])
+        matching.profiles = matching.profiles.filter(pl.col(PROFILE_KEY).is_in(shown.implode()))
 
         t = time.perf_counter()
         previous = _previous_assignments(con, resolution.records.select("record_key", "source", "source_key"))
@@ -694,7 +709,7 @@ def run_identity_resolution(
             run_id=run_id,
             mode=mode,
             records=out.height,
-            profiles=matching.profiles.height,
+            profiles=matching.all_profile_keys().len(),
             new_profiles_scored=new_scored,
             customers=ids.assignments.height,
             new_customer_ids=tables["new_ids"].height,
@@ -722,7 +737,9 @@ def run_identity_resolution(
             logger.info("identity: %s", note)
         return summary
     finally:
-        if matching.all_pairs_file is not None:
+        if kept_records is not None:
+            kept_records.discard()
+        if matching is not None and matching.all_pairs_file is not None:
             shutil.rmtree(matching.all_pairs_file.parent, ignore_errors=True)
 
 
@@ -836,7 +853,7 @@ def _keep_scored_pairs(con: duckdb.DuckDBPyConnection, matching: Matching) -> No
             con.execute(
                 f"insert into {SCHEMA}.match_edges by name select * from read_parquet('{matching.all_pairs_file}')"
             )
-        _replace(con, "scored_profiles", matching.profiles.select(PROFILE_KEY))
+        _replace(con, "scored_profiles", matching.all_profile_keys().to_frame())
         return
     con.register("_vanished", pl.DataFrame({PROFILE_KEY: matching.vanished_profiles}).to_arrow())
     con.register("_new", pl.DataFrame({PROFILE_KEY: matching.new_profiles}).to_arrow())
@@ -881,7 +898,7 @@ def _write(
             con.execute(f"delete from {SCHEMA}.match_state")
             con.execute(
                 f"insert into {SCHEMA}.match_state values (?, ?, ?, ?)",
-                [model.version, matching.profiles.height, _count(con, "match_edges"), now],
+                [model.version, matching.all_profile_keys().len(), _count(con, "match_edges"), now],
             )
         con.register("_new_ids", tables["new_ids"].to_arrow())
         con.execute(
