@@ -11,9 +11,12 @@ allows one writing process per file).
 
 from __future__ import annotations
 
-import multiprocessing
+import pickle
 import re
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import polars as pl
@@ -60,7 +63,35 @@ def resolve_warehouse(
 
 
 def resolve_warehouse_in_child(path: Path, settings: IdentitySettings, **options) -> IdentityRunSummary:
-    """:func:`resolve_warehouse` in a fresh child process (spawned: nothing of this one is inherited);
-    its errors are raised here."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(resolve_warehouse, Path(path), settings, **options).result()
+    """:func:`resolve_warehouse` in a fresh Python process (``python -m crm.identity.isolated``);
+    its errors are raised here.
+
+    A plain subprocess, not multiprocessing: a spawned child re-runs the parent's ``__main__``,
+    which in a Dagster code server or a test process is not ours to run."""
+    with tempfile.TemporaryDirectory(prefix="crm_identity_child_") as folder:
+        request, answer = Path(folder) / "request.pickle", Path(folder) / "answer.pickle"
+        request.write_bytes(pickle.dumps((Path(path), settings, options)))
+        done = subprocess.run([sys.executable, "-m", __name__, str(request), str(answer)], check=False)
+        if not answer.exists():
+            raise RuntimeError(f"identity resolution's process ended without an answer (exit code {done.returncode})")
+        ok, value = pickle.loads(answer.read_bytes())
+    if not ok:
+        raise value
+    return value
+
+
+def _serve(request: Path, answer: Path) -> None:
+    path, settings, options = pickle.loads(request.read_bytes())
+    try:
+        result = (True, resolve_warehouse(path, settings, **options))
+    except Exception as error:  # handed to the parent, which raises it
+        try:
+            pickle.dumps(error)
+        except Exception:
+            error = RuntimeError("".join(traceback.format_exception(error)))
+        result = (False, error)
+    answer.write_bytes(pickle.dumps(result))
+
+
+if __name__ == "__main__":
+    _serve(Path(sys.argv[1]), Path(sys.argv[2]))

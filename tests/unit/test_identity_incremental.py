@@ -14,6 +14,7 @@ The incremental and the full run must give the same customers.
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from crm.identity.isolated import resolve_warehouse_in_child
 from crm.identity.matching import load_model, score_pairs
 from crm.identity.records import number_records
 from crm.identity.resolution import IdentitySettings, matching_from_records, run_identity_resolution
@@ -273,3 +275,22 @@ def test_a_full_scoring_streams_every_pair_to_a_file_and_keeps_only_the_strong_o
     assert streamed.equals(every)
     # and the full re-resolution kept exactly these pairs in the warehouse
     assert stored.sort("profile_key_l", "profile_key_r").equals(every)
+
+
+def test_the_build_resolves_in_a_process_of_its_own_whatever_runs_as_main(company, tmp_path, monkeypatch):
+    """The identity step's child process (its memory leaves with it) must not re-run the parent's
+    main script: in a test or a code server that is somebody else's program."""
+    hostile = tmp_path / "somebody_elses_app.py"
+    hostile.write_text("raise SystemExit('the identity step ran its parent main script')\n")
+    # as after a Streamlit AppTest ran in the same process: __main__ is a script, not a module
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(hostile), raising=False)
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
+    db = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(company["incremental_db"], db)
+    settings = IdentitySettings(model_dir=company["root"] / "models", retrain_growth=10.0)
+    summary = resolve_warehouse_in_child(db, settings, run_id="child")
+    assert summary.run_id == "child" and summary.records == company["incremental"].records
+    assert _customers(db) == _customers(company["incremental_db"])
+    # the child's errors are raised in the parent
+    with pytest.raises(duckdb.CatalogException, match="stg_sales__contacts"):
+        resolve_warehouse_in_child(tmp_path / "empty.duckdb", settings)
