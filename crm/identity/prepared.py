@@ -51,8 +51,8 @@ def fingerprint(phone_region: str, day_first: bool) -> str:
 
 
 # The records this run read, keyed and deduplicated (a temp table of the run's connection): change
-# detection, and a full run's copy into SOURCE_TABLE, happen inside DuckDB, so the company's source
-# records never sit in Python beside their normalised form.
+# detection happens inside DuckDB, and a full run sets them aside in a file for SOURCE_TABLE, so the
+# company's source records never sit in Python beside their normalised form.
 READ_TABLE = "_identity_read_records"
 
 
