@@ -131,10 +131,13 @@ def prepare(
     columns = ", ".join(SOURCE_COLUMNS)
     wanted = fingerprint(phone_region, day_first)
     if full or _stored_fingerprint(con) != wanted:
-        keyed = rec.query_pl(con, f"select {columns} from {READ_TABLE} order by rk nulls first")
+        # one file serves both: normalised now, and written to SOURCE_TABLE at the end of the run
         source_file = Path(tempfile.mkdtemp(prefix="crm_identity_source_")) / "source_records.parquet"
-        con.execute(f"copy (select {columns} from {READ_TABLE}) to '{source_file}' (format parquet)")
+        con.execute(
+            f"copy (select {columns} from {READ_TABLE} order by rk nulls first) to '{source_file}' (format parquet)"
+        )
         con.execute(f"drop table {READ_TABLE}")
+        keyed = pl.read_parquet(source_file)
         prepared = rec.number_records(rec.normalise_records(keyed, phone_region, day_first=day_first))
         delta = PreparedDelta(
             wanted, True, None, prepared.drop("record_id"), normalised=keyed.height, source_file=source_file
