@@ -63,17 +63,22 @@ class PreparedDelta:
     fingerprint: str
     full: bool  # replace both tables (first run, reresolve, other code or settings)
     source: pl.DataFrame | None  # the new and changed source records (None when full: see source_file)
-    prepared: pl.DataFrame  # normalised rows of the records normalised in this run (no record_id)
+    # normalised rows of the records normalised in this run, no record_id (None when full: see prepared_file)
+    prepared: pl.DataFrame | None
     removed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"rk": pl.Utf8}))  # keys to drop
     normalised: int = 0  # records normalised in this run
-    # full: every source record, set aside in a Parquet file until the write (out of DuckDB's memory)
+    # full: every source record and every normalised row, set aside in Parquet files until the write.
+    # Held as frames, they would keep every column of the company in memory for the whole run,
+    # the match keys the run drops once the profiles hold them included.
     source_file: Path | None = None
+    prepared_file: Path | None = None
 
     def discard(self) -> None:
-        """Remove the set-aside file (written, or the run failed)."""
+        """Remove the set-aside files (written, or the run failed)."""
         if self.source_file is not None:
             shutil.rmtree(self.source_file.parent, ignore_errors=True)
             self.source_file = None
+            self.prepared_file = None
 
 
 def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -139,8 +144,16 @@ def prepare(
         con.execute(f"drop table {READ_TABLE}")
         keyed = pl.read_parquet(source_file)
         prepared = rec.number_records(rec.normalise_records(keyed, phone_region, day_first=day_first))
+        prepared_file = source_file.with_name("prepared_records.parquet")
+        prepared.drop("record_id").write_parquet(prepared_file)
         delta = PreparedDelta(
-            wanted, True, None, prepared.drop("record_id"), normalised=keyed.height, source_file=source_file
+            wanted,
+            True,
+            None,
+            None,
+            normalised=keyed.height,
+            source_file=source_file,
+            prepared_file=prepared_file,
         )
         return prepared, delta
     # set difference: nulls compare equal, so a record whose fields all match a kept one is unchanged
@@ -179,14 +192,14 @@ def prepare(
 
 def write_prepared(con: duckdb.DuckDBPyConnection, delta: PreparedDelta) -> None:
     """Keep the delta (inside the caller's transaction, on the connection :func:`prepare` read with)."""
+    if delta.full:
+        con.execute(f"create or replace table {SOURCE_TABLE} as select * from read_parquet('{delta.source_file}')")
+        con.execute(f"create or replace table {PREPARED_TABLE} as select * from read_parquet('{delta.prepared_file}')")
+        delta.discard()
+        con.execute(f"create or replace table {STATE_TABLE} (fingerprint varchar)")
+        con.execute(f"insert into {STATE_TABLE} values (?)", [delta.fingerprint])
+        return
     with rec.frame_view(con, "_prep", delta.prepared):
-        if delta.full:
-            con.execute(f"create or replace table {SOURCE_TABLE} as select * from read_parquet('{delta.source_file}')")
-            delta.discard()
-            con.execute(f"create or replace table {PREPARED_TABLE} as select * from _prep")
-            con.execute(f"create or replace table {STATE_TABLE} (fingerprint varchar)")
-            con.execute(f"insert into {STATE_TABLE} values (?)", [delta.fingerprint])
-            return
         con.register("_src", delta.source.to_arrow())
         con.register("_removed", delta.removed.to_arrow())
         try:
