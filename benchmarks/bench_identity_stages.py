@@ -5,11 +5,11 @@
         .venv/bin/python benchmarks/bench_identity_stages.py /tmp/bench-14/large/data/warehouse/crm.duckdb
 
 Runs ``run_identity_resolution`` in this process, as the build's identity step does in its child
-process (crm/identity/isolated.py), on the given warehouse (it writes the identity tables: run it
-on a benchmark's warehouse or a copy). With no new source records this is a nightly run with
-nothing to do, which shows what a nightly pays whatever changed. ``--reresolve`` normalises and
-scores every record again (the model kept); ``--retrain`` also trains the model again, as a first
-build does (it replaces the model in the data folder).
+process (crm/identity/isolated.py, whose allocator settings this process takes), on the given
+warehouse (it writes the identity tables: run it on a benchmark's warehouse or a copy). With no new
+source records this is a nightly run with nothing to do, which shows what a nightly pays whatever
+changed. ``--reresolve`` normalises and scores every record again (the model kept); ``--retrain``
+also trains the model again, as a first build does (it replaces the model in the data folder).
 
 The stages run one after the other, so the RSS of this process, sampled every 0.25 s from /proc,
 is attributed to the stage whose time window holds the sample.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402 (after the path: run as a script)
 
-from crm.identity.isolated import identity_memory_limit  # noqa: E402
+from crm.identity.isolated import POLARS_ALLOCATOR_CONF, child_environment, identity_memory_limit  # noqa: E402
 from crm.identity.resolution import run_identity_resolution, settings_for  # noqa: E402
 from crm.settings import load_settings  # noqa: E402
 
@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--reresolve", action="store_true")
     parser.add_argument("--retrain", action="store_true", help="Train the model again (as a first build does).")
     args = parser.parse_args()
+    if POLARS_ALLOCATOR_CONF[0] not in os.environ:
+        # polars reads its allocator's settings when it loads: start again as the identity process starts
+        os.execve(sys.executable, [sys.executable, *sys.argv], child_environment())
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
 

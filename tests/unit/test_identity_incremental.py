@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from crm.identity.isolated import resolve_warehouse_in_child
+from crm.identity.isolated import POLARS_ALLOCATOR_CONF, child_environment, resolve_warehouse_in_child
 from crm.identity.matching import load_model, score_pairs
 from crm.identity.records import number_records
 from crm.identity.resolution import (
@@ -318,3 +318,14 @@ def test_the_build_resolves_in_a_process_of_its_own_whatever_runs_as_main(compan
     # the child's errors are raised in the parent
     with pytest.raises(duckdb.CatalogException, match="stg_sales__contacts"):
         resolve_warehouse_in_child(tmp_path / "empty.duckdb", settings)
+
+
+def test_the_identity_process_returns_freed_memory_at_once_unless_told_otherwise(monkeypatch):
+    name, value = POLARS_ALLOCATOR_CONF
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_SOMETHING", "kept")
+    env = child_environment()
+    assert env[name] == value and env["CRM_SOMETHING"] == "kept"
+    # an operator's own allocator settings win
+    monkeypatch.setenv(name, "narenas:2")
+    assert child_environment()[name] == "narenas:2"
