@@ -658,9 +658,7 @@ def run_identity_resolution(
             "record_id", *(c for c in RECORD_SET_ASIDE if c in matching.records.columns)
         ).write_parquet(set_aside)
         matching.records = matching.records.select(
-            c
-            for c in matching.records.columns
-            if c == "record_id" or (c in RECORD_SHOWN and c not in RECORD_SET_ASIDE) or c.startswith("id_")
+            c for c in matching.records.columns if c == "record_id" or c in RECORD_KEPT or c.startswith("id_")
         )
         timings["guard_profiles"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -798,23 +796,11 @@ RECORD_SHOWN = (
     "record_updated_at",
     "match_rule",
 )
-# Of those, what the run never reads: set aside in a file once the profiles hold the match keys, and
-# joined back at the write (held to the end, they took ~0.6 GB at a million customers).
-RECORD_SET_ASIDE = (
-    "first_name",
-    "last_name",
-    "birth_date",
-    "address_line1",
-    "address_line2",
-    "city",
-    "postcode",
-    "region",
-    "country",
-    "external_ids",
-    "record_created_at",
-    "record_updated_at",
-)
-RECORD_KEPT = tuple(c for c in RECORD_SHOWN if c not in RECORD_SET_ASIDE)
+# Of those, what the run itself reads (keys, the evidence's email and phone, the rule it sets). The
+# others are set aside in a file once the profiles hold the match keys, and joined back at the write
+# (held to the end, they took ~0.6 GB at a million customers).
+RECORD_KEPT = ("record_key", "source", "source_system", "source_key", "email", "phone_e164", "match_rule")
+RECORD_SET_ASIDE = tuple(c for c in RECORD_SHOWN if c not in RECORD_KEPT)
 
 
 def _output_tables(out, resolution: Resolution, matching: Matching, ids, run_id: str, now: datetime) -> dict:
