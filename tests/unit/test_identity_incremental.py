@@ -320,7 +320,7 @@ def test_the_build_resolves_in_a_process_of_its_own_whatever_runs_as_main(compan
         resolve_warehouse_in_child(tmp_path / "empty.duckdb", settings)
 
 
-def test_the_identity_process_returns_freed_memory_at_once_unless_told_otherwise(monkeypatch):
+def test_the_identity_process_is_set_to_return_freed_memory_at_once_unless_the_operator_chose(monkeypatch):
     name, value = POLARS_ALLOCATOR_CONF
     monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CRM_SOMETHING", "kept")
